@@ -1,0 +1,3 @@
+"""harmonize: compare dosimetry workflows on the same patients."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Reference data shipped with harmonize (each folder has a README with its provenance)."""
