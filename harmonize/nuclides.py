@@ -71,6 +71,8 @@ class Nuclide:
         Mean energy of alpha particles and recoil nuclei per decay, MeV.
     photon_energy_mev : float
         Mean energy of gamma, X-ray and annihilation photons per decay, MeV.
+    gamma_energy_mev : float
+        Mean energy of gamma rays alone per decay, MeV.
     photon_energies_mev, photon_yields : numpy.ndarray
         Discrete photon lines (MeV) and their yields per decay.
     """
@@ -80,6 +82,7 @@ class Nuclide:
     electron_energy_mev: float
     alpha_energy_mev: float
     photon_energy_mev: float
+    gamma_energy_mev: float
     photon_energies_mev: np.ndarray
     photon_yields: np.ndarray
 
@@ -147,6 +150,7 @@ def _load(canonical: str) -> Nuclide:
         electron_energy_mev=mean_energy(_ELECTRON_KINDS),
         alpha_energy_mev=mean_energy(_HEAVY_KINDS),
         photon_energy_mev=mean_energy(_PHOTON_KINDS),
+        gamma_energy_mev=mean_energy(("gamma",)),
         photon_energies_mev=energies,
         photon_yields=yields,
     )
