@@ -1,0 +1,494 @@
+"""Dose indices: per-VOI statistics of a dose map, DVHs and patient-level lesion aggregates.
+
+VOI level
+---------
+:func:`voi_dose_indices` reduces a voxel dose map to one row per VOI: mean (voxel mean, or
+mass-weighted when voxel masses are given), minimum, median, maximum and the DVH indices
+D2, D50 and D98, with one sort of the VOI voxels by (label, dose) and no Python loop over
+voxels or VOIs.
+
+**Dx convention.** ``D_x`` is the minimum dose received by the hottest ``x`` % of the VOI
+volume, read from the *step* cumulative DVH of the voxels (every voxel has the same volume;
+no interpolation between voxels). With the ``n`` voxel doses sorted in decreasing order
+``d_(1) >= d_(2) >= ... >= d_(n)`` and ``k = ceil(x * n / 100)``, ``D_x = d_(k)``. Equivalently
+``D_x`` is the largest dose ``D`` such that at least ``x`` % of the voxels receive ``>= D``.
+D2 is therefore the maximum for VOIs under 50 voxels, D98 the minimum for VOIs under 50
+voxels, and D50 is the *upper* middle voxel (the median averages the two middle voxels
+when ``n`` is even). Dx is volume-based even when voxel masses are given.
+
+Patient level
+-------------
+:func:`patient_index` turns ``voi_dose`` rows into the ``patient_index`` table of the
+results schema: per patient x cycle x workflow, the minimum / median / arithmetic mean /
+maximum over lesions of the lesion mean dose and the mass-weighted global mean dose
+``GMD = sum(D_i m_i) / sum(m_i)`` over lesions (Maccauro 2024, "GTD"), plus cumulative
+forms over cycles 1..c under a declared rule (``"sum"`` or ``"milan_interpolated"``).
+
+Examples
+--------
+>>> import numpy as np
+>>> dose = np.array([[1.0, 2.0, 3.0], [10.0, 20.0, 40.0]])
+>>> labels = np.array([[1, 1, 1], [2, 2, 2]])
+>>> table = voi_dose_indices(dose, labels)
+>>> table.index.tolist(), table["dose_mean_gy"].round(4).tolist()
+([1, 2], [2.0, 23.3333])
+>>> table.loc[2, ["dose_min_gy", "dose_median_gy", "dose_max_gy", "dose_d98_gy"]].tolist()
+[10.0, 20.0, 40.0, 10.0]
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+__all__ = [
+    "CUMULATIVE_RULES",
+    "DVH",
+    "DX_PERCENTS",
+    "MILAN_N_CYCLES",
+    "dvh",
+    "patient_index",
+    "voi_dose_indices",
+]
+
+#: Volume percentages of the Dx indices reported by :func:`voi_dose_indices`.
+DX_PERCENTS: tuple[int, ...] = (2, 50, 98)
+
+#: Number of planned cycles in the LUTADOSE cumulative rule GTD_TOT = 4 x (GTD1 + GTD4) / 2
+#: (Maccauro 2024, Eur J Nucl Med Mol Imaging 52:291-304; the formula is [inferred] in
+#: METHODS.md from "cycles 2-3 interpolated").
+MILAN_N_CYCLES = 4
+
+#: Rules accepted by :func:`patient_index` for cumulative indices.
+CUMULATIVE_RULES: tuple[str, ...] = ("sum", "milan_interpolated")
+
+_KEYS = ["patient_id", "cycle", "workflow"]
+_PAIR = ["patient_id", "workflow"]
+_REQUIRED_VOI_DOSE = (
+    "patient_id",
+    "cycle",
+    "center",
+    "workflow",
+    "workflow_version",
+    "voi_id",
+    "voi_kind",
+    "dose_mean_gy",
+    "mass_g",
+)
+_LESION_STATS = ("min", "median", "mean", "max")
+
+
+class DVH(NamedTuple):
+    """A cumulative dose-volume histogram.
+
+    Attributes
+    ----------
+    dose_gy : numpy.ndarray
+        Dose levels (Gy), strictly increasing.
+    volume_fraction : numpy.ndarray
+        Fraction of the VOI volume receiving a dose ``>=`` each level, non-increasing,
+        in [0, 1].
+    """
+
+    dose_gy: np.ndarray
+    volume_fraction: np.ndarray
+
+
+def _dose_array(dose_gy: npt.ArrayLike, name: str = "dose_gy") -> np.ndarray:
+    dose = np.asarray(dose_gy)
+    if dose.dtype.kind not in "fiu" or dose.dtype == np.bool_:
+        raise ValueError(f"{name} must be a numeric array, got dtype {dose.dtype}")
+    return dose.astype(np.float64, copy=False)
+
+
+def _check_finite(values: np.ndarray, name: str, where: str) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ValueError(f"{name} has {int(bad.sum())} non-finite value(s) (NaN or inf) {where}")
+
+
+def voi_dose_indices(
+    dose_gy: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    voi_ids: npt.ArrayLike | None = None,
+    voxel_mass_g: float | npt.ArrayLike | None = None,
+) -> pd.DataFrame:
+    """Compute dose statistics of every VOI of a label map, vectorised over VOIs.
+
+    Parameters
+    ----------
+    dose_gy : array_like of float
+        Absorbed dose per voxel (Gy), any shape.
+    labels : array_like of int
+        Integer VOI label per voxel, same shape as ``dose_gy``; 0 means "no VOI".
+    voi_ids : array_like of int, optional
+        VOIs to report, in output order. Default: every non-zero label present, ascending.
+    voxel_mass_g : float or array_like of float, optional
+        Mass of each voxel (g), a positive scalar or an array of the shape of ``dose_gy``.
+        When given, ``dose_mean_gy`` is the mass-weighted mean ``sum(D m) / sum(m)``
+        (energy over mass); otherwise it is the voxel mean.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``voi_id`` (int64), columns ``dose_mean_gy``, ``dose_min_gy``,
+        ``dose_median_gy``, ``dose_max_gy``, ``dose_d2_gy``, ``dose_d50_gy``, ``dose_d98_gy``
+        (float64, Gy) and ``n_voxels`` (int64). Dx follows the step-DVH convention of the
+        module docstring (no interpolation).
+
+    Raises
+    ------
+    ValueError
+        If shapes differ, ``labels`` is not an integer array, ``voi_ids`` are not unique
+        integers, a requested VOI has no voxel, a dose in a reported VOI is NaN or
+        infinite, or a voxel mass is not finite and positive.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dose = np.arange(1.0, 101.0)  # one VOI of 100 voxels with doses 1..100 Gy
+    >>> row = voi_dose_indices(dose, np.ones(100, dtype=int)).loc[1]
+    >>> row[["dose_d2_gy", "dose_d50_gy", "dose_d98_gy", "dose_median_gy"]].tolist()
+    [99.0, 51.0, 3.0, 50.5]
+    """
+    dose = _dose_array(dose_gy)
+    lab = np.asarray(labels)
+    if lab.dtype.kind not in "iu":
+        raise ValueError(f"labels must be an integer array, got dtype {lab.dtype}")
+    if dose.shape != lab.shape:
+        raise ValueError(f"dose_gy shape {dose.shape} differs from labels shape {lab.shape}")
+    flat_lab = lab.ravel()
+    if voi_ids is None:
+        ids = np.unique(flat_lab)
+        ids = ids[ids != 0]
+        if ids.size == 0:
+            raise ValueError("labels has no non-zero label: no VOI to report")
+    else:
+        ids = np.atleast_1d(np.asarray(voi_ids))
+        if ids.ndim != 1 or ids.size == 0 or ids.dtype.kind not in "iu":
+            raise ValueError(f"voi_ids must be a non-empty 1-D integer sequence, got {voi_ids!r}")
+        if np.unique(ids).size != ids.size:
+            raise ValueError(f"voi_ids must be unique, got {ids.tolist()}")
+    selected = np.isin(flat_lab, ids)
+    lab_sel = flat_lab[selected]
+    dose_sel = dose.ravel()[selected]
+    _check_finite(dose_sel, "dose_gy", "inside the reported VOIs")
+    mass_sel = None
+    if voxel_mass_g is not None:
+        mass = np.asarray(voxel_mass_g, dtype=np.float64)
+        if mass.ndim == 0:
+            if not (np.isfinite(mass) and mass > 0):
+                raise ValueError(f"voxel_mass_g must be finite and > 0, got {float(mass)}")
+        else:
+            if mass.shape != dose.shape:
+                raise ValueError(
+                    f"voxel_mass_g shape {mass.shape} differs from dose_gy shape {dose.shape}"
+                )
+            mass_sel = mass.ravel()[selected]
+            bad = ~(np.isfinite(mass_sel) & (mass_sel > 0))
+            if bad.any():
+                raise ValueError(
+                    f"voxel_mass_g has {int(bad.sum())} voxel(s) in the reported VOIs that "
+                    "are not finite and > 0"
+                )
+    order = np.lexsort((dose_sel, lab_sel))
+    sorted_lab = lab_sel[order]
+    sorted_dose = dose_sel[order]
+    present, first, counts = np.unique(sorted_lab, return_index=True, return_counts=True)
+    absent = np.setdiff1d(ids, present)
+    if absent.size:
+        raise ValueError(f"voi_ids {absent.tolist()} have no voxel in labels")
+    if mass_sel is None:
+        means = np.add.reduceat(sorted_dose, first) / counts
+    else:
+        sorted_mass = mass_sel[order]
+        means = np.add.reduceat(sorted_dose * sorted_mass, first) / np.add.reduceat(
+            sorted_mass, first
+        )
+    pos = np.searchsorted(present, ids)
+    start, n = first[pos], counts[pos].astype(np.int64)
+    last = start + n - 1
+    columns = {
+        "dose_mean_gy": means[pos],
+        "dose_min_gy": sorted_dose[start],
+        "dose_median_gy": 0.5 * (sorted_dose[start + (n - 1) // 2] + sorted_dose[start + n // 2]),
+        "dose_max_gy": sorted_dose[last],
+    }
+    for percent in DX_PERCENTS:
+        k = (percent * n + 99) // 100  # ceil(percent * n / 100) in exact integer arithmetic
+        columns[f"dose_d{percent}_gy"] = sorted_dose[start + n - k]
+    columns["n_voxels"] = n
+    return pd.DataFrame(columns, index=pd.Index(ids.astype(np.int64), name="voi_id"))
+
+
+def dvh(dose_gy: npt.ArrayLike, mask: npt.ArrayLike, bins: int | npt.ArrayLike = 256) -> DVH:
+    """Cumulative dose-volume histogram of the voxels selected by a mask.
+
+    Parameters
+    ----------
+    dose_gy : array_like of float
+        Absorbed dose per voxel (Gy).
+    mask : array_like of bool
+        Voxels of the VOI, same shape as ``dose_gy``; at least one voxel.
+    bins : int or array_like of float, default 256
+        Number of dose levels (>= 2), spread evenly from ``min(0, lowest dose)`` to the
+        highest dose; or the dose levels themselves (1-D, finite, strictly increasing).
+
+    Returns
+    -------
+    DVH
+        ``volume_fraction[i]`` is the exact fraction of voxels with dose ``>= dose_gy[i]``
+        (each voxel the same volume), so the first value is 1 with default levels and the
+        curve is non-increasing; it is 0 beyond the highest dose.
+
+    Raises
+    ------
+    ValueError
+        If shapes differ, the mask is not boolean or empty, a dose in the mask is not
+        finite, or ``bins`` is invalid.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> curve = dvh(np.array([1.0, 2.0, 3.0, 4.0]), np.ones(4, bool), bins=[0, 2, 4, 5])
+    >>> curve.volume_fraction.tolist()
+    [1.0, 0.75, 0.25, 0.0]
+    """
+    dose = _dose_array(dose_gy)
+    sel = np.asarray(mask)
+    if sel.dtype != np.bool_:
+        raise ValueError(f"mask must be a boolean array, got dtype {sel.dtype}")
+    if sel.shape != dose.shape:
+        raise ValueError(f"mask shape {sel.shape} differs from dose_gy shape {dose.shape}")
+    values = np.sort(dose[sel])
+    if values.size == 0:
+        raise ValueError("mask selects no voxel")
+    _check_finite(values, "dose_gy", "inside the mask")
+    if np.ndim(bins) == 0:
+        n_levels = int(bins)  # type: ignore[arg-type]
+        if n_levels != bins or n_levels < 2:
+            raise ValueError(f"bins must be an integer >= 2 or an array of levels, got {bins!r}")
+        levels = np.linspace(min(0.0, values[0]), values[-1], n_levels)
+    else:
+        levels = np.asarray(bins, dtype=np.float64)
+        if levels.ndim != 1 or levels.size < 1 or not np.all(np.isfinite(levels)):
+            raise ValueError("bins must be a 1-D array of finite dose levels")
+        if np.any(np.diff(levels) <= 0):
+            raise ValueError("bins must be strictly increasing")
+    above = values.size - np.searchsorted(values, levels, side="left")
+    return DVH(levels, above / values.size)
+
+
+def _check_voi_dose(voi_dose: pd.DataFrame) -> pd.DataFrame:
+    if not isinstance(voi_dose, pd.DataFrame):
+        raise ValueError(f"voi_dose must be a pandas DataFrame, got {type(voi_dose).__name__}")
+    missing = [c for c in _REQUIRED_VOI_DOSE if c not in voi_dose.columns]
+    if missing:
+        raise ValueError(f"voi_dose lacks column(s) {missing}")
+    df = voi_dose[list(_REQUIRED_VOI_DOSE)].reset_index(drop=True)
+    for col in ("patient_id", "cycle", "workflow", "voi_id", "voi_kind"):
+        if df[col].isna().any():
+            raise ValueError(f"voi_dose column {col!r} has missing values")
+    for col in ("cycle", "voi_id"):
+        if not pd.api.types.is_integer_dtype(df[col]):
+            raise ValueError(f"voi_dose column {col!r} must be integer, got {df[col].dtype}")
+    df["cycle"] = df["cycle"].astype(np.int64)
+    if (df["cycle"] < 1).any():
+        raise ValueError("voi_dose column 'cycle' must be >= 1")
+    kinds = {"lesion", "organ", "body", "background"}
+    bad_kind = ~df["voi_kind"].isin(kinds)
+    if bad_kind.any():
+        raise ValueError(
+            f"voi_dose column 'voi_kind' has values {sorted(set(df['voi_kind'][bad_kind]))} "
+            f"outside {sorted(kinds)}"
+        )
+    dup = df.duplicated([*_KEYS, "voi_id"])
+    if dup.any():
+        raise ValueError(
+            f"voi_dose has {int(dup.sum())} duplicated (patient_id, cycle, workflow, voi_id) rows"
+        )
+    varying = df.groupby(_KEYS, sort=False)[["center", "workflow_version"]].nunique(dropna=False)
+    for col in ("center", "workflow_version"):
+        if (varying[col] > 1).any():
+            raise ValueError(f"voi_dose column {col!r} varies within a patient x cycle x workflow")
+    lesion = df["voi_kind"] == "lesion"
+    for col in ("dose_mean_gy", "mass_g"):
+        values = pd.to_numeric(df.loc[lesion, col], errors="coerce").to_numpy(np.float64)
+        ok = np.isfinite(values) & ((values > 0) if col == "mass_g" else True)
+        if not ok.all():
+            need = "finite and > 0" if col == "mass_g" else "finite"
+            raise ValueError(
+                f"voi_dose column {col!r} must be {need} for lesions; "
+                f"{int((~ok).sum())} lesion row(s) are not"
+            )
+    return df
+
+
+def _lesion_stats(frame: pd.DataFrame, by: list[str], value: str, prefix: str) -> pd.DataFrame:
+    stats = frame.groupby(by, sort=True)[value].agg(list(_LESION_STATS))
+    return stats.rename(columns={s: f"{prefix}_{s}_gy" for s in _LESION_STATS})
+
+
+def patient_index(
+    voi_dose: pd.DataFrame,
+    cumulative_rule: str = "sum",
+    n_cycles: int = MILAN_N_CYCLES,
+) -> pd.DataFrame:
+    """Patient-level lesion dose indices per patient x cycle x workflow, with cumulatives.
+
+    Parameters
+    ----------
+    voi_dose : pandas.DataFrame
+        Rows of the ``voi_dose`` table (at least ``patient_id``, ``cycle``, ``center``,
+        ``workflow``, ``workflow_version``, ``voi_id``, ``voi_kind``, ``dose_mean_gy``,
+        ``mass_g``). Only lesions (``voi_kind == "lesion"``) enter the dose indices; every
+        patient x cycle x workflow present gets a row, with ``n_lesions`` 0 and null lesion
+        doses when it has no lesion.
+    cumulative_rule : {"sum", "milan_interpolated"}, default "sum"
+        How the cumulative columns of the row of cycle ``c`` are formed from the cycles
+        ``1..c`` measured for that patient x workflow, lesions matched across cycles by
+        ``voi_id``:
+
+        * ``"sum"``: each lesion's dose is summed over the measured cycles ``<= c`` in which
+          it appears; the cumulative global mean dose is the sum of the per-cycle global
+          mean doses; ``cum_n_cycles`` is the number of measured cycles ``<= c``. Unmeasured
+          cycles contribute nothing (no interpolation).
+        * ``"milan_interpolated"``: Maccauro 2024 (LUTADOSE) measure cycles 1 and 4 and
+          interpolate cycles 2-3, GTD_TOT = 4 x (GTD1 + GTD4) / 2 [inferred, METHODS.md].
+          Generalised here to ``c x mean over the measured cycles <= c`` (for each lesion,
+          and for the global mean dose), which at ``c = n_cycles`` with cycles 1 and
+          ``n_cycles`` measured is exactly ``n_cycles x (GTD1 + GTD_n) / 2`` and at ``c = 1``
+          is the cycle-1 value. It is defined only when cycle 1 is measured (cycle ``c`` is,
+          since the row exists); otherwise the cumulative columns are null,
+          ``cum_n_cycles`` is 0 and ``cum_rule`` says why. A lesion enters the cumulative
+          lesion statistics only if it is measured in both cycle 1 and cycle ``c``.
+          ``cum_n_cycles`` is ``c`` (measured plus interpolated cycles).
+    n_cycles : int, default 4
+        Planned number of cycles (used by ``"milan_interpolated"``: cycles above it are
+        refused).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of the ``patient_index`` table of the results schema, in schema order,
+        sorted by (patient_id, cycle, workflow), with a RangeIndex. The lesion statistics
+        are taken over each lesion's ``dose_mean_gy``; ``global_mean_dose_gy`` is
+        ``sum(D_i m_i) / sum(m_i)`` with ``m_i`` the lesion ``mass_g`` (Maccauro 2024).
+
+    Raises
+    ------
+    ValueError
+        If a required column is missing, keys are missing or duplicated, ``center`` or
+        ``workflow_version`` vary within a group, a lesion dose is not finite or a lesion
+        mass not positive, the rule is unknown, or (Milan rule) a cycle exceeds
+        ``n_cycles``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> rows = pd.DataFrame({
+    ...     "patient_id": "P1", "cycle": [1, 1, 4, 4], "center": "C", "workflow": "milan",
+    ...     "workflow_version": "1", "voi_id": [5, 6, 5, 6], "voi_kind": "lesion",
+    ...     "dose_mean_gy": [10.0, 30.0, 6.0, 14.0], "mass_g": [3.0, 1.0, 3.0, 1.0]})
+    >>> out = patient_index(rows, cumulative_rule="milan_interpolated")
+    >>> out[["cycle", "global_mean_dose_gy", "cum_global_mean_dose_gy"]]
+       cycle  global_mean_dose_gy  cum_global_mean_dose_gy
+    0      1                 15.0                     15.0
+    1      4                  8.0                     46.0
+    """
+    if cumulative_rule not in CUMULATIVE_RULES:
+        raise ValueError(
+            f"cumulative_rule must be one of {list(CUMULATIVE_RULES)}, got {cumulative_rule!r}"
+        )
+    if isinstance(n_cycles, bool) or not isinstance(n_cycles, int | np.integer) or n_cycles < 1:
+        raise ValueError(f"n_cycles must be an integer >= 1, got {n_cycles!r}")
+    df = _check_voi_dose(voi_dose)
+    if cumulative_rule == "milan_interpolated" and (df["cycle"] > n_cycles).any():
+        raise ValueError(
+            f"cycle {int(df['cycle'].max())} exceeds n_cycles={n_cycles} of the "
+            "'milan_interpolated' rule"
+        )
+    base = df.groupby(_KEYS, sort=True)[["center", "workflow_version"]].first()
+
+    lesions = df[df["voi_kind"] == "lesion"].copy()
+    lesions["dose_mean_gy"] = lesions["dose_mean_gy"].astype(np.float64)
+    lesions["mass_g"] = lesions["mass_g"].astype(np.float64)
+    lesions["dose_x_mass"] = lesions["dose_mean_gy"] * lesions["mass_g"]
+    per_cycle = _lesion_stats(lesions, _KEYS, "dose_mean_gy", "lesion_dose")
+    sums = lesions.groupby(_KEYS, sort=True)[["dose_x_mass", "mass_g"]].sum()
+    per_cycle["global_mean_dose_gy"] = sums["dose_x_mass"] / sums["mass_g"]
+    per_cycle["n_lesions"] = lesions.groupby(_KEYS, sort=True).size()
+    out = base.join(per_cycle, how="left")
+    out["n_lesions"] = out["n_lesions"].fillna(0)
+
+    measured = out.reset_index()[_KEYS]
+    cum_parts = []
+    for c in np.unique(measured["cycle"]):  # a handful of cycles
+        pairs = measured.loc[measured["cycle"] == c, _PAIR]
+        upto = measured[measured["cycle"] <= c].merge(pairs, on=_PAIR)
+        les = lesions[lesions["cycle"] <= c].merge(pairs, on=_PAIR)
+        gmd = out["global_mean_dose_gy"].reset_index().merge(upto, on=_KEYS)
+        part = pairs.set_index(_PAIR)
+        n_measured = upto.groupby(_PAIR).size()
+        if cumulative_rule == "sum":
+            per_lesion = les.groupby([*_PAIR, "voi_id"])["dose_mean_gy"].sum().reset_index()
+            part = part.join(_lesion_stats(per_lesion, _PAIR, "dose_mean_gy", "cum_lesion_dose"))
+            part["cum_global_mean_dose_gy"] = gmd.groupby(_PAIR)["global_mean_dose_gy"].sum(
+                min_count=1
+            )
+            part["cum_n_cycles"] = n_measured
+            part["cum_rule"] = "sum"
+        else:
+            has_first = upto.assign(first=upto["cycle"] == 1).groupby(_PAIR)["first"].any()
+            lesion_cycles = les.groupby([*_PAIR, "voi_id"])["cycle"]
+            per_lesion = les.groupby([*_PAIR, "voi_id"])["dose_mean_gy"].mean().mul(c)
+            matched = (lesion_cycles.min() == 1) & (lesion_cycles.max() == c)
+            per_lesion = per_lesion[matched].reset_index()
+            part = part.join(_lesion_stats(per_lesion, _PAIR, "dose_mean_gy", "cum_lesion_dose"))
+            ends = gmd[gmd["cycle"].isin([1, c])].groupby(_PAIR)["global_mean_dose_gy"]
+            gmd_ok = ends.count() == (2 if c > 1 else 1)
+            part["cum_global_mean_dose_gy"] = (
+                gmd.groupby(_PAIR)["global_mean_dose_gy"].mean().mul(c).where(gmd_ok)
+            )
+            defined = has_first.reindex(part.index, fill_value=False)
+            cum_cols = [col for col in part.columns if col.startswith("cum_")]
+            part.loc[~defined, cum_cols] = np.nan
+            part["cum_n_cycles"] = np.where(defined, c, 0)
+            no_lesion = part["cum_lesion_dose_mean_gy"].isna() & defined
+            part["cum_rule"] = np.where(
+                defined,
+                np.where(
+                    no_lesion,
+                    "milan_interpolated: lesion cumulative undefined, no lesion measured "
+                    f"in both cycle 1 and cycle {c}",
+                    "milan_interpolated",
+                ),
+                "milan_interpolated: undefined, cycle 1 not measured",
+            )
+        part["cycle"] = c
+        cum_parts.append(part.reset_index())
+    cum = pd.concat(cum_parts, ignore_index=True).set_index(_KEYS)
+    out = out.join(cum, how="left").reset_index()
+    for col in ("cycle", "n_lesions", "cum_n_cycles"):
+        out[col] = out[col].astype(np.int32)
+    columns = [
+        "patient_id",
+        "cycle",
+        "center",
+        "workflow",
+        "workflow_version",
+        "n_lesions",
+        *(f"lesion_dose_{s}_gy" for s in _LESION_STATS),
+        "global_mean_dose_gy",
+        "cum_n_cycles",
+        *(f"cum_lesion_dose_{s}_gy" for s in _LESION_STATS),
+        "cum_global_mean_dose_gy",
+        "cum_rule",
+    ]
+    for col in columns:
+        if col.endswith("_gy"):
+            out[col] = out[col].astype(np.float64)
+    return out[columns].sort_values(_KEYS, kind="stable").reset_index(drop=True)
