@@ -1,0 +1,350 @@
+"""Tests of harmonize.indices: VOI dose indices, DVH, patient-level lesion aggregates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from harmonize.indices import DX_PERCENTS, dvh, patient_index, voi_dose_indices
+
+# --------------------------------------------------------------------------------------------
+# voi_dose_indices
+# --------------------------------------------------------------------------------------------
+
+
+def test_hand_computed_hundred_voxels():
+    # 100 voxels with doses 1..100 Gy. Step DVH: D_x is the k-th hottest voxel with
+    # k = ceil(x n / 100): D2 -> 2nd hottest = 99, D50 -> 50th hottest = 51,
+    # D98 -> 98th hottest = 3. Median averages voxels 50 and 51 -> 50.5; mean 50.5.
+    rng = np.random.default_rng(0)
+    dose = rng.permutation(np.arange(1.0, 101.0)).reshape(4, 5, 5)
+    row = voi_dose_indices(dose, np.full(dose.shape, 7)).loc[7]
+    assert row["dose_d2_gy"] == 99.0
+    assert row["dose_d50_gy"] == 51.0
+    assert row["dose_d98_gy"] == 3.0
+    assert row["dose_median_gy"] == 50.5
+    assert row["dose_mean_gy"] == 50.5  # sum 5050 / 100, exact in binary floating point
+    assert (row["dose_min_gy"], row["dose_max_gy"]) == (1.0, 100.0)
+    assert row["n_voxels"] == 100
+
+
+def test_hand_computed_small_voi_and_even_median():
+    # 10 voxels 0.5, 1.0, ..., 5.0 Gy: D2 (k = ceil(0.2) = 1) is the maximum, D98
+    # (k = ceil(9.8) = 10) the minimum, D50 (k = 5) the 5th hottest = 3.0; the median
+    # averages 2.5 and 3.0 -> 2.75 (D50 and median differ by the stated convention).
+    dose = np.arange(1, 11) * 0.5
+    out = voi_dose_indices(dose, np.ones(10, dtype=np.int16))
+    assert out.loc[1, "dose_d2_gy"] == 5.0
+    assert out.loc[1, "dose_d98_gy"] == 0.5
+    assert out.loc[1, "dose_d50_gy"] == 3.0
+    assert out.loc[1, "dose_median_gy"] == 2.75
+
+
+def test_several_vois_interleaved_and_order_of_voi_ids():
+    dose = np.array([[5.0, 1.0, 9.0], [2.0, 8.0, 3.0], [7.0, 4.0, 6.0]])
+    labels = np.array([[2, 1, 2], [1, 0, 1], [2, 0, 3]])
+    out = voi_dose_indices(dose, labels, voi_ids=[3, 1, 2])
+    assert out.index.tolist() == [3, 1, 2]
+    # VOI 1 = {1, 2, 3}: mean 2, median 2; VOI 2 = {5, 7, 9}; VOI 3 = {6}.
+    assert out.loc[
+        1, ["dose_mean_gy", "dose_median_gy", "dose_min_gy", "dose_max_gy"]
+    ].tolist() == [
+        2.0,
+        2.0,
+        1.0,
+        3.0,
+    ]
+    assert out.loc[2, ["dose_min_gy", "dose_median_gy", "dose_max_gy"]].tolist() == [5.0, 7.0, 9.0]
+    assert out.loc[3].drop("n_voxels").tolist() == [6.0] * 7
+    assert out["n_voxels"].tolist() == [1, 3, 3]
+    # label 0 is not a VOI by default
+    assert voi_dose_indices(dose, labels).index.tolist() == [1, 2, 3]
+
+
+def test_uniform_dose_gives_equal_indices():
+    dose = np.full((6, 7, 8), 3.7)
+    labels = np.zeros(dose.shape, dtype=np.int32)
+    labels[:3] = 1
+    labels[3:] = 2
+    out = voi_dose_indices(dose, labels, voxel_mass_g=np.full(dose.shape, 0.125))
+    order_stats = out.drop(columns=["n_voxels", "dose_mean_gy"]).to_numpy()
+    assert np.all(order_stats == 3.7)  # picked voxel values: exact
+    # the mean is a float64 sum of 168 equal terms divided back: a few ulps at most
+    np.testing.assert_allclose(out["dose_mean_gy"], 3.7, rtol=1e-13)
+
+
+def test_mass_weighted_mean():
+    dose = np.array([1.0, 3.0, 10.0])
+    labels = np.array([1, 1, 2])
+    mass = np.array([1.0, 3.0, 0.5])
+    out = voi_dose_indices(dose, labels, voxel_mass_g=mass)
+    # (1*1 + 3*3) / (1 + 3) = 2.5, whereas the voxel mean is 2.0
+    assert out.loc[1, "dose_mean_gy"] == 2.5
+    assert voi_dose_indices(dose, labels).loc[1, "dose_mean_gy"] == 2.0
+    # a scalar mass weights every voxel equally: the voxel mean
+    assert voi_dose_indices(dose, labels, voxel_mass_g=0.2).loc[1, "dose_mean_gy"] == 2.0
+
+
+def _reference_dx(values: np.ndarray, percent: int) -> float:
+    """Largest dose D with at least percent % of the voxels receiving >= D (brute force)."""
+    fraction_at_least = np.array([(values >= d).mean() for d in values])
+    return float(values[fraction_at_least >= percent / 100].max())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    dose=hnp.arrays(
+        np.float64,
+        st.integers(1, 60),
+        elements=st.floats(0, 1e3, allow_nan=False, allow_subnormal=False),
+    ),
+    data=st.data(),
+)
+def test_matches_brute_force_definition(dose, data):
+    labels = data.draw(hnp.arrays(np.int64, dose.shape, elements=st.integers(0, 3)))
+    if not (labels > 0).any():
+        labels[0] = 1
+    out = voi_dose_indices(dose, labels)
+    for voi, row in out.iterrows():
+        values = dose[labels == voi]
+        for percent in DX_PERCENTS:
+            assert row[f"dose_d{percent}_gy"] == _reference_dx(values, percent)
+        assert row["dose_median_gy"] == np.median(values)
+        assert row["dose_min_gy"] == values.min() and row["dose_max_gy"] == values.max()
+        # mean: different summation order than numpy's pairwise sum -> relative 1e-12
+        np.testing.assert_allclose(row["dose_mean_gy"], values.mean(), rtol=1e-12, atol=1e-12)
+        assert row["dose_min_gy"] <= row["dose_d98_gy"] <= row["dose_d50_gy"]
+        assert row["dose_d50_gy"] <= row["dose_d2_gy"] <= row["dose_max_gy"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"labels": np.ones((3, 3), dtype=int)}, "shape"),
+        ({"labels": np.ones(4, dtype=float)}, "integer"),
+        ({"dose_gy": np.array([1.0, np.nan, 2.0, 3.0])}, "non-finite"),
+        ({"dose_gy": np.array(["a", "b", "c", "d"])}, "numeric"),
+        ({"voi_ids": [1, 5]}, r"\[5\] have no voxel"),
+        ({"voi_ids": [1, 1]}, "unique"),
+        ({"voxel_mass_g": np.array([1.0, 0.0, 1.0, 1.0])}, "voxel_mass_g"),
+        ({"voxel_mass_g": -1.0}, "voxel_mass_g"),
+        ({"labels": np.zeros(4, dtype=int)}, "no non-zero label"),
+    ],
+)
+def test_bad_input(kwargs, message):
+    args = {"dose_gy": np.array([1.0, 2.0, 3.0, 4.0]), "labels": np.array([1, 1, 2, 2])}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        voi_dose_indices(**args)
+
+
+def test_nan_outside_reported_vois_is_ignored():
+    out = voi_dose_indices(np.array([np.nan, 2.0, 4.0]), np.array([0, 1, 1]))
+    assert out.loc[1, "dose_mean_gy"] == 3.0
+
+
+# --------------------------------------------------------------------------------------------
+# dvh
+# --------------------------------------------------------------------------------------------
+
+
+def test_dvh_endpoints_monotone_and_consistent_with_dx():
+    rng = np.random.default_rng(3)
+    dose = rng.gamma(2.0, 5.0, size=(20, 20, 20))
+    mask = np.zeros(dose.shape, bool)
+    mask[2:15, 3:18, 5:12] = True
+    curve = dvh(dose, mask, bins=300)
+    assert curve.dose_gy[0] == 0.0 and curve.volume_fraction[0] == 1.0
+    assert curve.dose_gy[-1] == dose[mask].max()
+    assert curve.volume_fraction[-1] == 1 / mask.sum()  # only the hottest voxel is >= max
+    assert np.all(np.diff(curve.volume_fraction) <= 0)
+    labels = mask.astype(np.int8)
+    row = voi_dose_indices(dose, labels).loc[1]
+    values = dose[mask]
+    for percent in DX_PERCENTS:
+        dx = row[f"dose_d{percent}_gy"]
+        at = dvh(dose, mask, bins=[dx, np.nextafter(dx, np.inf)]).volume_fraction
+        assert at[0] >= percent / 100 > at[1]  # D_x is where the step DVH crosses x %
+    beyond = dvh(dose, mask, bins=[values.max() + 1.0]).volume_fraction
+    assert beyond.tolist() == [0.0]
+
+
+def test_dvh_bad_input():
+    dose = np.array([1.0, 2.0])
+    with pytest.raises(ValueError, match="boolean"):
+        dvh(dose, np.array([1, 1]))
+    with pytest.raises(ValueError, match="no voxel"):
+        dvh(dose, np.zeros(2, bool))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        dvh(dose, np.ones(2, bool), bins=[2.0, 1.0])
+    with pytest.raises(ValueError, match="bins"):
+        dvh(dose, np.ones(2, bool), bins=1)
+    with pytest.raises(ValueError, match="shape"):
+        dvh(dose, np.ones(3, bool))
+
+
+# --------------------------------------------------------------------------------------------
+# patient_index
+# --------------------------------------------------------------------------------------------
+
+
+def _rows(patient, workflow, cycle, vois, center="C1"):
+    return pd.DataFrame(
+        [
+            {
+                "patient_id": patient,
+                "cycle": cycle,
+                "center": center,
+                "workflow": workflow,
+                "workflow_version": "1",
+                "voi_id": voi,
+                "voi_kind": kind,
+                "dose_mean_gy": d,
+                "mass_g": m,
+            }
+            for voi, kind, d, m in vois
+        ]
+    )
+
+
+@pytest.fixture
+def voi_dose():
+    # P1 / "w": cycles 1, 2 and 4 measured (3 missing); lesion 11 absent in cycle 2;
+    # an organ row that must not enter the lesion indices.
+    p1 = pd.concat(
+        [
+            _rows(
+                "P1",
+                "w",
+                1,
+                [(1, "organ", 5.0, 1000.0), (10, "lesion", 10.0, 2.0), (11, "lesion", 20.0, 1.0)],
+            ),
+            _rows("P1", "w", 2, [(1, "organ", 4.0, 1000.0), (10, "lesion", 8.0, 2.0)]),
+            _rows("P1", "w", 4, [(10, "lesion", 6.0, 2.0), (11, "lesion", 12.0, 1.0)]),
+        ]
+    )
+    p2 = _rows("P2", "w", 4, [(3, "lesion", 7.0, 1.0)])  # cycle 1 missing
+    p3 = _rows("P3", "w", 1, [(1, "organ", 3.0, 900.0)])  # no lesion
+    return pd.concat([p1, p2, p3], ignore_index=True)
+
+
+def test_per_cycle_indices(voi_dose):
+    out = patient_index(voi_dose).set_index(["patient_id", "cycle"])
+    # P1 cycle 1: lesions 10 Gy (2 g) and 20 Gy (1 g): GMD = (20 + 20) / 3 = 40/3
+    row = out.loc[("P1", 1)]
+    assert row["n_lesions"] == 2
+    assert row[
+        ["lesion_dose_min_gy", "lesion_dose_median_gy", "lesion_dose_mean_gy", "lesion_dose_max_gy"]
+    ].tolist() == [10.0, 15.0, 15.0, 20.0]
+    assert row["global_mean_dose_gy"] == pytest.approx(40 / 3, rel=1e-15)  # one rounding
+    # P1 cycle 4: (6*2 + 12*1) / 3 = 8
+    assert out.loc[("P1", 4), "global_mean_dose_gy"] == 8.0
+    # P3 has no lesion: n_lesions 0 and null lesion doses, the row still exists
+    assert out.loc[("P3", 1), "n_lesions"] == 0
+    assert np.isnan(out.loc[("P3", 1), "global_mean_dose_gy"])
+    assert out.loc[("P3", 1), "center"] == "C1"
+
+
+def test_cumulative_sum(voi_dose):
+    out = patient_index(voi_dose, cumulative_rule="sum").set_index(["patient_id", "cycle"])
+    cum = [
+        "cum_lesion_dose_min_gy",
+        "cum_lesion_dose_median_gy",
+        "cum_lesion_dose_mean_gy",
+        "cum_lesion_dose_max_gy",
+    ]
+    # cycle 2: lesion 10 = 10 + 8 = 18, lesion 11 = 20 (absent in cycle 2)
+    assert out.loc[("P1", 2), cum].tolist() == [18.0, 19.0, 19.0, 20.0]
+    # cycle 4: lesion 10 = 24, lesion 11 = 32
+    assert out.loc[("P1", 4), cum].tolist() == [24.0, 28.0, 28.0, 32.0]
+    assert out.loc[("P1", 4), "cum_n_cycles"] == 3  # cycles 1, 2, 4 measured
+    # GMDs 40/3, 8, 8 summed; float sums -> 1e-14 relative
+    assert out.loc[("P1", 4), "cum_global_mean_dose_gy"] == pytest.approx(88 / 3, rel=1e-14)
+    assert out.loc[("P2", 4), "cum_global_mean_dose_gy"] == 7.0
+    assert (out["cum_rule"] == "sum").all()
+
+
+def test_cumulative_milan_interpolated(voi_dose):
+    out = patient_index(voi_dose, cumulative_rule="milan_interpolated").set_index(
+        ["patient_id", "cycle"]
+    )
+    cum = [
+        "cum_lesion_dose_min_gy",
+        "cum_lesion_dose_median_gy",
+        "cum_lesion_dose_mean_gy",
+        "cum_lesion_dose_max_gy",
+    ]
+    # c = 1: the cycle-1 values themselves
+    assert out.loc[("P1", 1), cum].tolist() == [10.0, 15.0, 15.0, 20.0]
+    # c = 2: only lesion 10 is measured in cycles 1 and 2: 2 * (10 + 8) / 2 = 18
+    assert out.loc[("P1", 2), cum].tolist() == [18.0] * 4
+    # c = 4: lesion 10 = 4 * mean(10, 8, 6) = 32; lesion 11 = 4 * mean(20, 12) = 64
+    assert out.loc[("P1", 4), cum].tolist() == [32.0, 48.0, 48.0, 64.0]
+    assert out.loc[("P1", 4), "cum_n_cycles"] == 4
+    # GMD: 4 * mean(40/3, 8, 8) = 352/9; float arithmetic -> 1e-14 relative
+    assert out.loc[("P1", 4), "cum_global_mean_dose_gy"] == pytest.approx(352 / 9, rel=1e-14)
+    # P2 lacks cycle 1: undefined, said so
+    p2 = out.loc[("P2", 4)]
+    assert np.isnan(p2["cum_global_mean_dose_gy"]) and np.isnan(p2["cum_lesion_dose_mean_gy"])
+    assert p2["cum_n_cycles"] == 0
+    assert "undefined" in p2["cum_rule"] and "cycle 1" in p2["cum_rule"]
+
+
+def test_milan_formula_two_measured_cycles():
+    # LUTADOSE: GTD_TOT = 4 x (GTD1 + GTD4) / 2 with cycles 2-3 interpolated.
+    rows = pd.concat(
+        [
+            _rows("P", "milan", 1, [(1, "lesion", 12.0, 4.0), (2, "lesion", 30.0, 2.0)]),
+            _rows("P", "milan", 4, [(1, "lesion", 9.0, 4.0), (2, "lesion", 15.0, 2.0)]),
+        ]
+    )
+    out = patient_index(rows, cumulative_rule="milan_interpolated", n_cycles=4)
+    gtd1 = (12 * 4 + 30 * 2) / 6  # 18
+    gtd4 = (9 * 4 + 15 * 2) / 6  # 11
+    assert out["global_mean_dose_gy"].tolist() == [gtd1, gtd4]
+    assert out["cum_global_mean_dose_gy"].iloc[1] == 4 * (gtd1 + gtd4) / 2
+    with pytest.raises(ValueError, match="n_cycles"):
+        patient_index(rows, cumulative_rule="milan_interpolated", n_cycles=3)
+
+
+def test_workflows_are_separate_and_output_is_schema_valid(voi_dose):
+    from harmonize.schema import to_arrow_table
+
+    other = voi_dose.assign(workflow="v", dose_mean_gy=voi_dose["dose_mean_gy"] * 2)
+    both = pd.concat([voi_dose, other], ignore_index=True)
+    out = patient_index(both)
+    assert len(out) == 2 * len(patient_index(voi_dose))
+    w = out[out.workflow == "w"].reset_index(drop=True)
+    v = out[out.workflow == "v"].reset_index(drop=True)
+    np.testing.assert_array_equal(v["global_mean_dose_gy"], 2 * w["global_mean_dose_gy"])
+    for rule in ("sum", "milan_interpolated"):
+        table = to_arrow_table(patient_index(both, cumulative_rule=rule), "patient_index")
+        assert table.num_rows == len(out)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda df: df.drop(columns="mass_g"), "lacks column"),
+        (lambda df: pd.concat([df, df.iloc[[1]]]), "duplicated"),
+        (lambda df: df.assign(dose_mean_gy=df["dose_mean_gy"].where(df.voi_id != 10)), "finite"),
+        (lambda df: df.assign(mass_g=df["mass_g"].where(df.voi_id != 11, 0.0)), "mass_g"),
+        (lambda df: df.assign(voi_kind=df["voi_kind"].replace("organ", "tumour")), "voi_kind"),
+        (lambda df: df.assign(cycle=df["cycle"] * 1.5), "integer"),
+        (lambda df: df.assign(center=np.where(df.voi_id == 11, "X", "C1")), "center"),
+    ],
+)
+def test_patient_index_bad_input(voi_dose, change, message):
+    with pytest.raises(ValueError, match=message):
+        patient_index(change(voi_dose))
+
+
+def test_patient_index_bad_rule(voi_dose):
+    with pytest.raises(ValueError, match="cumulative_rule"):
+        patient_index(voi_dose, cumulative_rule="mean")
+    with pytest.raises(ValueError, match="n_cycles"):
+        patient_index(voi_dose, n_cycles=0)
