@@ -34,3 +34,51 @@ def progress_iter(items: Sequence[T], description: str, *, enabled: bool = True)
         for item in items:
             yield item
             bar.advance(task)
+
+
+class DaskRichProgress:
+    """A rich progress bar fed by Dask's local-scheduler callbacks (one tick per task).
+
+    Used as a context manager around ``dask.compute`` with the synchronous or
+    multiprocessing scheduler; counts the tasks whose key starts with ``prefix``.
+    """
+
+    def __init__(self, description: str, total: int, prefix: str = "_run_one") -> None:
+        self.description = description
+        self.total = total
+        self.prefix = prefix
+
+    def __enter__(self) -> DaskRichProgress:
+        from dask.callbacks import Callback
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        self._task = self._bar.add_task(self.description, total=self.total)
+        prefix, bar, task = self.prefix, self._bar, self._task
+
+        def posttask(
+            key: object, result: object, dsk: object, state: object, worker_id: object
+        ) -> None:
+            name = key[0] if isinstance(key, tuple) else key
+            if str(name).startswith(prefix):
+                bar.advance(task)
+
+        self._callback = Callback(posttask=posttask)
+        self._bar.__enter__()
+        self._callback.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._callback.__exit__(*exc)
+        self._bar.__exit__(*exc)

@@ -1,0 +1,287 @@
+"""Run workflow adapters over a cohort with Dask and write the common Parquet dataset.
+
+A cohort is a list of independent studies, so the work is an embarrassingly parallel map
+of (study, adapter) pairs. Locally Dask's multiprocessing scheduler runs it on ``workers``
+processes (``workers=1`` runs in this process); with ``scheduler="tcp://host:8786"`` the
+tasks go to a ``dask.distributed`` cluster. Each task opens its study from disk, so only
+paths travel to the workers, and returns small tables; the files are written by the caller:
+
+* ``OUT/voi_dose/workflow=NAME/<patient>_c<cycle>.parquet``, likewise ``tac`` and ``run``;
+* ``OUT/patient_index/workflow=NAME/<patient>.parquet`` — computed from all cycles of the
+  patient in this run with the adapter's cumulative rule.
+
+File names are deterministic, so a re-run replaces its own files instead of adding rows,
+and runs of other workflows, patients or centres merge into the same dataset without
+coordination. A failing study is reported with its id and reason; the others complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harmonize import indices, schema
+from harmonize.cohort import Cohort, open_cohort
+from harmonize.registry import get_workflow, list_workflows
+from harmonize.workflow import WorkflowAdapter
+
+__all__ = ["RunFailure", "RunReport", "run_cohort", "truth_tables"]
+
+TRUTH_WORKFLOW = "truth"
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """One (study, workflow) that failed, with the reason."""
+
+    patient_id: str
+    cycle: int
+    workflow: str
+    reason: str
+
+
+@dataclass
+class RunReport:
+    """What a run did: files written, failures, and the tables in memory."""
+
+    out_dir: Path
+    files: list[Path] = field(default_factory=list)
+    failures: list[RunFailure] = field(default_factory=list)
+    n_runs: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when every (study, workflow) succeeded."""
+        return not self.failures
+
+
+def _adapters(
+    workflows: str | Sequence[str | WorkflowAdapter],
+    overrides: Mapping[str, Mapping[str, str]] | None,
+) -> list[WorkflowAdapter]:
+    if isinstance(workflows, str):
+        names: list[str | WorkflowAdapter] = (
+            list(list_workflows())
+            if workflows == "all"
+            else [w.strip() for w in workflows.split(",")]
+        )
+    else:
+        names = list(workflows)
+    out = []
+    overrides = overrides or {}
+    for item in names:
+        if isinstance(item, WorkflowAdapter):
+            out.append(item)
+            continue
+        if item == TRUTH_WORKFLOW:
+            continue
+        cls = get_workflow(item)
+        out.append(cls(**dict(overrides.get(item, {}))))
+    return out
+
+
+def _run_one(path: str, adapter: WorkflowAdapter) -> dict[str, Any]:
+    """Worker task: open one study, run one adapter; never raises."""
+    from harmonize.bundle import open_study
+
+    try:
+        study = open_study(path)
+        result = adapter.run(study)
+        return {
+            "ok": True,
+            "voi_dose": result.voi_dose,
+            "tac": result.tac,
+            "provenance": result.provenance,
+        }
+    except Exception as exc:  # reported per study; the other studies go on
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return {"ok": False, "reason": detail}
+
+
+def _compute(
+    tasks: list[tuple[str, WorkflowAdapter]], workers: int, scheduler: str | None, progress: bool
+) -> list[dict[str, Any]]:
+    import dask
+
+    delayed = [dask.delayed(_run_one, pure=False)(path, adapter) for path, adapter in tasks]
+    if scheduler:
+        from distributed import Client
+
+        with Client(scheduler) as client:
+            futures = client.compute(delayed)
+            if progress:
+                from distributed import progress as dprogress
+
+                dprogress(futures)
+            return list(client.gather(futures))
+    mode = "processes" if workers > 1 else "synchronous"
+    if progress:
+        from harmonize._progress import DaskRichProgress
+
+        with DaskRichProgress("run", len(delayed)):
+            return list(dask.compute(*delayed, scheduler=mode, num_workers=workers))
+    return list(dask.compute(*delayed, scheduler=mode, num_workers=workers))
+
+
+def _run_row(result: dict[str, Any]) -> pd.DataFrame:
+    prov = result["provenance"]
+    first = result["voi_dose"].iloc[0]
+    return pd.DataFrame(
+        {
+            "patient_id": [first["patient_id"]],
+            "cycle": [int(first["cycle"])],
+            "workflow": [prov["workflow"]["name"]],
+            "workflow_version": [prov["workflow"]["version"]],
+            "schema_version": [schema.SCHEMA_VERSION],
+            "parameters_json": [json.dumps(prov["workflow"]["parameters"], sort_keys=True)],
+            "overrides_json": [json.dumps(prov["workflow"]["overrides"], sort_keys=True)],
+            "input_sha256": [prov["input_sha256"]],
+            "software_json": [json.dumps(prov["software"], sort_keys=True)],
+        }
+    )
+
+
+def truth_tables(cohort: Cohort) -> pd.DataFrame:
+    """The phantom's ground truth as ``voi_dose`` rows of a workflow named ``truth``."""
+    if cohort.truth is None:
+        raise ValueError(f"cohort {cohort.root} has no truth table")
+    t = cohort.truth
+    n = len(t)
+    nan = float("nan")
+    return pd.DataFrame(
+        {
+            "patient_id": t["patient_id"].astype(str),
+            "cycle": t["cycle"].astype("int32"),
+            "center": "phantom",
+            "workflow": TRUTH_WORKFLOW,
+            "workflow_version": "1",
+            "voi_id": t["voi_id"].astype("int32"),
+            "voi_name": t["voi_name"].astype(str),
+            "voi_kind": t["voi_kind"].astype(str),
+            "parent_voi_id": pd.array(
+                t["parent_voi_id"].where(t["parent_voi_id"] > 0), dtype="Int32"
+            ),
+            "volume_ml": t["volume_ml"].astype(float),
+            "mass_g": t["mass_g"].astype(float),
+            "tia_mbq_h": t["tia_mbq_h"].astype(float),
+            "tia_coefficient_h": (t["tia_mbq_h"] / t["injected_activity_mbq"]).astype(float),
+            "tac_model": "truth:biexp_uptake",
+            "n_time_points": pd.array([0] * n, dtype="int32"),
+            "dose_mean_gy": t["dose_mean_gy"].astype(float),
+            **{
+                c: nan
+                for c in (
+                    "dose_min_gy",
+                    "dose_median_gy",
+                    "dose_max_gy",
+                    "dose_d2_gy",
+                    "dose_d50_gy",
+                    "dose_d98_gy",
+                    "fit_r2",
+                    "fit_aicc",
+                    "recovery_coefficient",
+                )
+            },
+            "flags": "",
+        }
+    )
+
+
+def run_cohort(
+    cohort: Cohort | str | os.PathLike[str],
+    workflows: str | Sequence[str | WorkflowAdapter],
+    out_dir: str | os.PathLike[str],
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    overrides: Mapping[str, Mapping[str, str]] | None = None,
+    include_truth: bool = True,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> RunReport:
+    """Run adapters over every study of a cohort and write the results dataset.
+
+    Parameters
+    ----------
+    cohort : Cohort or path
+        The studies.
+    workflows : "all", a comma-separated string, or a sequence of names/adapters
+        Which adapters to run ("all" = every installed one).
+    out_dir : path
+        Root of the results dataset.
+    workers : int
+        Local worker processes (1 = in this process).
+    scheduler : str, optional
+        Address of a ``dask.distributed`` scheduler; overrides ``workers``.
+    overrides : mapping workflow → {parameter: value}
+        Parameter overrides per workflow (recorded in provenance).
+    include_truth : bool
+        Also write the phantom's truth as workflow ``truth`` when the cohort has one.
+    overwrite : bool
+        Replace existing result files whose content differs.
+    progress : bool
+        Show progress.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be ≥ 1, got {workers}")
+    cohort = cohort if isinstance(cohort, Cohort) else open_cohort(cohort)
+    adapters = _adapters(workflows, overrides)
+    out = Path(out_dir)
+    report = RunReport(out_dir=out)
+    tasks = [(str(path), adapter) for path in cohort.paths.values() for adapter in adapters]
+    keys = [(key, adapter) for key in cohort.paths for adapter in adapters]
+    results = _compute(tasks, workers, scheduler, progress)
+    report.n_runs = len(results)
+
+    voi_by_workflow: dict[str, list[pd.DataFrame]] = {}
+    for ((patient_id, cycle), adapter), result in zip(keys, results, strict=True):
+        if not result["ok"]:
+            report.failures.append(RunFailure(patient_id, cycle, adapter.name, result["reason"]))
+            continue
+        tables = {"voi_dose": result["voi_dose"], "tac": result["tac"], "run": _run_row(result)}
+        meta = {
+            "workflow": result["provenance"]["workflow"],
+            "input_sha256": result["provenance"]["input_sha256"],
+            "software": result["provenance"]["software"],
+        }
+        report.files += schema.write_results(
+            tables, out, metadata=meta, basename=f"{patient_id}_c{cycle}", overwrite=overwrite
+        )
+        voi_by_workflow.setdefault(adapter.name, []).append(result["voi_dose"])
+
+    rules = {a.name: a.cumulative_rule for a in adapters}
+    if include_truth and cohort.truth is not None:
+        truth = truth_tables(cohort)
+        rules[TRUTH_WORKFLOW] = "sum"
+        for patient_id, rows in truth.groupby("patient_id", sort=True):
+            report.files += schema.write_results(
+                {"voi_dose": rows},
+                out,
+                metadata={
+                    "workflow": {"name": TRUTH_WORKFLOW, "definition": "phantom ground truth"}
+                },
+                basename=str(patient_id),
+                overwrite=overwrite,
+            )
+        voi_by_workflow[TRUTH_WORKFLOW] = [truth]
+
+    for name, frames in sorted(voi_by_workflow.items()):
+        table = pd.concat(frames, ignore_index=True)
+        index = indices.patient_index(table, cumulative_rule=rules[name])
+        for patient_id, rows in index.groupby("patient_id", sort=True):
+            report.files += schema.write_results(
+                {"patient_index": rows},
+                out,
+                metadata={"workflow": {"name": name, "cumulative_rule": rules[name]}},
+                basename=str(patient_id),
+                overwrite=overwrite,
+            )
+    report.files = sorted(set(report.files))
+    return report

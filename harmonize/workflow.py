@@ -1,0 +1,367 @@
+"""The workflow-adapter contract: a small base class, a frozen config, a result.
+
+A workflow adapter reproduces one centre's dosimetry method. It declares
+
+* class-level metadata — ``name``, ``center``, ``version``, ``description``, ``references``;
+* capability tags (:class:`WorkflowTags`) — voxel-level or not, whether it needs CT, how many
+  time points it needs, the tolerance it claims against noise-free phantom truth;
+* a frozen dataclass config (:class:`WorkflowConfig`) whose every field carries its source
+  (a publication key from METHODS.md) or the word "assumed"/"inferred";
+* one method, ``run(study) -> WorkflowResult``.
+
+Parameters can be overridden from Python (``Adapter(time_points_h=(24, 168))``) or from
+strings (``Adapter.from_overrides({"time_points_h": "24,168"})``, the CLI's ``--set``); the
+overrides are recorded in provenance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from harmonize.study import validate_study
+
+__all__ = [
+    "WorkflowAdapter",
+    "WorkflowConfig",
+    "WorkflowError",
+    "WorkflowResult",
+    "WorkflowTags",
+    "param",
+    "select_time_points",
+    "study_content_hash",
+]
+
+
+class WorkflowError(ValueError):
+    """A workflow cannot process a study (missing time points, bad parameter, ...)."""
+
+
+def param(default: Any, *, source: str, doc: str) -> Any:
+    """A config field with its source ("Hebert2024", "assumed", ...) and a description."""
+    if not source:
+        raise ValueError("every workflow parameter needs a source or 'assumed'")
+    return field(default=default, metadata={"source": source, "doc": doc})
+
+
+@dataclass(frozen=True)
+class WorkflowConfig:
+    """Base of adapter configs: frozen, serialisable, every field with a source."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Parameters as JSON-ready values (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def describe(cls) -> pd.DataFrame:
+        """One row per parameter: name, default, source, description."""
+        rows = [
+            {
+                "parameter": f.name,
+                "default": f.default,
+                "source": f.metadata.get("source", ""),
+                "description": f.metadata.get("doc", ""),
+            }
+            for f in dataclasses.fields(cls)
+        ]
+        return pd.DataFrame(rows)
+
+    def sources(self) -> dict[str, str]:
+        """Parameter name → source key."""
+        return {f.name: f.metadata.get("source", "") for f in dataclasses.fields(self)}
+
+    def replace(self, **changes: Any) -> WorkflowConfig:
+        """A copy with some parameters changed (validated by type)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise WorkflowError(
+                f"unknown parameter(s) {unknown} for {type(self).__name__}; known: {sorted(names)}"
+            )
+        hints = typing.get_type_hints(type(self))
+        coerced = {k: _coerce(k, v, hints[k]) for k, v in changes.items()}
+        return dataclasses.replace(self, **coerced)
+
+    def with_overrides(self, overrides: Mapping[str, str]) -> WorkflowConfig:
+        """A copy with parameters parsed from strings (the CLI's ``--set key=value``)."""
+        return self.replace(**dict(overrides))
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Coerce ``value`` (possibly a string from the CLI) to the field's annotated type."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    try:
+        if origin in (types.UnionType, typing.Union):
+            if value is None or (isinstance(value, str) and value.lower() in ("none", "")):
+                return None
+            inner = [a for a in args if a is not type(None)]
+            return _coerce(name, value, inner[0])
+        if origin is tuple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            item_type = args[0] if args else str
+            return tuple(
+                _coerce(name, v.strip() if isinstance(v, str) else v, item_type) for v in items
+            )
+        if hint is bool:
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return lowered in ("true", "1", "yes")
+            return bool(value)
+        if hint is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if hint is float:
+            out = float(value)
+            if not np.isfinite(out):
+                raise ValueError(value)
+            return out
+        if hint is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise WorkflowError(f"parameter {name!r}: cannot read {value!r} as {hint}") from None
+    return value
+
+
+@dataclass(frozen=True)
+class WorkflowTags:
+    """Capabilities an adapter declares (the conformance suite picks checks by them).
+
+    Attributes
+    ----------
+    voxel_level : bool
+        Kinetics are fitted per voxel (else per VOI).
+    needs_ct : bool
+        The study must have a CT (e.g. for CT-based mass).
+    min_time_points : int
+        Fewest time points the method needs.
+    voxel_dose_indices : bool
+        The method yields a voxel dose map, so min/median/max/D2/D98 are defined.
+    truth_tolerance : float
+        Largest relative error of lesion mean dose vs noise-free phantom truth that the
+        adapter claims, for lesions of at least ``truth_min_volume_ml``.
+    truth_min_volume_ml : float
+        Smallest lesion volume the tolerance applies to.
+    """
+
+    voxel_level: bool = False
+    needs_ct: bool = False
+    min_time_points: int = 2
+    voxel_dose_indices: bool = True
+    truth_tolerance: float = 0.25
+    truth_min_volume_ml: float = 20.0
+
+
+@dataclass
+class WorkflowResult:
+    """What one adapter run on one study returns.
+
+    Attributes
+    ----------
+    voi_dose : DataFrame
+        One row per VOI, columns of the ``voi_dose`` table of the results schema.
+    tac : DataFrame
+        One row per VOI and time point used (``tac`` table).
+    provenance : dict
+        Workflow name, version, parameters, overrides, sources, input hash, software.
+    dose_map_gy : ndarray (z, y, x) or None
+        The absorbed-dose map when the method makes one (for ``--save-maps``).
+    """
+
+    voi_dose: pd.DataFrame
+    tac: pd.DataFrame
+    provenance: dict[str, Any]
+    dose_map_gy: np.ndarray | None = None
+
+
+class WorkflowAdapter:
+    """Base class of workflow adapters (subclass it; register it as an entry point).
+
+    Subclasses set the class attributes and implement :meth:`_run`; :meth:`run` validates
+    the study, checks tags, calls ``_run`` and fills the common columns and provenance.
+
+    Parameters
+    ----------
+    config : WorkflowConfig, optional
+        Full parameter set; the default config of the adapter when omitted.
+    **overrides
+        Parameters to change (recorded as overrides in provenance).
+    """
+
+    #: Registered name (lower case, used on the CLI and in the results' ``workflow`` column).
+    name: ClassVar[str] = ""
+    #: The centre whose method this reproduces.
+    center: ClassVar[str] = ""
+    #: Version of the adapter's method (bump when results change).
+    version: ClassVar[str] = "0"
+    #: One-line description.
+    description: ClassVar[str] = ""
+    #: Publication keys (METHODS.md) the method follows.
+    references: ClassVar[tuple[str, ...]] = ()
+    #: Where to read about the method.
+    url: ClassVar[str] = ""
+    #: Capability tags.
+    tags: ClassVar[WorkflowTags] = WorkflowTags()
+    #: Rule for cumulative indices over cycles (see harmonize.indices.patient_index).
+    cumulative_rule: ClassVar[str] = "sum"
+    #: The config class.
+    Config: ClassVar[type[WorkflowConfig]] = WorkflowConfig
+
+    def __init__(self, config: WorkflowConfig | None = None, **overrides: Any) -> None:
+        base = config if config is not None else self.Config()
+        if not isinstance(base, self.Config):
+            raise WorkflowError(
+                f"{type(self).__name__} expects a {self.Config.__name__}, got {type(base).__name__}"
+            )
+        self.overrides: dict[str, Any] = {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()
+        }
+        self.config = base.replace(**overrides) if overrides else base
+
+    @classmethod
+    def from_overrides(cls, overrides: Mapping[str, str]) -> WorkflowAdapter:
+        """Build with string overrides (CLI ``--set key=value``)."""
+        return cls(**dict(overrides))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} v{self.version} {self.config}>"
+
+    # -- the contract ---------------------------------------------------------------
+    def run(self, study: xr.Dataset) -> WorkflowResult:
+        """Process one Study; return its tables and provenance."""
+        validate_study(study)
+        if self.tags.needs_ct and "ct" not in study.data_vars:
+            raise WorkflowError(
+                f"workflow {self.name!r} needs a CT (study {study.attrs['patient_id']} "
+                f"cycle {study.attrs['cycle']} has none)"
+            )
+        result = self._run(study)
+        result.voi_dose = self._common_columns(result.voi_dose, study)
+        result.tac = self._common_columns(
+            result.tac, study, keep=("patient_id", "cycle", "workflow")
+        )
+        result.provenance = {**self.provenance(study), **result.provenance}
+        return result
+
+    def _run(self, study: xr.Dataset) -> WorkflowResult:
+        raise NotImplementedError(f"{type(self).__name__} must implement _run(study)")
+
+    # -- helpers ----------------------------------------------------------------------
+    def _common_columns(
+        self,
+        df: pd.DataFrame,
+        study: xr.Dataset,
+        keep: Sequence[str] = ("patient_id", "cycle", "center", "workflow", "workflow_version"),
+    ) -> pd.DataFrame:
+        values = {
+            "patient_id": str(study.attrs["patient_id"]),
+            "cycle": int(study.attrs["cycle"]),
+            "center": str(study.attrs["center"]),
+            "workflow": self.name,
+            "workflow_version": self.version,
+        }
+        out = df.copy()
+        for column in reversed(keep):
+            if column in out.columns:
+                out = out.drop(columns=column)
+            out.insert(0, column, values[column])
+        return out.reset_index(drop=True)
+
+    def provenance(self, study: xr.Dataset) -> dict[str, Any]:
+        """The run's provenance: workflow, parameters and sources, input hash, software."""
+        return {
+            "workflow": {
+                "name": self.name,
+                "center": self.center,
+                "version": self.version,
+                "references": list(self.references),
+                "parameters": self.config.to_dict(),
+                "parameter_sources": self.config.sources(),
+                "overrides": self.overrides,
+                "cumulative_rule": self.cumulative_rule,
+            },
+            "input_sha256": study_content_hash(study),
+            "software": software_versions(),
+        }
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of harmonize and the libraries that shape its numbers."""
+    out = {}
+    for dist in (
+        "harmonize-dosimetry",
+        "numpy",
+        "scipy",
+        "pandas",
+        "xarray",
+        "pyarrow",
+        "statsmodels",
+        "radioactivedecay",
+        "icrp107-database",
+        "SimpleITK",
+    ):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def study_content_hash(study: xr.Dataset) -> str:
+    """SHA-256 of a Study's numbers (images, labels, times, grid, VOI table, dose-relevant attrs).
+
+    Identifying attributes (patient id, dates) are not hashed, so a de-identified copy of a
+    study hashes like the original.
+    """
+    digest = hashlib.sha256()
+    for name in ("activity", "labels", "ct"):
+        if name in study.data_vars:
+            values = np.ascontiguousarray(study[name].values)
+            digest.update(name.encode())
+            digest.update(str(values.dtype).encode())
+            digest.update(str(values.shape).encode())
+            digest.update(values.tobytes())
+    for name in ("time", "z", "y", "x", "voi", "voi_parent"):
+        digest.update(np.ascontiguousarray(study[name].values.astype(np.float64)).tobytes())
+    for name in ("voi_name", "voi_kind"):
+        digest.update("|".join(str(v) for v in study[name].values).encode())
+    for key in ("radionuclide", "injected_activity_MBq"):
+        digest.update(f"{key}={study.attrs[key]!r}".encode())
+    return digest.hexdigest()
+
+
+def select_time_points(
+    study: xr.Dataset, wanted_h: Sequence[float], tolerance_h: float
+) -> np.ndarray:
+    """Indices of the study's time points nearest to ``wanted_h``, each within ``tolerance_h``.
+
+    Raises
+    ------
+    WorkflowError
+        Naming the wanted time points that the study lacks.
+    """
+    times = np.asarray(study["time"].values, dtype=np.float64)
+    wanted = np.asarray(wanted_h, dtype=np.float64)
+    nearest = np.abs(times[None, :] - wanted[:, None]).argmin(axis=1)
+    off = np.abs(times[nearest] - wanted) > tolerance_h
+    if off.any() or len(set(nearest.tolist())) != nearest.size:
+        missing = wanted[off].tolist() if off.any() else wanted.tolist()
+        raise WorkflowError(
+            f"study {study.attrs['patient_id']} cycle {study.attrs['cycle']} lacks time point(s) "
+            f"{missing} h (±{tolerance_h} h); it has {times.tolist()} h"
+        )
+    return nearest

@@ -1,0 +1,201 @@
+"""Building blocks shared by the built-in adapters (VOI sums, masses, table rows).
+
+Everything here is vectorised over voxels: VOI sums are ``np.bincount`` over the label map;
+the only Python loops run over VOIs or time points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from harmonize import indices
+from harmonize.study import voi_table, voxel_volume_ml
+
+__all__ = [
+    "VoiRegions",
+    "density_map_g_ml",
+    "regions",
+    "tac_rows",
+    "voi_dose_frame",
+]
+
+#: Mass density used when a study has no CT: ICRU-44 soft tissue, as the kernel medium.
+DEFAULT_DENSITY_G_ML = 1.04
+
+
+class VoiRegions:
+    """How a workflow groups voxels into VOIs.
+
+    Each voxel belongs to its own label's VOI; with ``organ_includes_lesions`` an organ also
+    counts the voxels of the lesions inside it (the choice the SNMMI challenge found to
+    explain up to 29 % of liver dose variability, BroschLenz2024). ``region_labels`` is the
+    label map used for organ statistics in that case.
+    """
+
+    def __init__(self, study: xr.Dataset, organ_includes_lesions: bool) -> None:
+        self.table = voi_table(study)
+        self.labels = np.asarray(study["labels"].values)
+        self.ids = self.table["voi_id"].to_numpy()
+        self.size = int(self.ids.max()) + 1
+        self.organ_includes_lesions = organ_includes_lesions
+        kinds = dict(zip(self.table["voi_id"], self.table["kind"], strict=True))
+        parents = dict(zip(self.table["voi_id"], self.table["parent_id"], strict=True))
+        # membership[i, j] = 1 when voxels of label ids[j] count for VOI ids[i]
+        membership = np.eye(self.ids.size)
+        self.merged_labels = self.labels
+        if organ_includes_lesions:
+            lut = np.arange(self.size, dtype=self.labels.dtype)
+            position = {int(v): k for k, v in enumerate(self.ids)}
+            for voi_id, kind in kinds.items():
+                parent = int(parents[voi_id])
+                if kind == "lesion" and parent and kinds.get(parent) == "organ":
+                    membership[position[parent], position[int(voi_id)]] = 1.0
+                    lut[int(voi_id)] = parent
+            self.merged_labels = lut[self.labels]
+        self.membership = membership
+
+    def sums(self, values: np.ndarray) -> np.ndarray:
+        """Sum of ``values`` (…, z, y, x) over each VOI → (…, n_voi)."""
+        flat_labels = self.labels.ravel()
+        values = np.asarray(values, dtype=np.float64)
+        lead = values.shape[: values.ndim - 3]
+        flat = values.reshape(-1, flat_labels.size)
+        own = np.stack(
+            [np.bincount(flat_labels, weights=row, minlength=self.size)[self.ids] for row in flat]
+        )
+        return (own @ self.membership.T).reshape(*lead, self.ids.size)
+
+    def voxel_counts(self) -> np.ndarray:
+        """Number of voxels of each VOI."""
+        own = np.bincount(self.labels.ravel(), minlength=self.size)[self.ids]
+        return self.membership @ own
+
+    def dose_indices(self, dose_gy: np.ndarray, voxel_mass_g: np.ndarray) -> pd.DataFrame:
+        """Voxel dose indices of every VOI (organ rows from the merged map when asked)."""
+        own = indices.voi_dose_indices(dose_gy, self.labels, self.ids, voxel_mass_g=voxel_mass_g)
+        if not self.organ_includes_lesions:
+            return own
+        merged = indices.voi_dose_indices(
+            dose_gy, self.merged_labels, self.ids, voxel_mass_g=voxel_mass_g
+        )
+        organs = self.table.loc[self.table["kind"] == "organ", "voi_id"].to_numpy()
+        own.loc[organs] = merged.loc[organs]
+        return own
+
+
+def regions(study: xr.Dataset, organ_includes_lesions: bool) -> VoiRegions:
+    """The :class:`VoiRegions` of a study."""
+    return VoiRegions(study, organ_includes_lesions)
+
+
+def density_map_g_ml(study: xr.Dataset, use_ct: bool) -> np.ndarray:
+    """Mass density per voxel: from CT (HU → g/mL calibration) or a uniform soft tissue."""
+    from harmonize import dose
+
+    shape = study["labels"].shape
+    if use_ct and "ct" in study.data_vars:
+        return np.asarray(dose.density_from_hu(study["ct"].values), dtype=np.float64)
+    return np.full(shape, DEFAULT_DENSITY_G_ML)
+
+
+def voi_dose_frame(
+    study: xr.Dataset,
+    regions_: VoiRegions,
+    *,
+    tia_mbq_h: np.ndarray,
+    mass_g: np.ndarray,
+    dose_mean_gy: np.ndarray,
+    tac_model: Sequence[str] | str,
+    n_time_points: int,
+    voxel_indices: pd.DataFrame | None = None,
+    fit_r2: Sequence[float] | None = None,
+    fit_aicc: Sequence[float] | None = None,
+    recovery_coefficient: Sequence[float] | None = None,
+    flags: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Assemble ``voi_dose`` rows (common columns are added by the adapter base class)."""
+    table = regions_.table
+    n = len(table)
+    volume_ml = regions_.voxel_counts() * voxel_volume_ml(study)
+    injected = float(study.attrs["injected_activity_MBq"])
+    nan = np.full(n, np.nan)
+
+    def column(name: str) -> np.ndarray:
+        if voxel_indices is None:
+            return nan
+        return voxel_indices.reindex(table["voi_id"])[name].to_numpy(np.float64)
+
+    parent = table["parent_id"].to_numpy()
+    frame: dict[str, Any] = {
+        "voi_id": table["voi_id"].to_numpy(np.int32),
+        "voi_name": table["name"].to_numpy(),
+        "voi_kind": table["kind"].to_numpy(),
+        "parent_voi_id": pd.array(np.where(parent > 0, parent, 0), dtype="Int32").astype("Int32"),
+        "volume_ml": volume_ml,
+        "mass_g": np.asarray(mass_g, dtype=np.float64),
+        "tia_mbq_h": np.asarray(tia_mbq_h, dtype=np.float64),
+        "tia_coefficient_h": np.asarray(tia_mbq_h, dtype=np.float64) / injected,
+        "tac_model": [tac_model] * n if isinstance(tac_model, str) else list(tac_model),
+        "n_time_points": np.full(n, n_time_points, dtype=np.int32),
+        "dose_mean_gy": np.asarray(dose_mean_gy, dtype=np.float64),
+        "dose_min_gy": column("dose_min_gy"),
+        "dose_median_gy": column("dose_median_gy"),
+        "dose_max_gy": column("dose_max_gy"),
+        "dose_d2_gy": column("dose_d2_gy"),
+        "dose_d50_gy": column("dose_d50_gy"),
+        "dose_d98_gy": column("dose_d98_gy"),
+        "fit_r2": nan if fit_r2 is None else np.asarray(fit_r2, dtype=np.float64),
+        "fit_aicc": nan if fit_aicc is None else np.asarray(fit_aicc, dtype=np.float64),
+        "recovery_coefficient": nan
+        if recovery_coefficient is None
+        else np.asarray(recovery_coefficient, dtype=np.float64),
+        "flags": [""] * n if flags is None else list(flags),
+    }
+    out = pd.DataFrame(frame)
+    out.loc[out["parent_voi_id"] == 0, "parent_voi_id"] = pd.NA
+    return out
+
+
+def tac_rows(
+    regions_: VoiRegions,
+    times_h: np.ndarray,
+    measured_mbq: np.ndarray,
+    fitted_mbq: np.ndarray | None = None,
+    recovery_corrected: bool | np.ndarray = False,
+) -> pd.DataFrame:
+    """``tac`` rows: one per VOI and time point (measured, and fitted where the model gives it)."""
+    n_voi, n_t = measured_mbq.shape
+    ids = np.repeat(regions_.ids.astype(np.int32), n_t)
+    corrected = np.broadcast_to(
+        np.asarray(recovery_corrected, dtype=bool).reshape(-1, 1), (n_voi, n_t)
+    )
+    return pd.DataFrame(
+        {
+            "voi_id": ids,
+            "time_h": np.tile(np.asarray(times_h, dtype=np.float64), n_voi),
+            "activity_measured_mbq": measured_mbq.ravel(),
+            "activity_fitted_mbq": np.full(n_voi * n_t, np.nan)
+            if fitted_mbq is None
+            else np.asarray(fitted_mbq, dtype=np.float64).ravel(),
+            "recovery_corrected": corrected.ravel(),
+        }
+    )
+
+
+def frames_mbq(study: xr.Dataset, index: np.ndarray) -> np.ndarray:
+    """Activity per voxel (MBq) of the selected time frames, shape (t, z, y, x)."""
+    activity = np.asarray(study["activity"].values[index], dtype=np.float64)
+    return activity * (voxel_volume_ml(study) * 1e-6)
+
+
+def flags_text(*flag_lists: Mapping[int, list[str]] | Sequence[str]) -> str:
+    """Join flags with ';' (empty string when none)."""
+    items: list[str] = []
+    for flags in flag_lists:
+        items.extend(str(f) for f in flags)
+    return ";".join(dict.fromkeys(items))
