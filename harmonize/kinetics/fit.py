@@ -1,0 +1,611 @@
+"""Fitting one time-activity curve (a VOI) and integrating it to the TIA.
+
+:func:`fit_tac` fits one of the models of :mod:`harmonize.kinetics.models` by weighted least
+squares with bounds, or integrates the data with the trapezoidal rule, or (``"auto"``)
+fits every sum-of-exponentials model the number of points allows and selects by AICc.
+
+Fitting
+    Residuals ``√wᵢ·(f(tᵢ) − yᵢ)`` with ``wᵢ`` = 1 (``"none"``), 1/yᵢ² (``"relative"``) or
+    1/yᵢ (``"poisson"``); with the last two, points ``<= 0`` get weight 0. Bounds: amplitudes
+    >= 0, every effective λ >= the nuclide's physical λ and <= ``LAMBDA_MAX_PER_H``; the
+    ordering λ1 <= λ2 <= λ3 is built in by fitting increments ``λ_{k+1} − λ_k >= 0``. Start:
+    a grid over the decay constants (log-spaced from the physical λ to ``10/t_first``) with
+    the amplitudes solved by non-negative least squares for each grid point (variable
+    projection); the three best grid points start :func:`scipy.optimize.least_squares`
+    (trust-region reflective, analytic Jacobian) and the lowest cost wins.
+
+Failure
+    A fit that does not converge, returns non-finite parameters or a zero/non-finite TIA,
+    or has fewer points with positive weight than parameters, yields a flagged
+    :class:`TACFit` (``"fit_failed"`` or ``"too_few_positive_points"``) whose TIA comes from
+    the fallback ``fallback="trapezoid+physical_tail"``: trapezoid with a linear head from
+    zero and a physical-decay tail from the last point.
+
+Model selection (``model="auto"``)
+    NUKFIT practice (Kletting2013: Kletting P et al. Med Phys 2013;40:102504,
+    doi:10.1118/1.4820367): ``AICc = n·ln(RSS/n) + 2k + 2k(k+1)/(n−k−1)`` with RSS the
+    weighted residual sum of squares, ``k`` the number of fitted parameters; candidates
+    are the models with ``n >= k + 2``; Akaike weights ``exp(−Δᵢ/2)/Σ exp(−Δⱼ/2)``. The RSS is
+    floored at ``1e-12·Σwy²`` (residuals below a millionth of the data are round-off), so that
+    on noise-free data the simplest exact model wins rather than the one with the smallest
+    round-off.
+
+Flags (``TACFit.flags``)
+    ``"no_washout"`` (slowest λ at the physical bound, or trapezoid tail fitted slower than
+    physical decay), ``"fallback_physical_decay"`` (trapezoid tail replaced by physical
+    decay), ``"fit_failed"``, ``"too_few_positive_points"``, ``"nonpositive_points"``,
+    ``"lambda_at_upper_bound"``, ``"aicc_undefined"`` (n <= k + 1, non-parametric or
+    fallback; ``aicc`` is NaN), ``"r2_undefined"`` (``r2`` is NaN).
+
+Examples
+--------
+>>> import numpy as np
+>>> from harmonize.kinetics import fit_tac
+>>> t = np.array([4.0, 24.0, 72.0, 192.0])
+>>> fit = fit_tac(t, 50.0 * np.exp(-0.02 * t), model="monoexp")
+>>> round(fit.tia, 6), round(fit.params["lambda1_per_h"], 9)
+(2500.0, 0.02)
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from harmonize.kinetics._validate import (
+    WEIGHTINGS,
+    KineticsError,
+    check_activity_1d,
+    check_choice,
+    check_times,
+    physical_lambda_per_h,
+)
+from harmonize.kinetics.models import (
+    MODEL_PARAMETERS,
+    PARAMETRIC_MODELS,
+    _integrate_terms,
+    evaluate_model,
+    exponential_terms,
+)
+from harmonize.kinetics.voxel import (
+    HEAD_RULES,
+    LAMBDA_MAX_PER_H,
+    TAIL_RULES,
+    VoxelFlag,
+    fit_monoexp_columns,
+)
+from harmonize.nuclides import Nuclide
+
+__all__ = [
+    "FALLBACK_TRAPEZOID",
+    "TAC_MODELS",
+    "TACFit",
+    "aicc",
+    "akaike_weights",
+    "fit_tac",
+]
+
+#: Models :func:`fit_tac` accepts.
+TAC_MODELS = (*PARAMETRIC_MODELS, "trapezoid", "auto")
+#: Name of the fallback used when a fit fails.
+FALLBACK_TRAPEZOID = "trapezoid+physical_tail"
+
+#: Amplitude-to-exponential coefficient matrices: f = Σ_j (Σ_i a_i C_ij) e^(−λ_j t).
+_COEFFS = {
+    "monoexp": np.array([[1.0]]),
+    "biexp": np.array([[1.0, 0.0], [0.0, 1.0]]),
+    "biexp_uptake": np.array([[1.0, -1.0]]),
+    "triexp": np.array([[1.0, 0.0, -1.0], [0.0, 1.0, -1.0]]),
+}
+_GRID_POINTS = 24
+_N_STARTS = 3
+_RSS_FLOOR_REL = 1e-12
+_TOL = 1e-14
+
+
+# --------------------------------------------------------------------------- information
+
+
+def aicc(rss: float, n: int, k: int) -> float:
+    """Corrected Akaike information criterion ``n ln(RSS/n) + 2k + 2k(k+1)/(n−k−1)``.
+
+    Parameters
+    ----------
+    rss : float
+        Residual sum of squares (> 0).
+    n : int
+        Number of data points.
+    k : int
+        Number of fitted parameters; requires ``n >= k + 2``.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    KineticsError
+        If ``n < k + 2`` or ``rss <= 0``.
+
+    Examples
+    --------
+    >>> round(aicc(7.0, 7, 2), 6)  # 7·ln(1) + 4 + 12/4
+    7.0
+    """
+    if n < k + 2:
+        raise KineticsError(f"AICc needs n >= k + 2 points, got n={n}, k={k}")
+    if not rss > 0:
+        raise KineticsError(f"rss must be > 0, got {rss}")
+    return n * math.log(rss / n) + 2 * k + 2 * k * (k + 1) / (n - k - 1)
+
+
+def akaike_weights(aicc_values: object) -> np.ndarray:
+    """Akaike weights ``exp(−Δᵢ/2)/Σⱼ exp(−Δⱼ/2)``; infinite AICc values get weight 0.
+
+    Examples
+    --------
+    >>> akaike_weights([10.0, 10.0, np.inf]).tolist()
+    [0.5, 0.5, 0.0]
+    """
+    v = np.asarray(aicc_values, dtype=float)
+    finite = np.isfinite(v)
+    if not np.any(finite):
+        raise KineticsError("akaike_weights needs at least one finite AICc value")
+    rel = np.where(finite, np.exp(-0.5 * (v - np.min(v[finite]))), 0.0)
+    return rel / rel.sum()
+
+
+# --------------------------------------------------------------------------- curves
+
+
+@dataclass(frozen=True)
+class _Piecewise:
+    """Piecewise-linear curve through knots, then ``y_last·e^(−λ(t − t_last))``."""
+
+    knots_h: np.ndarray
+    values: np.ndarray
+    tail_lambda_per_h: float  # 0 means no tail
+
+    def predict(self, t_h: np.ndarray) -> np.ndarray:
+        t0, t_last = self.knots_h[0], self.knots_h[-1]
+        inside = np.interp(t_h, self.knots_h, self.values)
+        if self.tail_lambda_per_h > 0:
+            tail = self.values[-1] * np.exp(-self.tail_lambda_per_h * (t_h - t_last))
+        else:
+            tail = np.zeros_like(t_h)
+        out = np.where(t_h > t_last, tail, inside)
+        return np.where(t_h < t0, 0.0, out)
+
+    def integrate(self, a: float, b: float) -> float:
+        k, v = self.knots_h, self.values
+        lo = np.clip(a, k[:-1], k[1:])
+        hi = np.clip(b, k[:-1], k[1:])
+        body = float(np.sum((hi - lo) * 0.5 * (np.interp(lo, k, v) + np.interp(hi, k, v))))
+        lam = self.tail_lambda_per_h
+        if lam <= 0 or b <= k[-1]:
+            return body
+        start = max(a, k[-1])
+        c = np.array([v[-1] * math.exp(lam * k[-1])])
+        return body + _integrate_terms(c, np.array([lam]), start, b)
+
+
+@dataclass(frozen=True)
+class _Parametric:
+    model: str
+    params: Mapping[str, float]
+
+    def predict(self, t_h: np.ndarray) -> np.ndarray:
+        return evaluate_model(self.model, self.params, t_h)
+
+    def integrate(self, a: float, b: float) -> float:
+        c, lam = exponential_terms(self.model, self.params)
+        return _integrate_terms(c, lam, a, b)
+
+
+@dataclass(frozen=True, eq=False)
+class TACFit:
+    """Result of :func:`fit_tac`.
+
+    Attributes
+    ----------
+    model : str
+        The model fitted (for ``"auto"``: the one selected; if every candidate failed,
+        ``"auto"``).
+    params : dict
+        Fitted parameters by name (:data:`~harmonize.kinetics.models.MODEL_PARAMETERS`);
+        for the trapezoid ``{"lambda_tail_per_h": λ}``; empty when the fallback was used.
+    tia : float
+        Integral from 0 to ∞ in activity unit·h.
+    r2 : float
+        ``1 − Σ(y − f)²/Σ(y − ȳ)²`` (unweighted) at the sampling points; NaN with flag
+        ``"r2_undefined"`` for the trapezoid, the fallback, or constant data.
+    aicc : float
+        AICc of the fit (weighted RSS, see module docstring); NaN with flag
+        ``"aicc_undefined"`` when ``n <= k + 1``, for the trapezoid and the fallback.
+    flags : tuple of str
+        Quality flags (module docstring).
+    fallback : str or None
+        What produced the TIA instead of the requested model, if anything
+        (``"trapezoid+physical_tail"``, ``"physical_decay_tail"``).
+    candidates : pandas.DataFrame or None
+        For ``"auto"``: one row per candidate with ``model, n_params, n_points, rss, aicc,
+        delta_aicc, akaike_weight, tia, r2, flags, selected``.
+    weighting : str
+        Residual weighting used.
+    lambda_phys_per_h : float
+        Physical decay constant used as the lower bound.
+    times_h, activity : numpy.ndarray
+        The data fitted.
+    """
+
+    model: str
+    params: dict[str, float]
+    tia: float
+    r2: float
+    aicc: float
+    flags: tuple[str, ...]
+    fallback: str | None
+    weighting: str
+    lambda_phys_per_h: float
+    times_h: np.ndarray = field(repr=False)
+    activity: np.ndarray = field(repr=False)
+    candidates: pd.DataFrame | None = field(default=None, repr=False)
+    _curve: _Piecewise | _Parametric | None = field(default=None, repr=False)
+
+    def predict(self, t_h: object) -> np.ndarray:
+        """Activity of the fitted (or fallback) curve at ``t_h`` (h), same shape."""
+        t = np.asarray(t_h, dtype=float)
+        if not np.all(np.isfinite(t)) or np.any(t < 0):
+            raise KineticsError("t_h must be finite times >= 0 h")
+        return self._curve.predict(t)
+
+    def integrate(self, t0_h: float = 0.0, t1_h: float = math.inf) -> float:
+        """Integral of the fitted (or fallback) curve from ``t0_h`` to ``t1_h`` (unit·h)."""
+        t0, t1 = float(t0_h), float(t1_h)
+        if not (math.isfinite(t0) and t0 >= 0) or math.isnan(t1) or t1 < t0:
+            raise KineticsError(f"need 0 <= t0_h <= t1_h, got t0_h={t0_h!r}, t1_h={t1_h!r}")
+        return self._curve.integrate(t0, t1)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _weights(y: np.ndarray, weighting: str) -> np.ndarray:
+    if weighting == "none":
+        return np.ones_like(y)
+    pos = y > 0
+    safe = np.where(pos, y, 1.0)
+    return np.where(pos, 1.0 / safe**2 if weighting == "relative" else 1.0 / safe, 0.0)
+
+
+def _r2(y: np.ndarray, f: np.ndarray) -> float:
+    tss = float(np.sum((y - y.mean()) ** 2))
+    if tss <= 0:
+        return math.nan
+    return 1.0 - float(np.sum((y - f) ** 2)) / tss
+
+
+def _trapezoid_curve(t: np.ndarray, y: np.ndarray, head: str, lam_tail: float) -> _Piecewise:
+    if head == "none" or t[0] == 0:
+        knots, values = t, y
+    else:
+        y0 = 0.0 if head == "linear_from_zero" else y[0]
+        knots, values = np.concatenate([[0.0], t]), np.concatenate([[y0], y])
+    tail_lam = lam_tail if y[-1] > 0 else 0.0
+    return _Piecewise(knots, values, tail_lam)
+
+
+def _unpack(model: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    k_lin = _COEFFS[model].shape[0]
+    return x[:k_lin], np.cumsum(x[k_lin:])
+
+
+def _params_dict(model: str, amps: np.ndarray, lams: np.ndarray) -> dict[str, float]:
+    values = {f"a{i + 1}": float(v) for i, v in enumerate(amps)}
+    values.update({f"lambda{j + 1}_per_h": float(v) for j, v in enumerate(lams)})
+    return {name: values[name] for name in MODEL_PARAMETERS[model]}
+
+
+def _grid_starts(
+    model: str, t: np.ndarray, y: np.ndarray, w: np.ndarray, lam_phys: float
+) -> list[np.ndarray]:
+    """Best grid points (λ combination + NNLS amplitudes), as internal parameter vectors."""
+    coeffs = _COEFFS[model]
+    k_lin, n_exp = coeffs.shape
+    t_first = float(t[t > 0][0]) if np.any(t > 0) else 1.0
+    hi = min(LAMBDA_MAX_PER_H, max(10.0 / t_first, 4.0 * lam_phys))
+    grid = np.geomspace(lam_phys, hi, _GRID_POINTS)
+    combos = np.array(list(itertools.combinations(grid, n_exp)))  # strictly increasing
+    e = np.exp(-combos[:, None, :] * t[None, :, None])  # (G, n, n_exp)
+    basis = e @ coeffs.T  # (G, n, k_lin)
+    sw = np.sqrt(w)[None, :, None]
+    xb = basis * sw
+    yb = (y * np.sqrt(w))[None, :]
+    h = np.einsum("gni,gnj->gij", xb, xb)
+    gvec = np.einsum("gni,gn->gi", xb, yb)
+    syy = float(np.sum(w * y * y))
+    # Exact NNLS for one or two amplitudes: interior solution, else each single basis.
+    best_rss = np.full(len(combos), np.inf)
+    best_amp = np.zeros((len(combos), k_lin))
+    diag = np.einsum("gii->gi", h)
+    for i in range(k_lin):
+        amp = np.zeros((len(combos), k_lin))
+        amp[:, i] = np.maximum(gvec[:, i] / np.where(diag[:, i] > 0, diag[:, i], 1.0), 0.0)
+        rss = syy - 2 * np.einsum("gi,gi->g", amp, gvec) + np.einsum("gi,gij,gj->g", amp, h, amp)
+        better = rss < best_rss
+        best_rss[better], best_amp[better] = rss[better], amp[better]
+    if k_lin == 2:
+        det = np.linalg.det(h)
+        ok = np.abs(det) > 1e-300
+        amp = np.zeros((len(combos), 2))
+        amp[ok] = np.linalg.solve(h[ok], gvec[ok][..., None])[..., 0]
+        feasible = ok & np.all(amp >= 0, axis=1)
+        rss = syy - 2 * np.einsum("gi,gi->g", amp, gvec) + np.einsum("gi,gij,gj->g", amp, h, amp)
+        better = feasible & (rss < best_rss)
+        best_rss[better], best_amp[better] = rss[better], amp[better]
+    order = np.argsort(best_rss)[:_N_STARTS]
+    starts = []
+    for g in order:
+        lam = combos[g]
+        starts.append(np.concatenate([best_amp[g], [lam[0]], np.diff(lam)]))
+    return starts
+
+
+def _fit_parametric(
+    model: str, t: np.ndarray, y: np.ndarray, w: np.ndarray, lam_phys: float
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Bounded weighted least squares; returns amplitudes, λs and a success flag."""
+    coeffs = _COEFFS[model]
+    k_lin, n_exp = coeffs.shape
+    scale = float(np.max(np.abs(y)))
+    ys = y / scale
+    sw = np.sqrt(w)
+    lower = np.concatenate([np.zeros(k_lin), [lam_phys], np.zeros(n_exp - 1)])
+    upper = np.concatenate(
+        [np.full(k_lin, np.inf), [LAMBDA_MAX_PER_H], np.full(n_exp - 1, LAMBDA_MAX_PER_H)]
+    )
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        amps, lams = _unpack(model, x)
+        e = np.exp(-np.outer(t, lams))
+        return sw * (e @ (amps @ coeffs) - ys)
+
+    def jac(x: np.ndarray) -> np.ndarray:
+        amps, lams = _unpack(model, x)
+        e = np.exp(-np.outer(t, lams))  # (n, n_exp)
+        d_amp = e @ coeffs.T  # (n, k_lin)
+        d_lam = -t[:, None] * e * (amps @ coeffs)[None, :]  # (n, n_exp)
+        d_inc = np.cumsum(d_lam[:, ::-1], axis=1)[:, ::-1]  # λ_j = Σ_{m<=j} x_m
+        return sw[:, None] * np.hstack([d_amp, d_inc])
+
+    best = None
+    for x0 in _grid_starts(model, t, ys, w, lam_phys):
+        x0 = np.clip(x0, lower, upper)
+        try:
+            res = least_squares(
+                resid,
+                x0,
+                jac=jac,
+                bounds=(lower, upper),
+                method="trf",
+                x_scale="jac",
+                ftol=_TOL,
+                xtol=_TOL,
+                gtol=_TOL,
+                max_nfev=2000,
+            )
+        except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+            continue
+        if res.status <= 0 or not np.all(np.isfinite(res.x)):
+            continue
+        if best is None or res.cost < best.cost:
+            best = res
+    if best is None:
+        return np.array([]), np.array([]), False
+    amps, lams = _unpack(model, best.x)
+    return amps * scale, lams, True
+
+
+# --------------------------------------------------------------------------- fit_tac
+
+
+def _fallback(
+    model: str, t: np.ndarray, y: np.ndarray, weighting: str, lam_phys: float, flags: list[str]
+) -> TACFit:
+    curve = _trapezoid_curve(t, np.maximum(y, 0.0), "linear_from_zero", lam_phys)
+    return TACFit(
+        model=model, params={}, tia=curve.integrate(0.0, math.inf), r2=math.nan,
+        aicc=math.nan, flags=tuple(dict.fromkeys([*flags, "aicc_undefined", "r2_undefined"])),
+        fallback=FALLBACK_TRAPEZOID, weighting=weighting, lambda_phys_per_h=lam_phys,
+        times_h=t, activity=y, _curve=curve,
+    )  # fmt: skip
+
+
+def _fit_one(
+    model: str, t: np.ndarray, y: np.ndarray, weighting: str, lam_phys: float
+) -> tuple[TACFit, float]:
+    """Fit one parametric model; returns the TACFit and its floored weighted RSS."""
+    k = len(MODEL_PARAMETERS[model])
+    w = _weights(y, weighting)
+    flags = ["nonpositive_points"] if np.any(y <= 0) else []
+    n_eff = int(np.count_nonzero(w))
+    if n_eff < k or np.count_nonzero(y > 0) < _COEFFS[model].shape[1]:
+        fb = _fallback(model, t, y, weighting, lam_phys, [*flags, "too_few_positive_points"])
+        return fb, math.inf
+    amps, lams, ok = _fit_parametric(model, t, y, w, lam_phys)
+    if not ok:
+        return _fallback(model, t, y, weighting, lam_phys, [*flags, "fit_failed"]), math.inf
+    params = _params_dict(model, amps, lams)
+    curve = _Parametric(model, params)
+    tia = curve.integrate(0.0, math.inf)
+    f = curve.predict(t)
+    if not (math.isfinite(tia) and tia > 0 and np.all(np.isfinite(f))):
+        return _fallback(model, t, y, weighting, lam_phys, [*flags, "fit_failed"]), math.inf
+    if lams[0] <= lam_phys * (1 + 1e-9):
+        flags.append("no_washout")
+    if lams[-1] >= LAMBDA_MAX_PER_H * (1 - 1e-9):
+        flags.append("lambda_at_upper_bound")
+    rss = float(np.sum(w * (y - f) ** 2))
+    rss = max(rss, _RSS_FLOOR_REL * float(np.sum(w * y * y)))
+    if n_eff >= k + 2:
+        aic = aicc(rss, n_eff, k)
+    else:
+        aic = math.nan
+        flags.append("aicc_undefined")
+    r2 = _r2(y, f)
+    if math.isnan(r2):
+        flags.append("r2_undefined")
+    fit = TACFit(
+        model=model, params=params, tia=tia, r2=r2, aicc=aic, flags=tuple(flags),
+        fallback=None, weighting=weighting, lambda_phys_per_h=lam_phys, times_h=t,
+        activity=y, _curve=curve,
+    )  # fmt: skip
+    return fit, rss
+
+
+def _fit_trapezoid(
+    t: np.ndarray, y: np.ndarray, weighting: str, lam_phys: float,
+    head: str, tail: str, tail_points: int,
+) -> TACFit:  # fmt: skip
+    flags: list[str] = ["nonpositive_points"] if np.any(y <= 0) else []
+    fallback = None
+    lam_tail = lam_phys
+    if tail == "monoexp":
+        _, lam_fit, tflags = fit_monoexp_columns(
+            t[-tail_points:], y[-tail_points:, None], lam_phys, weighting
+        )
+        if tflags[0] & VoxelFlag.FALLBACK:
+            flags.append("fallback_physical_decay")
+            fallback = "physical_decay_tail"
+        elif tflags[0] & VoxelFlag.NO_WASHOUT:
+            flags += ["no_washout", "fallback_physical_decay"]
+            fallback = "physical_decay_tail"
+        else:
+            lam_tail = float(lam_fit[0])
+            if tflags[0] & VoxelFlag.LAMBDA_AT_UPPER_BOUND:
+                flags.append("lambda_at_upper_bound")
+    curve = _trapezoid_curve(t, y, head, lam_tail)
+    return TACFit(
+        model="trapezoid", params={"lambda_tail_per_h": lam_tail},
+        tia=curve.integrate(0.0, math.inf), r2=math.nan, aicc=math.nan,
+        flags=(*flags, "aicc_undefined", "r2_undefined"), fallback=fallback,
+        weighting=weighting, lambda_phys_per_h=lam_phys, times_h=t, activity=y, _curve=curve,
+    )  # fmt: skip
+
+
+def _fit_auto(t: np.ndarray, y: np.ndarray, weighting: str, lam_phys: float) -> TACFit:
+    n_eff = int(np.count_nonzero(_weights(y, weighting)))
+    eligible = [m for m in PARAMETRIC_MODELS if n_eff >= len(MODEL_PARAMETERS[m]) + 2]
+    if not eligible:
+        raise KineticsError(
+            f"model='auto' needs at least 4 time points with positive weight (AICc of the "
+            f"mono-exponential needs n >= k + 2), got {n_eff}"
+        )
+    fits = [_fit_one(m, t, y, weighting, lam_phys) for m in eligible]
+    aics = np.array([f.aicc if f.fallback is None else math.inf for f, _ in fits])
+    rows = pd.DataFrame(
+        {
+            "model": eligible,
+            "n_params": [len(MODEL_PARAMETERS[m]) for m in eligible],
+            "n_points": n_eff,
+            "rss": [rss for _, rss in fits],
+            "aicc": aics,
+            "tia": [f.tia for f, _ in fits],
+            "r2": [f.r2 for f, _ in fits],
+            "flags": [",".join(f.flags) for f, _ in fits],
+        }
+    )
+    if not np.any(np.isfinite(aics)):
+        rows["delta_aicc"] = math.inf
+        rows["akaike_weight"] = 0.0
+        rows["selected"] = False
+        fb = _fallback("auto", t, y, weighting, lam_phys, ["fit_failed"])
+        return _replace(fb, candidates=rows)
+    weights = akaike_weights(aics)
+    best = int(np.argmin(np.where(np.isfinite(aics), aics, np.inf)))
+    rows["delta_aicc"] = aics - aics[best]
+    rows["akaike_weight"] = weights
+    rows["selected"] = np.arange(len(eligible)) == best
+    return _replace(fits[best][0], candidates=rows)
+
+
+def _replace(fit: TACFit, **changes: object) -> TACFit:
+    import dataclasses
+
+    return dataclasses.replace(fit, **changes)
+
+
+def fit_tac(
+    times_h: object,
+    activity: object,
+    model: str = "biexp_uptake",
+    weighting: str = "none",
+    nuclide: str | Nuclide = "Lu-177",
+    *,
+    head: str = "linear_from_zero",
+    tail: str = "monoexp",
+    tail_points: int = 2,
+) -> TACFit:
+    """Fit a time-activity curve and integrate it from 0 to ∞.
+
+    Parameters
+    ----------
+    times_h : array_like
+        Sampling times after administration (h): sorted, distinct, >= 0.
+    activity : array_like
+        Activity at each time (any unit; the TIA is in that unit·h). At least one value must
+        be positive; zero/negative values are allowed (flag ``"nonpositive_points"``).
+    model : {"monoexp", "biexp", "biexp_uptake", "triexp", "trapezoid", "auto"}
+        See :mod:`harmonize.kinetics.models`; ``"trapezoid"`` integrates the data (module
+        :mod:`harmonize.kinetics.voxel` for the head/tail rules); ``"auto"`` selects by AICc.
+    weighting : {"none", "relative", "poisson"}
+        Residual weights 1, 1/y², 1/y.
+    nuclide : str or Nuclide
+        Radionuclide whose physical λ bounds every effective λ (and sets physical tails).
+    head : {"linear_from_zero", "constant", "none"}
+        Trapezoid only: area from 0 to the first point.
+    tail : {"monoexp", "physical"}
+        Trapezoid only: tail after the last point.
+    tail_points : int
+        Trapezoid with ``tail="monoexp"``: number of last points of the tail fit (>= 2).
+
+    Returns
+    -------
+    TACFit
+
+    Raises
+    ------
+    KineticsError
+        On mismatched lengths, unsorted/duplicate/negative times, NaN/inf, no positive
+        activity, fewer points than the model's parameters, or an unknown option.
+    """
+    t = check_times(times_h)
+    y = check_activity_1d(activity, t.size)
+    model = check_choice("model", model, TAC_MODELS)
+    weighting = check_choice("weighting", weighting, WEIGHTINGS)
+    head = check_choice("head", head, HEAD_RULES)
+    tail = check_choice("tail", tail, TAIL_RULES)
+    lam_phys = physical_lambda_per_h(nuclide)
+    if model == "trapezoid":
+        if tail == "monoexp" and (
+            not isinstance(tail_points, int | np.integer) or not 2 <= tail_points <= t.size
+        ):
+            raise KineticsError(
+                f"tail_points must be an integer in [2, {t.size}] (number of time points), "
+                f"got {tail_points!r}"
+            )
+        return _fit_trapezoid(t, y, weighting, lam_phys, head, tail, int(tail_points))
+    if model == "auto":
+        return _fit_auto(t, y, weighting, lam_phys)
+    k = len(MODEL_PARAMETERS[model])
+    if t.size < k:
+        raise KineticsError(
+            f"model {model!r} has {k} parameters but times_h has only {t.size} points"
+        )
+    return _fit_one(model, t, y, weighting, lam_phys)[0]
