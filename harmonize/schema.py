@@ -55,7 +55,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 __all__ = [
@@ -640,17 +639,17 @@ def write_table(
     return _atomic_write(Path(path), data, overwrite)
 
 
-def _default_basename(result_tables: Mapping[str, pd.DataFrame]) -> str:
+def _default_basename(tables: Mapping[str, pa.Table]) -> str:
     pairs = [
-        df[["patient_id", "cycle"]].astype({"patient_id": object, "cycle": np.int64})
-        for df in result_tables.values()
-        if {"patient_id", "cycle"} <= set(df.columns) and len(df)
+        t.select(["patient_id", "cycle"]).to_pandas()
+        for t in tables.values()
+        if {"patient_id", "cycle"} <= set(t.column_names) and t.num_rows
     ]
     if not pairs:
         return "results"
     keys = pd.concat(pairs).drop_duplicates().sort_values(["patient_id", "cycle"])
     patients = keys["patient_id"].unique()
-    if len(patients) == 1 and isinstance(patients[0], str) and _SAFE_NAME.match(patients[0]):
+    if len(patients) == 1 and _SAFE_NAME.match(str(patients[0])):
         cycles = "-".join(str(c) for c in sorted(keys["cycle"].unique()))
         return f"{patients[0]}_c{cycles}"
     digest = hashlib.sha256(
@@ -726,13 +725,16 @@ def write_results(
     unknown = sorted(set(result_tables) - set(_tables()))
     if unknown:
         raise SchemaError(f"unknown table(s) {unknown}; the schema defines {list(_tables())}")
+    arrows = {
+        name: to_arrow_table(df, name, allow_extra=allow_extra)
+        for name, df in result_tables.items()
+    }
     if basename is None:
-        basename = _default_basename(result_tables)
+        basename = _default_basename(arrows)
     if not _SAFE_NAME.match(basename):
         raise SchemaError(f"basename {basename!r} is not a safe file name")
     planned: list[tuple[Path, bytes]] = []
-    for name, df in result_tables.items():
-        arrow = to_arrow_table(df, name, allow_extra=allow_extra)
+    for name, arrow in arrows.items():
         if arrow.num_rows == 0:
             continue
         meta = _metadata_json(name, metadata)
@@ -947,8 +949,10 @@ def _discover(path: Path, tables: Iterable[str] | None) -> list[tuple[str | None
         roots = [(None, path)]
     found = []
     for name, root in roots:
-        dataset = ds.dataset(root, format="parquet", partitioning=None)
-        found += [(name, Path(f), root) for f in sorted(dataset.files)]
+        for file in sorted(root.rglob("*.parquet")):
+            hidden = any(part.startswith((".", "_")) for part in file.relative_to(root).parts)
+            if file.is_file() and not hidden:
+                found.append((name, file, root))
     return found
 
 

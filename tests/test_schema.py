@@ -259,6 +259,11 @@ def test_missing_metadata_and_unknown_path(tmp_path, voi_file):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "no harmonize Parquet file" in validate_path(empty)[0]
+    (empty / "broken.parquet").write_bytes(b"PAR1 not really")
+    (empty / "notes.txt").write_text("ignored: not a .parquet file")
+    (empty / ".partial.parquet.tmp").write_bytes(b"ignored: hidden temporary file")
+    problems = validate_path(empty)
+    assert len(problems) == 1 and "broken.parquet: not a readable Parquet file" in problems[0]
 
 
 @pytest.mark.parametrize(
