@@ -447,7 +447,9 @@ def write_agreement(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     dest = Path(path)
     if not dest.parent.is_dir():
         raise CompareError(f"directory {dest.parent} does not exist")
-    table = pa.Table.from_pandas(df[list(AGREEMENT_COLUMNS)], preserve_index=False)
+    frame = df[list(AGREEMENT_COLUMNS)].copy()
+    frame.attrs = {}  # attrs (the unpaired table) are not part of the file
+    table = pa.Table.from_pandas(frame, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[b"harmonize"] = json.dumps(
         {"schema_version": AGREEMENT_SCHEMA_VERSION, "table": "agreement"}

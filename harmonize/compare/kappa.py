@@ -10,6 +10,7 @@ References
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,13 +112,15 @@ def cohen_kappa(
             "both classifications put every subject in the same single category; "
             "kappa is undefined (p_e = 1); raw agreement is 1"
         )
-    res = inter_rater.cohens_kappa(counts)
-    half = two_sided_z(level) * float(res.std_kappa)
+    with np.errstate(invalid="ignore"):  # var_kappa can round to −0 at perfect agreement
+        res = inter_rater.cohens_kappa(counts)
+    se = math.sqrt(max(float(res.var_kappa), 0.0))
+    half = two_sided_z(level) * se
     marg = pd.DataFrame({"a": pa, "b": pb}, index=pd.Index(cats, name="category"))
     return CohenKappaResult(
         kappa=float(res.kappa),
         ci=(float(res.kappa) - half, float(res.kappa) + half),
-        se=float(res.std_kappa),
+        se=se,
         agreement=p_o,
         expected_agreement=p_e,
         table=table,
