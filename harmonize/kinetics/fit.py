@@ -6,7 +6,8 @@ fits every sum-of-exponentials model the number of points allows and selects by 
 
 Fitting
     Residuals ``√wᵢ·(f(tᵢ) − yᵢ)`` with ``wᵢ`` = 1 (``"none"``), 1/yᵢ² (``"relative"``) or
-    1/yᵢ (``"poisson"``); with the last two, points ``<= 0`` get weight 0. Bounds: amplitudes
+    1/yᵢ (``"poisson"``); points ``<= 0`` are excluded (weight 0, flag
+    ``"nonpositive_points"``; see :mod:`harmonize.kinetics.voxel` for why). Bounds: amplitudes
     >= 0, every effective λ >= the nuclide's physical λ and <= ``LAMBDA_MAX_PER_H``; the
     ordering λ1 <= λ2 <= λ3 is built in by fitting increments ``λ_{k+1} − λ_k >= 0``. Start:
     a grid over the decay constants (log-spaced from the physical λ to ``10/t_first``) with
@@ -79,6 +80,7 @@ from harmonize.kinetics.voxel import (
     TAIL_RULES,
     VoxelFlag,
     fit_monoexp_columns,
+    point_weights,
 )
 from harmonize.nuclides import Nuclide
 
@@ -276,14 +278,6 @@ class TACFit:
 # --------------------------------------------------------------------------- helpers
 
 
-def _weights(y: np.ndarray, weighting: str) -> np.ndarray:
-    if weighting == "none":
-        return np.ones_like(y)
-    pos = y > 0
-    safe = np.where(pos, y, 1.0)
-    return np.where(pos, 1.0 / safe**2 if weighting == "relative" else 1.0 / safe, 0.0)
-
-
 def _r2(y: np.ndarray, f: np.ndarray) -> float:
     tss = float(np.sum((y - y.mean()) ** 2))
     if tss <= 0:
@@ -432,7 +426,7 @@ def _fit_one(
 ) -> tuple[TACFit, float]:
     """Fit one parametric model; returns the TACFit and its floored weighted RSS."""
     k = len(MODEL_PARAMETERS[model])
-    w = _weights(y, weighting)
+    w = point_weights(y, weighting)
     flags = ["nonpositive_points"] if np.any(y <= 0) else []
     n_eff = int(np.count_nonzero(w))
     if n_eff < k or np.count_nonzero(y > 0) < _COEFFS[model].shape[1]:
@@ -500,7 +494,7 @@ def _fit_trapezoid(
 
 
 def _fit_auto(t: np.ndarray, y: np.ndarray, weighting: str, lam_phys: float) -> TACFit:
-    n_eff = int(np.count_nonzero(_weights(y, weighting)))
+    n_eff = int(np.count_nonzero(point_weights(y, weighting)))
     eligible = [m for m in PARAMETRIC_MODELS if n_eff >= len(MODEL_PARAMETERS[m]) + 2]
     if not eligible:
         raise KineticsError(

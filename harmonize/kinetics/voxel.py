@@ -15,9 +15,10 @@ Mono-exponential fit (``model="monoexp"``)
     ``λ_phys <= λ <= λ_max``, until the relative step is below 1e-10 (the error
     after such a Newton step is of order 1e-20). This is the same
     bounded least-squares optimum :func:`harmonize.kinetics.fit_tac` finds.
-    Zero/negative points: with ``weighting="none"`` they stay in the least-squares sum (a
-    measured zero is data) but not in the log-linear start; with ``"relative"``/``"poisson"``
-    their weight is 0. A voxel with fewer than two positive points falls back to the
+    Zero/negative points are excluded from the fit (weight 0, flag ``NONPOSITIVE_POINTS``):
+    with them the linear-space least-squares problem can be degenerate (a curve that fits
+    only the first point with an arbitrarily fast decay, whose back-extrapolated integral is
+    unbounded). A voxel with fewer than two positive points falls back to the
     trapezoid with a linear head and a physical-decay tail (flag ``FALLBACK``); a voxel with
     no positive point gets TIA 0 (flag ``ALL_NONPOSITIVE``).
 
@@ -158,11 +159,11 @@ def _bit(flag: VoxelFlag) -> np.uint8:
     return np.uint8(int(flag))
 
 
-def _weights(y: np.ndarray, weighting: str) -> np.ndarray:
-    """Residual weights per point; non-positive points get weight 0 unless unweighted."""
-    if weighting == "none":
-        return np.ones_like(y)
+def point_weights(y: np.ndarray, weighting: str) -> np.ndarray:
+    """Residual weights per point (1, 1/y², 1/y); points ``<= 0`` get weight 0 (excluded)."""
     pos = y > 0
+    if weighting == "none":
+        return pos.astype(float)
     safe = np.where(pos, y, 1.0)
     w = 1.0 / safe**2 if weighting == "relative" else 1.0 / safe
     return np.where(pos, w, 0.0)
@@ -217,7 +218,7 @@ def fit_monoexp_columns(
     n_pos = pos.sum(axis=0)
     flags[n_pos < n] |= _bit(VoxelFlag.NONPOSITIVE_POINTS)
     flags[n_pos == 0] |= _bit(VoxelFlag.ALL_NONPOSITIVE)
-    w = _weights(y, weighting)
+    w = point_weights(y, weighting)
     fit = (n_pos >= 2) & (np.count_nonzero(w, axis=0) >= 2)
     flags[~fit] |= _bit(VoxelFlag.FALLBACK)
     a = np.zeros(m)
@@ -229,8 +230,7 @@ def fit_monoexp_columns(
     yf = y if everything else y[:, idx]
     wf = w if everything else w[:, idx]
     pf = pos if everything else pos[:, idx]
-    unweighted = weighting == "none"
-    wy = yf if unweighted else wf * yf
+    wy = wf * yf
     # Rows 1, t, t² and their use as matrix products give the moments Σ(·), Σt(·), Σt²(·).
     t_pow = np.vstack([np.ones_like(t_h), t_h, t_h * t_h])
 
@@ -264,7 +264,7 @@ def fit_monoexp_columns(
         ea = np.exp(-la * tt)
         nm = t_pow @ (wya * ea)
         ee = ea * ea
-        dm = t_pow @ (ee if unweighted else wa * ee)
+        dm = t_pow @ (wa * ee)
         n0, n1, n2 = nm[0], -nm[1], nm[2]
         d0, d1, d2 = dm[0], -2.0 * dm[1], 4.0 * dm[2]
         u0, u1, u2 = n0 * n0, 2.0 * n0 * n1, 2.0 * (n1 * n1 + n0 * n2)
