@@ -439,6 +439,7 @@ def simulate_study(
             "lambda_washout_per_h": kin["lambda_washout_per_h"].to_numpy(),
             "lambda_uptake_per_h": kin["lambda_uptake_per_h"].to_numpy(),
             "injected_activity_mbq": patient.injected_activity_mbq[cycle],
+            "n_time_points": np.int32(times.size),
         }
     )
     # a synthetic injection date: cycles 8 weeks apart from an arbitrary epoch

@@ -173,7 +173,8 @@ def truth_tables(cohort: Cohort) -> pd.DataFrame:
             "tia_mbq_h": t["tia_mbq_h"].astype(float),
             "tia_coefficient_h": (t["tia_mbq_h"] / t["injected_activity_mbq"]).astype(float),
             "tac_model": "truth:biexp_uptake",
-            "n_time_points": pd.array([0] * n, dtype="int32"),
+            # the truth is analytic; this is the number of images the phantom rendered
+            "n_time_points": t["n_time_points"].astype("int32"),
             "dose_mean_gy": t["dose_mean_gy"].astype(float),
             **{
                 c: nan

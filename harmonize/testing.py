@@ -1,0 +1,250 @@
+"""Conformance suite for workflow adapters (built-in and third-party).
+
+Two ways to use it, after pandas' extension tests and scikit-learn's estimator checks:
+
+* ``check_workflow(adapter)`` runs every check outside pytest and returns one
+  :class:`CheckResult` per check (``passed``, ``message``);
+* subclass :class:`WorkflowConformance` in a test module (the class name must start with
+  ``Test``) and provide the ``adapter`` fixture — every check becomes a pytest test::
+
+      class TestMyCentre(WorkflowConformance):
+          @pytest.fixture
+          def adapter(self):
+              return MyCentreWorkflow()
+
+The checks run on a small synthetic study. Truth recovery uses a **noise-free, unblurred**
+phantom (perfect resolution), so an adapter with partial-volume correction should be given
+with that correction off through the ``truth_adapter`` fixture.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from harmonize import schema
+from harmonize.study import voi_table
+from harmonize.workflow import WorkflowAdapter, WorkflowResult
+
+__all__ = [
+    "CONFORMANCE_PHANTOM",
+    "CheckResult",
+    "WorkflowConformance",
+    "check_workflow",
+    "conformance_study",
+]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of one conformance check."""
+
+    name: str
+    passed: bool
+    message: str
+
+
+def _config(noise: bool, psf_fwhm_mm: float):  # type: ignore[no-untyped-def]
+    from harmonize.phantom import PhantomConfig
+
+    return PhantomConfig(
+        voxel_size_mm=6.8,  # a tabulated Lanconelli voxel size
+        fov_mm=(210.0, 258.0, 360.0),
+        noise=noise,
+        psf_fwhm_mm=psf_fwhm_mm,
+        n_lesions=(3, 4),
+        lesion_volume_ml=(20.0, 150.0),
+        cycles=(1,),
+    )
+
+
+#: Description of the conformance phantom (for messages and docs).
+CONFORMANCE_PHANTOM = "seed 7, 6.8 mm voxels, 3–4 lesions of 20–150 mL, cycle 1"
+
+
+@functools.cache
+def _study(noise: bool, psf_fwhm_mm: float) -> tuple[xr.Dataset, pd.DataFrame]:
+    from harmonize.phantom import make_patient, simulate_study
+
+    config = _config(noise, psf_fwhm_mm)
+    patient = make_patient(0, 7, config)
+    return simulate_study(patient, 1, 7, config)
+
+
+def conformance_study(
+    *, noise: bool = True, psf_fwhm_mm: float = 11.0
+) -> tuple[xr.Dataset, pd.DataFrame]:
+    """The small phantom study the checks use, and its truth table (cached, copies returned)."""
+    study, truth = _study(noise, float(psf_fwhm_mm))
+    return study.copy(deep=True), truth.copy()
+
+
+# -- the checks -------------------------------------------------------------------------
+def check_deterministic(adapter: WorkflowAdapter, study: xr.Dataset) -> None:
+    """Two runs on the same study give identical tables."""
+    a, b = adapter.run(study), adapter.run(study)
+    pd.testing.assert_frame_equal(a.voi_dose, b.voi_dose)
+    pd.testing.assert_frame_equal(a.tac, b.tac)
+
+
+def check_schema_valid(adapter: WorkflowAdapter, study: xr.Dataset) -> None:
+    """The tables conform to the results schema."""
+    result = adapter.run(study)
+    schema.to_arrow_table(result.voi_dose, "voi_dose")
+    schema.to_arrow_table(result.tac, "tac")
+
+
+def check_every_voi_once(adapter: WorkflowAdapter, study: xr.Dataset) -> None:
+    """Every VOI of the study appears exactly once in ``voi_dose``, with its name and kind."""
+    result = adapter.run(study)
+    expected = voi_table(study).sort_values("voi_id")
+    got = result.voi_dose.sort_values("voi_id")
+    assert got["voi_id"].tolist() == expected["voi_id"].tolist(), (
+        f"VOIs out {got['voi_id'].tolist()} != VOIs in {expected['voi_id'].tolist()}"
+    )
+    assert got["voi_kind"].tolist() == expected["kind"].tolist()
+    assert got["voi_name"].tolist() == expected["name"].tolist()
+
+
+def check_finite_positive_doses(adapter: WorkflowAdapter, study: xr.Dataset) -> None:
+    """Mean dose, TIA and mass are finite and > 0 for every VOI."""
+    result = adapter.run(study)
+    for column in ("dose_mean_gy", "tia_mbq_h", "mass_g", "volume_ml"):
+        values = result.voi_dose[column].to_numpy(np.float64)
+        bad = result.voi_dose.loc[~(np.isfinite(values) & (values > 0)), "voi_name"].tolist()
+        assert not bad, f"{column} not finite and positive for VOIs {bad}"
+    if adapter.tags.voxel_dose_indices:
+        d = result.voi_dose
+        assert (d["dose_min_gy"] <= d["dose_mean_gy"] + 1e-9).all()
+        assert (d["dose_max_gy"] >= d["dose_mean_gy"] - 1e-9).all()
+        assert (d["dose_d2_gy"] >= d["dose_d98_gy"]).all()
+
+
+def check_provenance(adapter: WorkflowAdapter, study: xr.Dataset) -> None:
+    """Provenance names the workflow, every parameter with a source, the input hash, software."""
+    result: WorkflowResult = adapter.run(study)
+    prov = result.provenance
+    wf = prov["workflow"]
+    assert wf["name"] == adapter.name and wf["version"] == adapter.version
+    assert set(wf["parameters"]) == set(wf["parameter_sources"])
+    missing = [k for k, v in wf["parameter_sources"].items() if not v]
+    assert not missing, f"parameters without a source: {missing}"
+    assert len(prov["input_sha256"]) == 64
+    assert prov["software"].get("numpy")
+    assert adapter.references, "an adapter must cite at least one reference"
+
+
+def check_truth_recovery(adapter: WorkflowAdapter, study: xr.Dataset, truth: pd.DataFrame) -> None:
+    """On a noise-free unblurred phantom, lesion mean doses match the truth within tolerance."""
+    result = adapter.run(study)
+    tol = adapter.tags.truth_tolerance
+    big = truth[
+        (truth["voi_kind"] == "lesion") & (truth["volume_ml"] >= adapter.tags.truth_min_volume_ml)
+    ]
+    assert len(big), "the conformance phantom has no lesion large enough"
+    got = result.voi_dose.set_index("voi_id").loc[big["voi_id"], "dose_mean_gy"].to_numpy()
+    rel = got / big["dose_mean_gy"].to_numpy() - 1.0
+    worst = float(np.max(np.abs(rel)))
+    assert worst <= tol, (
+        f"lesion mean dose error up to {worst:.1%} vs truth (declared tolerance {tol:.0%}); "
+        f"errors {np.round(rel, 3).tolist()}"
+    )
+
+
+_STUDY_CHECKS: dict[str, Callable[[WorkflowAdapter, xr.Dataset], None]] = {
+    "deterministic": check_deterministic,
+    "schema_valid": check_schema_valid,
+    "every_voi_once": check_every_voi_once,
+    "finite_positive_doses": check_finite_positive_doses,
+    "provenance": check_provenance,
+}
+
+
+def check_workflow(
+    adapter: WorkflowAdapter, truth_adapter: WorkflowAdapter | None = None
+) -> list[CheckResult]:
+    """Run every conformance check on ``adapter``; one result per check (never raises)."""
+    out = []
+    noisy, _ = conformance_study(noise=True)
+    clean, truth = conformance_study(noise=False, psf_fwhm_mm=0.0)
+    checks: list[tuple[str, Callable[[], None]]] = [
+        (name, functools.partial(func, adapter, noisy)) for name, func in _STUDY_CHECKS.items()
+    ]
+    checks.append(
+        (
+            "truth_recovery",
+            functools.partial(check_truth_recovery, truth_adapter or adapter, clean, truth),
+        )
+    )
+    for name, func in checks:
+        try:
+            func()
+            out.append(CheckResult(name, True, "ok"))
+        except Exception as exc:  # a failing check is a result, not a crash
+            out.append(CheckResult(name, False, f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+class WorkflowConformance:
+    """Base class of an adapter's conformance tests (subclass as ``TestSomething``).
+
+    Required fixture
+    ----------------
+    adapter
+        An instance of the adapter under test, with its default (published/assumed)
+        parameters. Raises ``NotImplementedError`` until the subclass provides it.
+
+    Optional fixture
+    ----------------
+    truth_adapter
+        The adapter configured for perfect-resolution noise-free images (e.g. with
+        partial-volume correction off). Defaults to ``adapter``.
+    """
+
+    @pytest.fixture
+    def adapter(self) -> WorkflowAdapter:
+        raise NotImplementedError(
+            "subclasses of WorkflowConformance must provide an 'adapter' fixture"
+        )
+
+    @pytest.fixture
+    def truth_adapter(self, adapter: WorkflowAdapter) -> WorkflowAdapter:
+        return adapter
+
+    @pytest.fixture
+    def noisy_study(self) -> xr.Dataset:
+        return conformance_study(noise=True)[0]
+
+    def test_deterministic(self, adapter: WorkflowAdapter, noisy_study: xr.Dataset) -> None:
+        check_deterministic(adapter, noisy_study)
+
+    def test_schema_valid(self, adapter: WorkflowAdapter, noisy_study: xr.Dataset) -> None:
+        check_schema_valid(adapter, noisy_study)
+
+    def test_every_voi_once(self, adapter: WorkflowAdapter, noisy_study: xr.Dataset) -> None:
+        check_every_voi_once(adapter, noisy_study)
+
+    def test_finite_positive_doses(self, adapter: WorkflowAdapter, noisy_study: xr.Dataset) -> None:
+        check_finite_positive_doses(adapter, noisy_study)
+
+    def test_provenance(self, adapter: WorkflowAdapter, noisy_study: xr.Dataset) -> None:
+        check_provenance(adapter, noisy_study)
+
+    def test_truth_recovery(self, truth_adapter: WorkflowAdapter) -> None:
+        study, truth = conformance_study(noise=False, psf_fwhm_mm=0.0)
+        check_truth_recovery(truth_adapter, study, truth)
+
+    def test_check_workflow_agrees(
+        self, adapter: WorkflowAdapter, truth_adapter: WorkflowAdapter
+    ) -> None:
+        results = check_workflow(adapter, truth_adapter)
+        failed = [r for r in results if not r.passed]
+        assert not failed, failed
+        assert math.isfinite(len(results))

@@ -1,0 +1,114 @@
+"""Built-in adapters pass the conformance suite; the adapter contract and discovery behave."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from harmonize import registry
+from harmonize.testing import WorkflowConformance, conformance_study
+from harmonize.workflow import WorkflowError, select_time_points
+from workflows.bordet import BordetWorkflow
+from workflows.milan import MilanWorkflow
+from workflows.montpellier import MontpellierWorkflow
+
+
+class TestMontpellier(WorkflowConformance):
+    @pytest.fixture
+    def adapter(self):
+        return MontpellierWorkflow()
+
+
+class TestBordet(WorkflowConformance):
+    @pytest.fixture
+    def adapter(self):
+        return BordetWorkflow()
+
+
+class TestMilan(WorkflowConformance):
+    @pytest.fixture
+    def adapter(self):
+        return MilanWorkflow()
+
+    @pytest.fixture
+    def truth_adapter(self):
+        # perfect-resolution images: no partial-volume loss to correct
+        return MilanWorkflow(recovery_correction=False)
+
+
+def test_builtins_are_discovered_through_entry_points():
+    installed = registry.list_workflows(refresh=True)
+    assert {"montpellier", "bordet", "milan"} <= set(installed)
+    assert installed["bordet"] is BordetWorkflow
+    table = registry.workflows_table()
+    assert set(table["name"]) >= {"montpellier", "bordet", "milan"}
+
+
+def test_unknown_workflow_lists_installed():
+    with pytest.raises(
+        WorkflowError, match="unknown workflow 'nope'; installed workflows: .*bordet"
+    ):
+        registry.get_workflow("nope")
+
+
+def test_broken_plugin_warns_not_crashes(monkeypatch):
+    class BrokenEP:
+        name, value, dist = "broken", "nowhere:Thing", None
+
+        def load(self):
+            raise ImportError("no module named nowhere")
+
+    class NotAnAdapter:
+        name, value, dist = "odd", "builtins:dict", None
+
+        def load(self):
+            return dict
+
+    monkeypatch.setattr(registry, "entry_points", lambda group: [BrokenEP(), NotAnAdapter()])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        found = registry.list_workflows(refresh=True)
+    messages = [str(w.message) for w in caught if issubclass(w.category, registry.PluginWarning)]
+    assert any("'broken'" in m and "failed to load" in m for m in messages)
+    assert any("'odd'" in m and "not a WorkflowAdapter" in m for m in messages)
+    assert "broken" not in found
+    monkeypatch.undo()
+    registry.list_workflows(refresh=True)
+
+
+def test_overrides_are_typed_and_recorded():
+    adapter = BordetWorkflow.from_overrides(
+        {"time_points_h": "24,96,168", "density_from_ct": "false"}
+    )
+    assert adapter.config.time_points_h == (24.0, 96.0, 168.0)
+    assert adapter.config.density_from_ct is False
+    study, _ = conformance_study(noise=True)
+    prov = adapter.run(study).provenance["workflow"]
+    assert prov["overrides"] == {"time_points_h": "24,96,168", "density_from_ct": "false"}
+    assert prov["parameters"]["time_points_h"] == [24.0, 96.0, 168.0]
+    with pytest.raises(WorkflowError, match="unknown parameter"):
+        BordetWorkflow(no_such=1)
+    with pytest.raises(WorkflowError, match="cannot read 'maybe'"):
+        BordetWorkflow.from_overrides({"density_from_ct": "maybe"})
+
+
+def test_missing_time_point_is_a_clear_error():
+    study, _ = conformance_study(noise=True)
+    with pytest.raises(WorkflowError, match=r"lacks time point\(s\) \[36.0\] h"):
+        select_time_points(study, (24.0, 36.0), tolerance_h=6.0)
+    with pytest.raises(WorkflowError, match="lacks time point"):
+        MilanWorkflow(time_points_h=(24.0, 300.0)).run(study)
+
+
+def test_adapters_differ_on_the_same_study():
+    study, _ = conformance_study(noise=True)
+    doses = {
+        cls.name: cls().run(study).voi_dose.set_index("voi_id")["dose_mean_gy"]
+        for cls in (MontpellierWorkflow, BordetWorkflow, MilanWorkflow)
+    }
+    lesion = doses["bordet"].index[-1]
+    values = [doses[n].loc[lesion] for n in doses]
+    # three genuinely different methods: no two agree to 1 %
+    assert len({round(v, 2) for v in values}) == 3
+    assert max(values) / min(values) > 1.01
