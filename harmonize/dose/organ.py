@@ -144,6 +144,32 @@ def _tia_series(tia_by_source_mbq_h: Mapping[str, float] | pd.Series) -> pd.Seri
     return tia
 
 
+def _check_table(s_table: pd.DataFrame) -> None:
+    if not isinstance(s_table, pd.DataFrame) or "s_mgy_per_mbq_s" not in s_table.columns:
+        raise DoseInputError("s_table must be a DataFrame from read_organ_s_table")
+
+
+def _doses(tia: pd.Series, s_table: pd.DataFrame, targets: list[str], missing: str) -> pd.Series:
+    if missing not in ("raise", "zero"):
+        raise DoseInputError(f"missing must be 'raise' or 'zero', got {missing!r}")
+    unknown = sorted(set(tia.index) - set(s_table["source"]))
+    if unknown:
+        raise DoseInputError(
+            f"sources {unknown} are not in the S table; its sources are "
+            f"{sorted(set(s_table['source']))}"
+        )
+    matrix = s_table.pivot(index="target", columns="source", values="s_mgy_per_mbq_s")
+    matrix = matrix.reindex(index=targets, columns=tia.index)
+    if missing == "raise" and matrix.isna().to_numpy().any():
+        rows, cols = np.nonzero(matrix.isna().to_numpy())
+        pairs = [f"{matrix.columns[c]}->{matrix.index[r]}" for r, c in zip(rows, cols, strict=True)]
+        raise DoseInputError(
+            f"S table lacks (source->target) pairs {pairs[:10]}; add them or pass missing='zero'"
+        )
+    mgy = matrix.fillna(0.0).to_numpy() @ tia.to_numpy() * SECONDS_PER_HOUR
+    return pd.Series(mgy * 1e-3, index=matrix.index, name="dose_gy")
+
+
 def organ_doses(
     tia_by_source_mbq_h: Mapping[str, float] | pd.Series,
     s_table: pd.DataFrame,
@@ -161,28 +187,15 @@ def organ_doses(
     missing : {"raise", "zero"}
         What to do when the table lacks a (source, target) pair for a source with TIA:
         raise (default) or count it as zero cross-dose.
+
+    Returns
+    -------
+    pandas.Series
+        Dose in Gy indexed by target.
     """
+    _check_table(s_table)
     tia = _tia_series(tia_by_source_mbq_h)
-    if "s_mgy_per_mbq_s" not in s_table.columns:
-        raise DoseInputError("s_table must come from read_organ_s_table (no s_mgy_per_mbq_s)")
-    unknown = sorted(set(tia.index) - set(s_table["source"]))
-    if unknown:
-        raise DoseInputError(
-            f"sources {unknown} are not in the S table; its sources are "
-            f"{sorted(set(s_table['source']))}"
-        )
-    matrix = s_table.pivot(index="target", columns="source", values="s_mgy_per_mbq_s")
-    matrix = matrix.reindex(columns=tia.index)
-    if missing == "raise" and matrix.isna().any().any():
-        holes = matrix.isna().stack()
-        pairs = [f"{s}->{t}" for (t, s), v in holes.items() if v][:10]
-        raise DoseInputError(
-            f"S table lacks (source->target) pairs {pairs}; add them or pass missing='zero'"
-        )
-    if missing not in ("raise", "zero"):
-        raise DoseInputError(f"missing must be 'raise' or 'zero', got {missing!r}")
-    mgy = matrix.fillna(0.0).to_numpy() @ tia.to_numpy() * SECONDS_PER_HOUR
-    return pd.Series(mgy * 1e-3, index=matrix.index, name="dose_gy")
+    return _doses(tia, s_table, sorted(set(s_table["target"])), missing)
 
 
 def organ_dose(
@@ -193,9 +206,10 @@ def organ_dose(
     missing: Literal["raise", "zero"] = "raise",
 ) -> float:
     """Dose (Gy) to one target region: ``Σ_s TIA(s)·S(s→target)`` (see :func:`organ_doses`)."""
+    _check_table(s_table)
     if target not in set(s_table["target"]):
         raise DoseInputError(
             f"target {target!r} is not in the S table; targets are {sorted(set(s_table['target']))}"
         )
-    sub = s_table[s_table["target"] == target]
-    return float(organ_doses(tia_by_source_mbq_h, sub, missing=missing).loc[target])
+    tia = _tia_series(tia_by_source_mbq_h)
+    return float(_doses(tia, s_table, [target], missing).iloc[0])
