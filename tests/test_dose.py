@@ -434,9 +434,9 @@ def test_organ_dose_missing_pairs_sources_targets():
     )
     with pytest.raises(dose.DoseInputError, match="B->A"):
         dose.organ_dose({"A": 1.0, "B": 1.0}, s, target="A")
-    assert dose.organ_dose({"A": 1.0, "B": 1.0}, s, target="A", missing="zero") == pytest.approx(
-        3.6e-3
-    )
+    # 1 MBq·h × 1 mGy/(MBq·s) = 3600 mGy = 3.6 Gy; the missing B->A pair counts as zero.
+    d = dose.organ_dose({"A": 1.0, "B": 1.0}, s, target="A", missing="zero")
+    assert d == pytest.approx(3.6)
     with pytest.raises(dose.DoseInputError, match="sources"):
         dose.organ_dose({"C": 1.0}, s, target="A")
     with pytest.raises(dose.DoseInputError, match="target 'Z'"):
