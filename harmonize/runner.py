@@ -153,7 +153,6 @@ def truth_tables(cohort: Cohort) -> pd.DataFrame:
     if cohort.truth is None:
         raise ValueError(f"cohort {cohort.root} has no truth table")
     t = cohort.truth
-    n = len(t)
     nan = float("nan")
     return pd.DataFrame(
         {

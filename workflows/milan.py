@@ -17,12 +17,14 @@ After LUTADOSE (Maccauro2024) and the Milan group's practice:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 
 from harmonize import dose, kinetics, pvc
+from harmonize.nuclides import MEV_TO_J, get_nuclide
 from harmonize.study import voxel_size_mm, voxel_volume_ml
 from harmonize.workflow import (
     WorkflowAdapter,
@@ -64,6 +66,16 @@ class MilanConfig(WorkflowConfig):
     )
 
 
+#: Mass range of the sphere model (harmonize.dose.sphere_s_value), g.
+SPHERE_MASS_RANGE_G = (0.1, 1000.0)
+
+
+@functools.lru_cache(maxsize=16)
+def _rc_curve(fwhm_mm: float, voxel_size: tuple[float, float, float]) -> pvc.RecoveryCurve:
+    """RC(volume) simulated for spheres of 0.3–1000 mL (cached per PSF and grid)."""
+    return pvc.recovery_curve_from_psf(fwhm_mm, voxel_size, np.geomspace(0.3, 1000.0, 14))
+
+
 class MilanWorkflow(WorkflowAdapter):
     """Two-point mono-exponential, RC-corrected lesion activity, sphere-model dose."""
 
@@ -100,7 +112,7 @@ class MilanWorkflow(WorkflowAdapter):
 
         rc = np.ones(regions.ids.size)
         if cfg.recovery_correction and is_lesion.any():
-            curve = pvc.recovery_curve_from_psf(cfg.rc_psf_fwhm_mm, voxel_size_mm(study))
+            curve = _rc_curve(cfg.rc_psf_fwhm_mm, voxel_size_mm(study))
             rc[is_lesion] = np.maximum(curve(volume_ml[is_lesion]), cfg.rc_min)
         corrected = measured / rc[:, None]
 
@@ -116,7 +128,15 @@ class MilanWorkflow(WorkflowAdapter):
 
         density = _common.density_map_g_ml(study, cfg.mass_from_ct)
         mass = regions.sums(density * voxel_volume_ml(study))
-        dose_gy = dose.sphere_dose(tia, mass, nuclide=nuclide)
+        # the sphere model is validated for 0.1 g – 1 kg; heavier VOIs (body, a large liver)
+        # get the large-sphere limit, local deposition of the electron energy [assumed]
+        in_range = (mass >= SPHERE_MASS_RANGE_G[0]) & (mass <= SPHERE_MASS_RANGE_G[1])
+        dose_gy = np.empty(n)
+        dose_gy[in_range] = dose.sphere_dose(tia[in_range], mass[in_range], nuclide=nuclide)
+        electron_j = get_nuclide(nuclide).electron_energy_mev * MEV_TO_J
+        dose_gy[~in_range] = tia[~in_range] * 3.6e9 * electron_j / (mass[~in_range] * 1e-3)
+        for i in np.flatnonzero(~in_range):
+            flags[i] = ";".join(f for f in (flags[i], "ldm_outside_sphere_model_range") if f)
         voi_dose = _common.voi_dose_frame(
             study,
             regions,

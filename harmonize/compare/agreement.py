@@ -9,10 +9,8 @@ so a positive bias means the workflow reads higher than the reference.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -438,8 +436,7 @@ def write_agreement(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     -------
     pathlib.Path
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from harmonize import schema
 
     missing = [c for c in AGREEMENT_COLUMNS if c not in df.columns]
     if missing:
@@ -449,18 +446,5 @@ def write_agreement(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
         raise CompareError(f"directory {dest.parent} does not exist")
     frame = df[list(AGREEMENT_COLUMNS)].copy()
     frame.attrs = {}  # attrs (the unpaired table) are not part of the file
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    meta = dict(table.schema.metadata or {})
-    meta[b"harmonize"] = json.dumps(
-        {"schema_version": AGREEMENT_SCHEMA_VERSION, "table": "agreement"}
-    ).encode()
-    table = table.replace_schema_metadata(meta)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
+    # through the common schema: units in the field metadata, atomic, deterministic
+    return schema.write_table(frame, dest, "agreement", overwrite=True)
