@@ -12,8 +12,8 @@ Mono-exponential fit (``model="monoexp"``)
     projection: for a fixed λ the best amplitude is ``a(λ) = Σw·y·e/Σw·e²`` (``e = e^(−λt)``,
     clipped at 0), so the fit maximises ``g(λ) = (Σw·y·e)²/Σw·e²``; vectorised safeguarded
     Newton iterations on λ (step halving until ``g`` does not decrease), projected onto
-    ``λ_phys <= λ <= λ_max``, until the relative step is below 1e-10 (the error
-    after such a Newton step is of order 1e-20). This is the same
+    ``λ_phys <= λ <= λ_max``, until the relative Newton step is below 1e-7 (convergence is
+    quadratic, so the remaining relative error is then of order 1e-14). This is the same
     bounded least-squares optimum :func:`harmonize.kinetics.fit_tac` finds.
     Zero/negative points are excluded from the fit (weight 0, flag ``NONPOSITIVE_POINTS``):
     with them the linear-space least-squares problem can be degenerate (a curve that fits
@@ -84,10 +84,10 @@ HEAD_RULES = ("linear_from_zero", "constant", "none")
 TAIL_RULES = ("monoexp", "physical")
 
 _NEWTON_MAX_ITER = 30
-_REL_TOL = 1e-10
-_LOCAL_STEP = 1e-4
+_REL_TOL = 1e-7
+_LOCAL_STEP = 0.25
 _MAX_HALVINGS = 12
-_CHUNK_VOXELS = 1 << 15
+_CHUNK_VOXELS = 1 << 13
 
 
 class VoxelFlag(enum.IntFlag):
@@ -106,7 +106,7 @@ class VoxelFlag(enum.IntFlag):
         the trapezoid with a linear head and a physical-decay tail (monoexp model), or a
         physical-decay tail because the tail points could not be fitted (trapezoid model).
     NOT_CONVERGED : 16
-        Newton reached its iteration limit before the relative step in λ fell below 1e-10.
+        Newton reached its iteration limit before the relative step in λ fell below 1e-7.
     LAMBDA_AT_UPPER_BOUND : 32
         The fitted λ hit :data:`LAMBDA_MAX_PER_H`.
     """
@@ -267,19 +267,23 @@ def fit_monoexp_columns(
         dm = t_pow @ (wa * ee)
         n0, n1, n2 = nm[0], -nm[1], nm[2]
         d0, d1, d2 = dm[0], -2.0 * dm[1], 4.0 * dm[2]
-        u0, u1, u2 = n0 * n0, 2.0 * n0 * n1, 2.0 * (n1 * n1 + n0 * n2)
+        # g = u/D with u = N²: g' = (u' − u·D'/D)/D and g'' ∝ u'' − u·D''/D − 2(D'/D)(u' − u·D'/D);
+        # the Newton step −g'/g'' does not depend on the positive factor 1/D.
         dd = np.where(d0 > 0, d0, 1.0)
-        q = u1 * dd - u0 * d1
-        g1 = q / dd**2
-        g2 = (u2 * dd - u0 * d2) / dd**2 - 2.0 * d1 * q / dd**3
-        newton = (g2 < 0) & (n0 > 0)
-        step = np.where(newton, -g1 / np.where(newton, g2, -1.0), np.sign(g1) * 0.5 * la)
+        r1, r2 = d1 / dd, d2 / dd
+        u0, u1, u2 = n0 * n0, 2.0 * n0 * n1, 2.0 * (n1 * n1 + n0 * n2)
+        q = u1 - u0 * r1
+        curv = u2 - u0 * r2 - 2.0 * r1 * q
+        newton = (curv < 0) & (n0 > 0)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            step = np.where(newton, -q / np.where(newton, curv, -1.0), np.sign(q) * 0.5 * la)
         step = np.where(np.isfinite(step), step, 0.0)
         # Steps that would leave the bounds are cut at the bound.
         step = np.clip(la + step, lambda_phys_per_h, LAMBDA_MAX_PER_H) - la
         new_l = la.copy()
-        # In the quadratic basin (small Newton steps) g cannot resolve the step in floating
-        # point, so such steps are taken without the descent test.
+        # Newton steps below 25 % of λ where g is concave are taken directly (in the quadratic
+        # basin g cannot even resolve them in floating point); larger steps must not decrease
+        # g, else they are halved.
         local = newton & (np.abs(step) <= _LOCAL_STEP * la)
         new_l[local] = la[local] + step[local]
         trial = np.flatnonzero(~local & (step != 0))
