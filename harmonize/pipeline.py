@@ -115,7 +115,10 @@ def _quiet(func: Any, *args: Any, **kwargs: Any) -> Any:
     """Call ``func``; unpaired-row warnings are expected here (truth has no voxel indices)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", HarmonizeWarning)
-        return func(*args, **kwargs)
+        out = func(*args, **kwargs)
+    if isinstance(out, pd.DataFrame):
+        out.attrs = {}  # the unpaired rows are not carried into the merged table
+    return out
 
 
 def compare_results(
