@@ -144,6 +144,17 @@ def test_monoexp_slower_than_physical_is_clipped_and_flagged():
     assert fit.tia == pytest.approx(a / LAM_PHYS, rel=1e-8)
 
 
+def test_monoexp_through_two_points_is_exact():
+    # Milan style (METHODS.md): two scans, mono-exponential through both, integrated from 0.
+    t = np.array([24.0, 168.0])
+    y = np.array([6.0, 2.5])
+    fit = kinetics.fit_tac(t, y, model="monoexp")
+    lam = math.log(6.0 / 2.5) / 144.0
+    assert fit.params["lambda1_per_h"] == pytest.approx(lam, rel=1e-9)
+    assert fit.tia == pytest.approx(6.0 * math.exp(lam * 24.0) / lam, rel=1e-9)
+    assert "aicc_undefined" in fit.flags and math.isnan(fit.aicc)  # n = k: no AICc
+
+
 def test_fit_failure_falls_back_to_trapezoid_with_physical_tail(monkeypatch):
     from types import SimpleNamespace
 
@@ -327,6 +338,20 @@ def test_voxel_noise_free_monoexp_is_exact_and_mask_restricts_work():
     tia = kinetics.fit_voxels(T4, vol, model="monoexp", mask=mask)
     np.testing.assert_allclose(tia[0, 0, :3], 30.0 / lam, rtol=1e-9)
     assert tia[0, 0, 3] == 0.0
+
+
+def test_voxel_chunks_and_threads_give_identical_maps():
+    rng = np.random.default_rng(3)
+    n = 20_000  # several 8192-voxel chunks
+    lam = math.log(2) / rng.uniform(30, 150, n)
+    y = (rng.uniform(1, 100, n) * np.exp(-np.outer(T4, lam))).astype(np.float32)
+    vol = y.reshape(4, 4, 50, 100)
+    one = kinetics.fit_voxels(T4, vol, n_threads=1)
+    two = kinetics.fit_voxels(T4, vol, n_threads=2)
+    np.testing.assert_array_equal(one, two)  # same arithmetic per chunk, whatever the thread
+    # float32 input of an exact mono-exponential: TIA to float32 round-off (1e-5 relative).
+    a0 = y[0].astype(float) * np.exp(lam * T4[0])
+    np.testing.assert_allclose(one.reshape(-1), a0 / lam, rtol=1e-5)
 
 
 def test_voxel_zero_and_single_point_voxels():

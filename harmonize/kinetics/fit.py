@@ -50,6 +50,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Mapping
@@ -257,8 +258,8 @@ class TACFit:
     lambda_phys_per_h: float
     times_h: np.ndarray = field(repr=False)
     activity: np.ndarray = field(repr=False)
+    _curve: _Piecewise | _Parametric = field(repr=False)
     candidates: pd.DataFrame | None = field(default=None, repr=False)
-    _curve: _Piecewise | _Parametric | None = field(default=None, repr=False)
 
     def predict(self, t_h: object) -> np.ndarray:
         """Activity of the fitted (or fallback) curve at ``t_h`` (h), same shape."""
@@ -520,19 +521,13 @@ def _fit_auto(t: np.ndarray, y: np.ndarray, weighting: str, lam_phys: float) -> 
         rows["akaike_weight"] = 0.0
         rows["selected"] = False
         fb = _fallback("auto", t, y, weighting, lam_phys, ["fit_failed"])
-        return _replace(fb, candidates=rows)
+        return dataclasses.replace(fb, candidates=rows)
     weights = akaike_weights(aics)
     best = int(np.argmin(np.where(np.isfinite(aics), aics, np.inf)))
     rows["delta_aicc"] = aics - aics[best]
     rows["akaike_weight"] = weights
     rows["selected"] = np.arange(len(eligible)) == best
-    return _replace(fits[best][0], candidates=rows)
-
-
-def _replace(fit: TACFit, **changes: object) -> TACFit:
-    import dataclasses
-
-    return dataclasses.replace(fit, **changes)
+    return dataclasses.replace(fits[best][0], candidates=rows)
 
 
 def fit_tac(
