@@ -97,6 +97,7 @@ __all__ = [
 #: Edition of PS3.15 Table E.1-1 used (as transcribed by ``dicom-anonymizer``).
 ANNEX_E_EDITION = "2026c"
 _OFFSET_DAYS = (365, 3650)
+_TRUTH = "truth.parquet"
 _EXTRA_REMOVED = {0x00620006, 0x00620020, 0x30040006}  # SegmentDescription, TrackingID, DoseComment
 _FREE_TEXT_VRS = {"LT", "ST", "UT"}
 _DATE_VRS = {"DA", "DT", "TM"}
@@ -643,17 +644,16 @@ def deidentify(
     mapping: dict[str, str] = {}
     with atomic_dir(target, overwrite=overwrite) as tmp:
         for (patient, cycle), files in groups.items():
-            sidecar = _nearest_sidecar_dict(
-                Path(os.path.commonpath([p.parent for p in files])),
-                source,
-                read_sidecar,
-                SIDECAR_NAME,
-            )
+            common = Path(os.path.commonpath([p.parent for p in files]))
+            sidecar = _nearest_sidecar_dict(common, source, read_sidecar, SIDECAR_NAME)
             original = _original_patient(list(files), sidecar) or patient
             alias = pseudonym(original, key_bytes)
             mapping[patient] = alias
+            mapping[original] = alias
             out = tmp if single else tmp / f"{alias}_C{cycle}"
             _deid_dicom_study(list(files), original, cycle, sidecar, key_bytes, out, keep_center)
+            if common != source and (common / _TRUTH).is_file():
+                _deid_truth(common / _TRUTH, out / _TRUTH, mapping, key_bytes)
         for path in bundles:
             study = open_study(path)
             original = str(study.attrs["patient_id"])
@@ -663,16 +663,20 @@ def deidentify(
                 clean,
                 tmp / f"{clean.attrs['patient_id']}_C{int(clean.attrs['cycle'])}{BUNDLE_SUFFIX}",
             )
-        truth = source / "truth.parquet"
-        if truth.is_file():
-            table = pd.read_parquet(truth)
-            if "patient_id" in table.columns:
-                table["patient_id"] = [
-                    mapping.get(str(p), pseudonym(str(p), key_bytes)) for p in table["patient_id"]
-                ]
-            table.attrs = {}
-            table.to_parquet(tmp / "truth.parquet", index=False)
+        if (source / _TRUTH).is_file():
+            _deid_truth(source / _TRUTH, tmp / _TRUTH, mapping, key_bytes)
     return target
+
+
+def _deid_truth(source: Path, target: Path, mapping: dict[str, str], key: bytes) -> None:
+    """Copy a phantom truth table with pseudonymous patient ids (other columns are numeric)."""
+    table = pd.read_parquet(source)
+    if "patient_id" in table.columns:
+        table["patient_id"] = [
+            mapping.get(str(p), pseudonym(str(p), key)) for p in table["patient_id"]
+        ]
+    table.attrs = {}
+    table.to_parquet(target, index=False)
 
 
 def _nearest_sidecar_dict(

@@ -1,0 +1,241 @@
+"""De-identification: no seeded identifier survives in any output; kinetics survive."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+import xarray as xr
+
+import harmonize as hz
+import harmonize.phantom as phantom
+from harmonize.deid import date_offset, deidentify, pseudonym
+from harmonize.io import write_study_dicom
+
+KEY = b"centre-secret-key"
+PATIENT_ID = "HOSPMRN5566778"
+INJECTION = "2023-05-17T10:15:30.482913"
+PHI_NAME = "lesion JOHNATHAN"
+#: Identifying values seeded into every DICOM file (keyword → value); more are added below
+#: (the original UIDs, dates and times).
+SEEDED_TAGS = {
+    "PatientName": "DOE^JOHNATHAN^QUENTIN",
+    "PatientID": PATIENT_ID,
+    "IssuerOfPatientID": "ISSUER-HOSP-ZZ",
+    "OtherPatientIDs": "OTHERID-99417",
+    "PatientBirthDate": "19610417",
+    "PatientBirthTime": "071245.5",
+    "PatientAddress": "42 WALLABY WAY SYDNEY",
+    "PatientTelephoneNumbers": "+32-2-555-01-99",
+    "PatientMotherBirthName": "MAIDENNAME^ROSALIND",
+    "Occupation": "LIGHTHOUSE KEEP",
+    "AdditionalPatientHistory": "HISTORY OF APPENDICITIS 1999",
+    "PatientComments": "PATIENT IS ANXIOUS ZX81",
+    "MedicalRecordLocator": "MRL-ARCHIVE-5521",
+    "AccessionNumber": "ACC99812345",
+    "StudyID": "STUDY4471X",
+    "InstitutionName": "SAINT EXAMPLE HOSPITAL",
+    "InstitutionAddress": "1 HOSPITAL ROAD GHENT",
+    "InstitutionalDepartmentName": "NUCLEAR MEDICINE WING B7",
+    "ReferringPhysicianName": "HOUSE^GREGORY",
+    "PerformingPhysicianName": "QUINN^MICHAELA",
+    "NameOfPhysiciansReadingStudy": "WATSON^JOAN",
+    "PhysiciansOfRecord": "KILDARE^JAMES",
+    "OperatorsName": "TECHNICIAN^TERRY",
+    "RequestingPhysician": "CASEY^BENEDICT",
+    "StationName": "SPECTCAM07",
+    "DeviceSerialNumber": "SN-88213-XQ",
+    "StudyDescription": "LU177 DOTATATE FOR DOE",
+    "SeriesDescription": "SPECT DAY1 JOHNATHAN",
+    "ImageComments": "CALLED WIFE AT 555-0199",
+    "RequestedProcedureDescription": "PRRT DOSIMETRY FOR J QUENTIN",
+    "ProtocolName": "QUENTIN-PROTOCOL-77",
+    "PerformedProcedureStepDescription": "PPS DESCRIPTION ZEBRA",
+}
+PRIVATE_VALUE = "PRIVATE-SECRET-7731"
+#: Name components and date/time forms that must not survive either.
+EXTRA_SEEDS = [
+    "JOHNATHAN",
+    "QUENTIN",
+    "GREGORY",
+    "MICHAELA",
+    "ROSALIND",
+    "20230517",
+    "2023-05-17",
+    "101530.482913",
+    "141530.482913",
+    "19610417",
+]
+
+
+def _cheap_dose(tia_mbq_h, voxel_size_mm, density_g_ml, nuclide="Lu-177"):
+    return np.zeros_like(np.asarray(tia_mbq_h, dtype=np.float64))
+
+
+def _seed(ds: pydicom.Dataset) -> None:
+    for keyword, value in SEEDED_TAGS.items():
+        setattr(ds, keyword, value)
+    block = ds.private_block(0x0011, "HOSPITAL PRIVATE", create=True)
+    block.add_new(0x01, "LO", PRIVATE_VALUE)
+    block.add_new(0x02, "LT", "private note about JOHNATHAN")
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    """A DICOM study folder full of identifiers, and the list of every seeded value."""
+    config = phantom.PhantomConfig(
+        voxel_size_mm=9.28,
+        fov_mm=(150.0, 170.0, 220.0),
+        times_h=(4.0, 24.0, 72.0),
+        cycles=(1,),
+        noise=False,
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(phantom, "reference_dose_gy", _cheap_dose)
+        study, truth = phantom.simulate_study(phantom.make_patient(0, 5, config), 1, 5, config)
+    names = [PHI_NAME if n == "lesion_02" else str(n) for n in study["voi_name"].values]
+    study = study.assign_coords(voi_name=("voi", np.array(names, dtype=object)))
+    study.attrs.update(
+        patient_id=PATIENT_ID, injection_time=INJECTION, center="SAINT EXAMPLE HOSPITAL"
+    )
+    root = tmp_path_factory.mktemp("phi")
+    folder = write_study_dicom(study, root / "cohort" / "raw_study", truth=truth)
+    seeds = [*SEEDED_TAGS.values(), PRIVATE_VALUE, *EXTRA_SEEDS, PHI_NAME]
+    for path in sorted(folder.rglob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        _seed(ds)
+        ds.save_as(path)
+        for keyword in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"):
+            seeds.append(str(ds[keyword].value))
+        if "FrameOfReferenceUID" in ds:
+            seeds.append(str(ds.FrameOfReferenceUID))
+    seeds = sorted(set(seeds))
+    assert len(seeds) >= 30
+    return study, folder, seeds
+
+
+def _texts(path: Path) -> list[bytes]:
+    """The raw bytes of a file, plus the decoded content of compressed containers."""
+    out = [path.read_bytes()]
+    if path.suffix == ".parquet":
+        out.append(pd.read_parquet(path).to_csv().encode())
+    if path.suffix == ".nc":
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            out.append(repr(ds.to_dict(data=False)).encode())
+            for name in ds.coords:
+                if ds[name].dtype == object:
+                    out.append(" ".join(map(str, ds[name].values)).encode())
+    return out
+
+
+def _hits(paths: list[Path], seeds: list[str]) -> list[tuple[str, str]]:
+    found = []
+    for path in paths:
+        for blob in _texts(path):
+            for seed in seeds:
+                if seed.encode() in blob:
+                    found.append((path.name, seed))
+    return found
+
+
+def _all_files(path: Path) -> list[Path]:
+    return [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def test_seeded_identifiers_are_present_before(seeded, tmp_path):
+    _, folder, seeds = seeded
+    # the check below is only meaningful if the seeds are findable in the inputs (the DICOM
+    # folder, and a bundle of the study read from it: ISO dates appear only there)
+    raw_bundle = hz.save_study(hz.open_study(folder), tmp_path / "raw.nc")
+    hits = {seed for _, seed in _hits([*_all_files(folder), raw_bundle], seeds)}
+    assert hits == set(seeds)
+
+
+def test_no_identifier_survives_in_any_output(seeded, tmp_path):
+    _study, folder, seeds = seeded
+    outputs = []
+    # 1. the DICOM study folder
+    deid_folder = deidentify(folder, tmp_path / "deid_study", key=KEY)
+    outputs += _all_files(deid_folder)
+    # 2. a bundle written from the de-identified study
+    clean = hz.open_study(deid_folder)
+    outputs.append(hz.save_study(clean, tmp_path / "from_deid.nc"))
+    # 3. a bundle of the raw study (identifying), de-identified
+    raw_bundle = hz.save_study(hz.open_study(folder), tmp_path / "raw" / "raw.nc")
+    outputs.append(deidentify(raw_bundle, tmp_path / "deid_bundle.nc", key=KEY))
+    # 4. a cohort folder holding the DICOM study and the raw bundle
+    cohort_in = folder.parent
+    shutil.copy(raw_bundle, cohort_in / "raw.nc")
+    try:
+        cohort_out = deidentify(cohort_in, tmp_path / "deid_cohort", key=KEY)
+    finally:
+        (cohort_in / "raw.nc").unlink()
+    outputs += _all_files(cohort_out)
+    assert len(outputs) > 30
+    assert _hits(outputs, seeds) == []
+
+
+def test_kinetics_and_labels_survive(seeded, tmp_path):
+    study, folder, _ = seeded
+    clean = hz.open_study(deidentify(folder, tmp_path / "d", key=KEY))
+    assert clean.attrs["patient_id"] == pseudonym(PATIENT_ID, KEY)
+    # hours after injection are kept exactly (to the microsecond of DICOM TM)
+    np.testing.assert_allclose(clean["time"].values, study["time"].values, atol=1e-9)
+    np.testing.assert_array_equal(clean["labels"].values, study["labels"].values)
+    shift = datetime.fromisoformat(clean.attrs["injection_time"]) - datetime.fromisoformat(
+        INJECTION
+    )
+    assert shift == date_offset(PATIENT_ID, KEY)
+    assert timedelta(days=-3651) < shift <= timedelta(days=-365)
+    # the identifying VOI name is replaced by a clean one of the same kind
+    names = dict(zip(clean["voi_name"].values, clean["voi_kind"].values, strict=True))
+    assert PHI_NAME not in names
+    assert sum(kind == "lesion" for kind in names.values()) == 2
+    ds = pydicom.dcmread(next(p for p in (tmp_path / "d").glob("NM_*.dcm")))
+    assert ds.PatientIdentityRemoved == "YES"
+    assert not any(element.tag.is_private for element in ds.iterall())
+
+
+def test_same_key_same_pseudonym_and_uids(seeded, tmp_path):
+    _, folder, _ = seeded
+    first = deidentify(folder, tmp_path / "a", key=KEY)
+    second = deidentify(folder, tmp_path / "b", key=KEY)
+    other = deidentify(folder, tmp_path / "c", key=b"another key")
+    assert sorted(p.name for p in first.iterdir()) == sorted(p.name for p in second.iterdir())
+
+    def uids(out):
+        return sorted(
+            str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
+            for p in out.glob("*.dcm")
+        )
+
+    assert uids(first) == uids(second)
+    assert set(uids(first)).isdisjoint(uids(other))
+    assert hz.open_study(other).attrs["patient_id"] != hz.open_study(first).attrs["patient_id"]
+    # bundle and DICOM exports of one patient with one key agree
+    bundle = deidentify(
+        hz.save_study(hz.open_study(folder), tmp_path / "raw.nc"), tmp_path / "x.nc", key=KEY
+    )
+    from_bundle = hz.open_study(bundle)
+    from_dicom = hz.open_study(first)
+    assert from_bundle.attrs["patient_id"] == from_dicom.attrs["patient_id"]
+    assert from_bundle.attrs["injection_time"][:19] == from_dicom.attrs["injection_time"][:19]
+
+
+def test_cohort_output_readable_and_overwrite_refused(seeded, tmp_path):
+    _, folder, _ = seeded
+    out = deidentify(folder.parent, tmp_path / "cohort", key=KEY)
+    cohort = hz.open_cohort(out)
+    assert list(cohort) == [(pseudonym(PATIENT_ID, KEY), 1)]
+    assert cohort.truth is not None
+    assert set(cohort.truth["patient_id"]) == {pseudonym("P001", KEY)}
+    with pytest.raises(FileExistsError):
+        deidentify(folder.parent, out, key=KEY)
+    deidentify(folder.parent, out, key=KEY, overwrite=True)
+    with pytest.raises(ValueError, match="out_path"):
+        deidentify(folder, folder / "inside", key=KEY)
