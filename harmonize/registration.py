@@ -40,6 +40,10 @@ _SMOOTH_VOXELS = (2.0, 1.0, 0.0)
 _HISTOGRAM_BINS = 32
 #: Fewest voxels along every axis at the coarsest pyramid level (coarser levels are skipped).
 _MIN_LEVEL_VOXELS = 8
+#: Images up to this many voxels use every voxel in the metric; larger ones a random subset
+#: of this size (fixed seed).
+_FULL_SAMPLING_VOXELS = 100_000
+_SAMPLING_SEED = 20240101
 _AIR_HU = -1000.0
 #: Gaussian smoothing (voxels) of the CT before registration: CT noise otherwise makes the
 #: interpolation artefact of mutual information pull the optimum off the true alignment.
@@ -155,7 +159,13 @@ def _levels(grid: Grid) -> tuple[list[int], list[float]]:
 def _method(grid: Grid) -> sitk.ImageRegistrationMethod:
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=_HISTOGRAM_BINS)
-    method.SetMetricSamplingStrategy(method.NONE)
+    n_voxels = int(np.prod(grid.shape))
+    if n_voxels > _FULL_SAMPLING_VOXELS:
+        # large images: a fixed random subset (seeded, so results are reproducible)
+        method.SetMetricSamplingStrategy(method.RANDOM)
+        method.SetMetricSamplingPercentage(_FULL_SAMPLING_VOXELS / n_voxels, _SAMPLING_SEED)
+    else:
+        method.SetMetricSamplingStrategy(method.NONE)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(
         learningRate=2.0, minStep=1e-3, numberOfIterations=200, relaxationFactor=0.5
