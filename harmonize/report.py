@@ -89,6 +89,7 @@ __all__ = [
     "REPORT_RCPARAMS",
     "TRANSLATION_N_BOOT",
     "TRANSLATION_SEED",
+    "UNSTABLE_CI_FACTOR",
     "ChecklistItem",
     "DoseIndex",
     "ReportError",
@@ -105,6 +106,9 @@ NOT_REPORTED = "not reported by this workflow"
 #: Bootstrap replicates and seed of the cutoff translations (seeded: same bytes every run).
 TRANSLATION_N_BOOT = 2000
 TRANSLATION_SEED = 0
+#: A translated cutoff whose CI upper/lower limits differ by more than this factor is
+#: flagged as uninformative (a bootstrap over very few patients) [assumed threshold].
+UNSTABLE_CI_FACTOR = 10.0
 #: Lesion-volume bands (mL) of the accuracy tables. 5 mL is a sphere of 2.1 cm diameter
 #: (≈ 2 × the 11 mm FWHM of the phantom's SPECT PSF), 20 mL one of 3.4 cm (≈ 3 × FWHM, the
 #: adapters' ``truth_min_volume_ml``); 100 mL separates the largest lesions [assumed
@@ -1308,7 +1312,13 @@ def _translation_section(data: _Data, infos: Mapping[str, _AdapterInfo]) -> tupl
                     "cutoff (Gy)": _num(cut.cutoff_gy),
                     "translated (Gy) [95 % CI]": _ci(tr.estimate_gy, tr.ci_low_gy, tr.ci_high_gy),
                     "pairs / patients": f"{tr.n_pairs} / {tr.n_patients}",
-                    "note": f"ln(to) = {_num(tr.intercept)} + {_num(tr.slope)}·ln(from)",
+                    "note": f"ln(to) = {_num(tr.intercept)} + {_num(tr.slope)}·ln(from)"
+                    + (
+                        f"; the CI spans more than a factor {UNSTABLE_CI_FACTOR:g}: not "
+                        f"informative with {tr.n_patients} patients"
+                        if tr.ci_high_gy > UNSTABLE_CI_FACTOR * tr.ci_low_gy
+                        else ""
+                    ),
                 }
             )
     if done:
