@@ -35,6 +35,7 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
         cycles=cycles,
         psf_fwhm_mm=args.fwhm,
         voxel_size_mm=args.voxel_size,
+        motion_mm=args.motion,
     )
     out = write_cohort(
         args.out,
@@ -43,6 +44,7 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
         config=config,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        format=args.format,
     )
     if not args.quiet:
         n = args.patients * len(cycles)
@@ -99,6 +101,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides=overrides,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        save_maps=args.save_maps,
     )
     for failure in report.failures:
         print(
@@ -111,6 +114,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"{report.n_runs - len(report.failures)}/{report.n_runs} runs written to {report.out_dir}"
         )
     return EXIT_OK if report.ok else EXIT_FAILURE
+
+
+def _cmd_deidentify(args: argparse.Namespace) -> int:
+    from harmonize.deid import deidentify
+
+    key = None
+    if args.key is not None:
+        if not args.key.is_file():
+            raise CLIError(f"--key: {args.key} is not a file")
+        key = args.key.read_bytes()
+        if not key.strip():
+            raise CLIError(f"--key: {args.key} is empty")
+    out = deidentify(args.input, args.output, key=key, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"de-identified copy written to {out}")
+        if key is None:
+            print(
+                "no --key given: a random key was used, so these pseudonyms link to no other export"
+            )
+    return EXIT_OK
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -193,10 +216,34 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-noise", action="store_true", help="no counting noise")
     p.add_argument("--fwhm", type=float, default=11.0, help="PSF FWHM in mm (default 11)")
     p.add_argument("--voxel-size", type=float, default=4.8, help="voxel size in mm (default 4.8)")
+    p.add_argument(
+        "--motion",
+        type=float,
+        default=0.0,
+        help="max rigid patient shift between time points, mm (default 0)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("bundle", "dicom"),
+        default="bundle",
+        help="study format (default bundle)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_phantom)
+
+    p = sub.add_parser(
+        "deidentify", help="de-identified copy of a study or cohort (DICOM PS3.15 Annex E)"
+    )
+    p.add_argument("input", type=Path, help="DICOM folder, cohort folder or exchange bundle")
+    p.add_argument("output", type=Path, help="destination (must not exist unless --overwrite)")
+    p.add_argument(
+        "--key", type=Path, default=None, help="file holding the secret pseudonymisation key"
+    )
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_deidentify)
 
     p = sub.add_parser("run", help="run workflow adapters over a cohort")
     p.add_argument("--workflow", default="all", help="NAME, NAME,NAME or all (default all)")
@@ -206,6 +253,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="dask.distributed scheduler address")
     p.add_argument(
         "--set", action="append", metavar="[WORKFLOW.]KEY=VALUE", help="override a parameter"
+    )
+    p.add_argument(
+        "--save-maps",
+        choices=("dicom", "nifti"),
+        default=None,
+        help="also write each dose map (DICOM RT Dose or NIfTI) under OUT/dose_maps/",
     )
     p.add_argument("--overwrite", action="store_true", help="replace result files that differ")
     p.add_argument("--quiet", action="store_true", help="no progress output")

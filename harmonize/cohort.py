@@ -1,8 +1,13 @@
 """A cohort: many Studies keyed by (patient_id, cycle), read lazily from a folder.
 
-A cohort folder holds exchange bundles (``*.nc``, in any sub-folder) and, for a synthetic
-cohort, the ground truth table ``truth.parquet``. Studies are opened only when asked for,
-so a cohort of hundreds of patient-cycles costs nothing to list.
+A cohort folder holds, in any sub-folder layout, any mix of
+
+* exchange bundles (``*.nc``);
+* image folders (NIfTI/MHA/NRRD + ``harmonize.json`` sidecar listing ``time_points``);
+* DICOM files, grouped into studies by their tags (:func:`harmonize.io.find_dicom_studies`),
+
+and, for a synthetic cohort, the ground truth table ``truth.parquet``. Studies are opened
+only when asked for, so a cohort of hundreds of patient-cycles costs nothing to list.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import xarray as xr
@@ -17,7 +23,7 @@ import xarray as xr
 from harmonize.bundle import BUNDLE_SUFFIX, open_study
 from harmonize.study import StudyError
 
-__all__ = ["TRUTH_FILE", "Cohort", "CohortError", "open_cohort"]
+__all__ = ["TRUTH_FILE", "Cohort", "CohortError", "open_cohort", "open_source"]
 
 #: File name of the ground-truth table in a synthetic cohort folder.
 TRUTH_FILE = "truth.parquet"
@@ -27,6 +33,12 @@ StudyKey = tuple[str, int]
 
 class CohortError(ValueError):
     """A cohort folder that cannot be read as a cohort."""
+
+
+def _where(source: Any) -> str:
+    if isinstance(source, list):
+        return f"{getattr(source, 'root', '')} ({len(source)} DICOM files)"
+    return str(source)
 
 
 def _read_key(path: Path) -> StudyKey:
@@ -39,24 +51,34 @@ def _read_key(path: Path) -> StudyKey:
         ) from None
 
 
+def open_source(source: Any) -> xr.Dataset:
+    """Open one study source of a cohort: a bundle file, a study folder, or a list of DICOM files."""
+    if isinstance(source, list):
+        from harmonize.io import open_study_folder
+
+        return open_study_folder(source)
+    return open_study(source)
+
+
 class Cohort(Mapping[StudyKey, xr.Dataset]):
     """Studies of a cohort folder, keyed by ``(patient_id, cycle)`` and sorted.
 
     Iterating yields keys; indexing opens (and validates) the Study. ``paths`` maps keys to
-    files; ``truth`` is the ground-truth table of a synthetic cohort (``None`` otherwise).
+    their source (a bundle file, a study folder, or the list of a DICOM study's files);
+    ``truth`` is the ground-truth table of a synthetic cohort (``None`` otherwise).
     """
 
-    def __init__(self, root: Path, paths: Mapping[StudyKey, Path], truth: pd.DataFrame | None):
+    def __init__(self, root: Path, paths: Mapping[StudyKey, Any], truth: pd.DataFrame | None):
         self.root = root
-        self.paths: dict[StudyKey, Path] = dict(sorted(paths.items()))
+        self.paths: dict[StudyKey, Any] = dict(sorted(paths.items()))
         self.truth = truth
 
     def __getitem__(self, key: StudyKey) -> xr.Dataset:
         try:
-            path = self.paths[key]
+            source = self.paths[key]
         except KeyError:
             raise KeyError(f"no study {key!r} in cohort {self.root}") from None
-        return open_study(path)
+        return open_source(source)
 
     def __iter__(self) -> Iterator[StudyKey]:
         return iter(self.paths)
@@ -84,29 +106,30 @@ def open_cohort(path: str | os.PathLike[str]) -> Cohort:
     root = Path(path)
     if not root.is_dir():
         raise CohortError(f"{root}: not a folder")
-    paths: dict[StudyKey, Path] = {}
-    for file in sorted(root.rglob(f"*{BUNDLE_SUFFIX}")):
-        if file.name.startswith("."):
-            continue
-        key = _read_key(file)
+    from harmonize.io import find_dicom_studies, find_image_folders
+
+    paths: dict[StudyKey, Any] = {}
+
+    def add(key: StudyKey, source: Any, where: object) -> None:
         if key in paths:
             raise CohortError(
-                f"{root}: two studies for patient {key[0]!r} cycle {key[1]}: {paths[key]} and {file}"
+                f"{root}: two studies for patient {key[0]!r} cycle {key[1]}: {_where(paths[key])} and {where}"
             )
-        paths[key] = file
-    if not paths:
-        from harmonize.io import find_study_folders
+        paths[key] = source
 
-        for folder in find_study_folders(root):
-            study = open_study(folder)
-            key = (str(study.attrs["patient_id"]), int(study.attrs["cycle"]))
-            if key in paths:
-                raise CohortError(
-                    f"{root}: two studies for patient {key[0]!r} cycle {key[1]}: {paths[key]} and {folder}"
-                )
-            paths[key] = folder
+    for file in sorted(root.rglob(f"*{BUNDLE_SUFFIX}")):
+        if not file.name.startswith("."):
+            add(_read_key(file), file, file)
+    for folder in find_image_folders(root):
+        study = open_study(folder)
+        add((str(study.attrs["patient_id"]), int(study.attrs["cycle"])), folder, folder)
+    for key, files in find_dicom_studies(root).items():
+        add(key, files, _where(files))
     if not paths:
-        raise CohortError(f"{root}: no study found (expected *{BUNDLE_SUFFIX} exchange bundles)")
+        raise CohortError(
+            f"{root}: no study found (expected *{BUNDLE_SUFFIX} exchange bundles, DICOM files "
+            "or image folders with a harmonize.json sidecar)"
+        )
     truth_path = root / TRUTH_FILE
     truth = pd.read_parquet(truth_path) if truth_path.exists() else None
     return Cohort(root, paths, truth)

@@ -134,6 +134,12 @@ class PhantomConfig:
         Multiplier of tumour uptake per cycle after the first [assumed].
     nuclide : str
         Radionuclide.
+    injected_activity_mbq : float
+        Nominal injected activity per cycle (± 3 % is drawn per cycle).
+    motion_mm : float
+        Largest rigid patient shift (per axis, uniform) between the first and each later
+        time point; 0 (default) keeps the patient still. With motion, each time point gets
+        its own CT (``ct_by_time``) and the labels and truth refer to the first time point.
     """
 
     voxel_size_mm: float = 4.8
@@ -149,6 +155,7 @@ class PhantomConfig:
     tumour_cycle_factor: float = 0.9
     nuclide: str = "Lu-177"
     injected_activity_mbq: float = 7400.0
+    motion_mm: float = 0.0
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -468,6 +475,13 @@ def simulate_study(
             "noise": int(config.noise),
         },
     )
+    if config.motion_mm > 0:
+        from harmonize.registration import move_study
+
+        shifts = rng.uniform(-config.motion_mm, config.motion_mm, size=(times.size, 3))
+        shifts[0] = 0.0  # the VOIs are drawn on the first time point
+        study = move_study(study, shifts)
+        study.attrs["phantom_motion_mm"] = float(config.motion_mm)
     return study, truth
 
 
@@ -479,8 +493,9 @@ def write_cohort(
     *,
     overwrite: bool = False,
     progress: bool = False,
+    format: str = "bundle",
 ) -> Path:
-    """Write a synthetic cohort: one exchange bundle per patient-cycle plus ``truth.parquet``.
+    """Write a synthetic cohort: one study per patient-cycle plus ``truth.parquet``.
 
     Parameters
     ----------
@@ -496,6 +511,9 @@ def write_cohort(
         Replace existing files.
     progress : bool
         Show a progress bar (rich).
+    format : {"bundle", "dicom"}
+        One exchange bundle (``P001_C1.nc``) or one DICOM folder (``P001_C1/``: NM in
+        BQML, CT, RTSTRUCT, SEG) per patient-cycle.
 
     Returns
     -------
@@ -504,11 +522,14 @@ def write_cohort(
     """
     if int(n_patients) < 1:
         raise ValueError(f"n_patients must be ≥ 1, got {n_patients}")
+    if format not in ("bundle", "dicom"):
+        raise ValueError(f"format must be 'bundle' or 'dicom', got {format!r}")
+    suffix = ".nc" if format == "bundle" else ""
     config = config or PhantomConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     truth_path = out / TRUTH_FILE
-    targets = [out / f"{_pid(i)}_C{c}.nc" for i in range(n_patients) for c in config.cycles]
+    targets = [out / f"{_pid(i)}_C{c}{suffix}" for i in range(n_patients) for c in config.cycles]
     if not overwrite:
         existing = [p for p in [*targets, truth_path] if p.exists()]
         if existing:
@@ -526,7 +547,12 @@ def write_cohort(
             patient = make_patient(i, seed, config)
         study, truth = simulate_study(patient, cycle, seed, config)
         study.attrs["phantom_seed"] = int(seed)
-        save_study(study, out / f"{patient.patient_id}_C{cycle}.nc", overwrite=overwrite)
+        if format == "bundle":
+            save_study(study, out / f"{patient.patient_id}_C{cycle}.nc", overwrite=overwrite)
+        else:
+            from harmonize.io import write_study_dicom
+
+            write_study_dicom(study, out / f"{patient.patient_id}_C{cycle}", overwrite=overwrite)
         truths.append(truth)
     table = pd.concat(truths, ignore_index=True)
     table.attrs = {}

@@ -87,18 +87,20 @@ def _adapters(
     return out
 
 
-def _run_one(path: str, adapter: WorkflowAdapter) -> dict[str, Any]:
+def _run_one(source: Any, adapter: WorkflowAdapter, save_maps: str | None = None) -> dict[str, Any]:
     """Worker task: open one study, run one adapter; never raises."""
-    from harmonize.bundle import open_study
+    from harmonize.cohort import open_source
 
     try:
-        study = open_study(path)
+        study = open_source(source)
         result = adapter.run(study)
         return {
             "ok": True,
             "voi_dose": result.voi_dose,
             "tac": result.tac,
             "provenance": result.provenance,
+            "dose_map_gy": result.dose_map_gy if save_maps else None,
+            "study": study if save_maps and result.dose_map_gy is not None else None,
         }
     except Exception as exc:  # reported per study; the other studies go on
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -106,11 +108,17 @@ def _run_one(path: str, adapter: WorkflowAdapter) -> dict[str, Any]:
 
 
 def _compute(
-    tasks: list[tuple[str, WorkflowAdapter]], workers: int, scheduler: str | None, progress: bool
+    tasks: list[tuple[Any, WorkflowAdapter]],
+    workers: int,
+    scheduler: str | None,
+    progress: bool,
+    save_maps: str | None = None,
 ) -> list[dict[str, Any]]:
     import dask
 
-    delayed = [dask.delayed(_run_one, pure=False)(path, adapter) for path, adapter in tasks]
+    delayed = [
+        dask.delayed(_run_one, pure=False)(source, adapter, save_maps) for source, adapter in tasks
+    ]
     if scheduler:
         from distributed import Client
 
@@ -145,6 +153,25 @@ def _run_row(result: dict[str, Any]) -> pd.DataFrame:
             "input_sha256": [prov["input_sha256"]],
             "software_json": [json.dumps(prov["software"], sort_keys=True)],
         }
+    )
+
+
+def _write_map(
+    result: dict[str, Any],
+    out: Path,
+    workflow: str,
+    patient_id: str,
+    cycle: int,
+    fmt: str | None,
+    overwrite: bool,
+) -> Path:
+    from harmonize.io import write_dose_map
+
+    suffix = ".dcm" if fmt == "dicom" else ".nii.gz"
+    path = out / "dose_maps" / workflow / f"{patient_id}_c{cycle}{suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_dose_map(
+        result["dose_map_gy"], result["study"], path, format=fmt or "dicom", overwrite=overwrite
     )
 
 
@@ -205,6 +232,7 @@ def run_cohort(
     include_truth: bool = True,
     overwrite: bool = False,
     progress: bool = False,
+    save_maps: str | None = None,
 ) -> RunReport:
     """Run adapters over every study of a cohort and write the results dataset.
 
@@ -228,16 +256,21 @@ def run_cohort(
         Replace existing result files whose content differs.
     progress : bool
         Show progress.
+    save_maps : {"dicom", "nifti"}, optional
+        Also write each dose map as ``OUT/dose_maps/<workflow>/<patient>_c<cycle>`` (DICOM
+        RT Dose or NIfTI) for viewing in the centre's own software.
     """
+    if save_maps not in (None, "dicom", "nifti"):
+        raise ValueError(f"save_maps must be 'dicom', 'nifti' or None, got {save_maps!r}")
     if workers < 1:
         raise ValueError(f"workers must be ≥ 1, got {workers}")
     cohort = cohort if isinstance(cohort, Cohort) else open_cohort(cohort)
     adapters = _adapters(workflows, overrides)
     out = Path(out_dir)
     report = RunReport(out_dir=out)
-    tasks = [(str(path), adapter) for path in cohort.paths.values() for adapter in adapters]
+    tasks = [(source, adapter) for source in cohort.paths.values() for adapter in adapters]
     keys = [(key, adapter) for key in cohort.paths for adapter in adapters]
-    results = _compute(tasks, workers, scheduler, progress)
+    results = _compute(tasks, workers, scheduler, progress, save_maps)
     report.n_runs = len(results)
 
     voi_by_workflow: dict[str, list[pd.DataFrame]] = {}
@@ -255,6 +288,10 @@ def run_cohort(
             tables, out, metadata=meta, basename=f"{patient_id}_c{cycle}", overwrite=overwrite
         )
         voi_by_workflow.setdefault(adapter.name, []).append(result["voi_dose"])
+        if result.get("dose_map_gy") is not None:
+            report.files.append(
+                _write_map(result, out, adapter.name, patient_id, cycle, save_maps, overwrite)
+            )
 
     rules = {a.name: a.cumulative_rule for a in adapters}
     if include_truth and cohort.truth is not None:

@@ -9,6 +9,8 @@ variable / coordinate     dims                  units attr   meaning
 ``activity``              (time, z, y, x)       ``Bq/mL``    activity concentration at acquisition
                                                              time (**not** decay corrected), float32
 ``ct`` (optional)         (z, y, x)             ``HU``       CT on the SPECT grid, float32
+``ct_by_time`` (optional) (time, z, y, x)       ``HU``       one CT per time point (before
+                                                             registration), float32
 ``labels``                (z, y, x)             ``1``        integer VOI map, 0 = no VOI
 ``time``                  (time,)               ``h``        hours after injection, increasing, ≥ 0
 ``z``, ``y``, ``x``       (z,), (y,), (x,)      ``mm``       voxel centres, uniform spacing
@@ -291,6 +293,15 @@ def validate_study(ds: xr.Dataset) -> xr.Dataset:
         _check_units(ds, "ct", "HU")
         if not np.all(np.isfinite(ds["ct"].values)):
             raise _fail("ct", "has NaN or infinite values")
+    if "ct_by_time" in ds.data_vars:
+        if ds["ct_by_time"].dims != ("time", *SPATIAL_DIMS):
+            raise _fail(
+                "ct_by_time",
+                f"dims must be ('time', 'z', 'y', 'x') on the activity grid, got {ds['ct_by_time'].dims}",
+            )
+        _check_units(ds, "ct_by_time", "HU")
+        if not np.all(np.isfinite(ds["ct_by_time"].values)):
+            raise _fail("ct_by_time", "has NaN or infinite values")
     labels = ds["labels"]
     if not np.issubdtype(labels.dtype, np.integer):
         raise _fail("labels", f"dtype must be an integer type, got {labels.dtype}")

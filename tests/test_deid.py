@@ -239,3 +239,35 @@ def test_cohort_output_readable_and_overwrite_refused(seeded, tmp_path):
     deidentify(folder.parent, out, key=KEY, overwrite=True)
     with pytest.raises(ValueError, match="out_path"):
         deidentify(folder, folder / "inside", key=KEY)
+
+
+def test_no_identifier_in_results_comparison_or_report(seeded, tmp_path):
+    """Workflows run on the de-identified data: Parquet results, agreement tables and the
+    HTML report hold none of the seeded identifiers either."""
+    from harmonize.pipeline import compare_results, read_merged, write_comparison
+    from harmonize.report import write_report
+    from harmonize.runner import run_cohort
+
+    _, folder, seeds = seeded
+    deid = deidentify(folder.parent, tmp_path / "deid_cohort", key=KEY)
+    results = tmp_path / "results"
+    # the seeded study has 4, 24 and 72 h only: fit each workflow to that schedule
+    overrides = {
+        "montpellier": {"time_points_h": "4,24,72", "tail_points": "2"},
+        "bordet": {"time_points_h": "4,24,72"},
+        "milan": {"time_points_h": "24,72"},
+    }
+    report = run_cohort(deid, ["montpellier", "bordet", "milan"], results, overrides=overrides)
+    assert report.ok, report.failures
+    tables = compare_results(read_merged([results]), n_boot=20)
+    agreement = tmp_path / "agreement"
+    write_comparison(tables, agreement)
+    page = write_report(results, tmp_path / "report.html", agreement_dir=agreement)
+    outputs = [*_all_files(results), *_all_files(agreement), page]
+    assert any(p.suffix == ".parquet" for p in outputs) and page.stat().st_size > 10_000
+    assert _hits(outputs, seeds) == []
+    # the pseudonym, not the original id, identifies the patient in the results
+    # (the phantom's truth table was made for the phantom's own id, so truth rows differ)
+    voi = hz.schema.read_results(results)["voi_dose"]
+    measured = voi[voi["workflow"] != "truth"]
+    assert set(measured["patient_id"]) == {pseudonym(PATIENT_ID, KEY)}

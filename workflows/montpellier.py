@@ -4,8 +4,10 @@ Follows the method of the Montpellier group (Santoro2018, Santoro2021, Hebert202
 as our sources state it; every other choice is a parameter tagged "assumed":
 
 * SPECT/CT at 4, 24, 72 and 192 h p.i. [pub: Santoro2018];
-* voxel-level processing after registration of the time points, as PLANET Dose does
-  [assumed from the software's usual workflow];
+* voxel-level processing after rigid registration of the time points onto the first one,
+  as PLANET Dose does [assumed from the software's usual workflow]; with
+  ``registration="auto"`` a study is registered when it carries one CT per time point
+  (``ct_by_time``), i.e. when its frames were not already acquired on one frame;
 * per voxel: trapezoid from 0 (linear from zero) to the first point and between points,
   mono-exponential fitted on the late points for the tail, physical decay when a voxel does
   not wash out [assumed];
@@ -27,6 +29,7 @@ from harmonize.study import voxel_volume_ml
 from harmonize.workflow import (
     WorkflowAdapter,
     WorkflowConfig,
+    WorkflowError,
     WorkflowResult,
     WorkflowTags,
     param,
@@ -62,6 +65,11 @@ class MontpellierConfig(WorkflowConfig):
     organ_includes_lesions: bool = param(
         False, source="assumed", doc="count lesion voxels inside an organ as organ"
     )
+    registration: str = param(
+        "auto",
+        source="assumed",
+        doc="rigid registration of time points: auto (when the study has ct_by_time), always, never",
+    )
     include_photons: bool = param(
         False, source="Hebert2024", doc="deposit photon energy locally too (LDM of electrons only)"
     )
@@ -90,6 +98,24 @@ class MontpellierWorkflow(WorkflowAdapter):
 
     def _run(self, study: xr.Dataset) -> WorkflowResult:
         cfg = self.config
+        if cfg.registration not in ("auto", "always", "never"):
+            raise WorkflowError(
+                f"registration: expected 'auto', 'always' or 'never', got {cfg.registration!r}"
+            )
+        registered = cfg.registration == "always" or (
+            cfg.registration == "auto" and "ct_by_time" in study.data_vars
+        )
+        shift_flag = ""
+        if registered:
+            from harmonize.registration import register_time_points
+
+            study, _, quality = register_time_points(study)
+            shift = np.sqrt(
+                quality[["translation_x_mm", "translation_y_mm", "translation_z_mm"]]
+                .pow(2)
+                .sum(axis=1)
+            )
+            shift_flag = f"registered(max_shift_mm={float(shift.max()):.1f})"
         index = select_time_points(study, cfg.time_points_h, cfg.time_tolerance_h)
         times = np.asarray(study["time"].values[index], dtype=np.float64)
         nuclide = str(study.attrs["radionuclide"])
@@ -126,7 +152,11 @@ class MontpellierWorkflow(WorkflowAdapter):
         fallback = regions.sums((flag_map != 0).astype(np.float64))
         counts = regions.voxel_counts()
         flags = [
-            f"voxel_fallback_fraction={f / c:.3f}" if f > 0 else ""
+            ";".join(
+                x
+                for x in (shift_flag, f"voxel_fallback_fraction={f / c:.3f}" if f > 0 else "")
+                if x
+            )
             for f, c in zip(fallback, counts, strict=True)
         ]
         voi_dose = _common.voi_dose_frame(

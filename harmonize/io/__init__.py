@@ -41,6 +41,7 @@ __all__ = [
     "StudyFiles",
     "classify_voi",
     "find_dicom_studies",
+    "find_image_folders",
     "find_study_folders",
     "open_study_folder",
     "write_dose_map",
@@ -70,6 +71,16 @@ def _nearest_sidecar(folder: Path, root: Path) -> dict[str, Any]:
 
 def _is_image_folder(sidecar: dict[str, Any]) -> bool:
     return "time_points" in sidecar
+
+
+def find_image_folders(root: str | os.PathLike[str]) -> list[Path]:
+    """Folders below ``root`` holding a NIfTI/MHA/NRRD study (a sidecar listing ``time_points``)."""
+    return sorted(
+        p.parent
+        for p in Path(root).rglob(SIDECAR_NAME)
+        if not any(part.startswith(".") for part in p.relative_to(root).parts)
+        and _is_image_folder(read_sidecar(p.parent))
+    )
 
 
 def open_study_folder(
