@@ -87,10 +87,15 @@ def _adapters(
     return out
 
 
-def _run_one(source: Any, adapter: WorkflowAdapter, save_maps: str | None = None) -> dict[str, Any]:
+def _run_one(
+    source: Any, adapter: WorkflowAdapter, save_maps: str | None = None, threads: int | None = None
+) -> dict[str, Any]:
     """Worker task: open one study, run one adapter; never raises."""
     from harmonize.cohort import open_source
+    from harmonize.kinetics.voxel import THREADS_ENV
 
+    if threads is not None:  # a worker process: share the cores with the other workers
+        os.environ[THREADS_ENV] = str(threads)
     try:
         study = open_source(source)
         result = adapter.run(study)
@@ -116,8 +121,12 @@ def _compute(
 ) -> list[dict[str, Any]]:
     import dask
 
+    threads = None
+    if not scheduler and workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
     delayed = [
-        dask.delayed(_run_one, pure=False)(source, adapter, save_maps) for source, adapter in tasks
+        dask.delayed(_run_one, pure=False)(source, adapter, save_maps, threads)
+        for source, adapter in tasks
     ]
     if scheduler:
         from distributed import Client

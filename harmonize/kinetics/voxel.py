@@ -395,8 +395,16 @@ def _check_volume(times: np.ndarray, activity_4d: object, mask: object):
     return a, m
 
 
+#: Environment variable capping the default thread count (set by the cohort runner in
+#: each worker process so that N processes × threads do not oversubscribe the cores).
+THREADS_ENV = "HARMONIZE_NUM_THREADS"
+
+
 def _n_threads(n_threads: int | None) -> int:
     if n_threads is None:
+        capped = os.environ.get(THREADS_ENV, "").strip()
+        if capped.isdigit() and int(capped) >= 1:
+            return int(capped)
         try:
             return max(1, len(os.sched_getaffinity(0)))
         except AttributeError:  # pragma: no cover - not on Linux
