@@ -25,9 +25,9 @@ def summary_lines(tables: object) -> list[str]:
     sel = ag[(ag["index"] == "dose_mean_gy") & (ag["level"] == "lesion") & (ag["workflow_b"] != "")]
     for (wa, wb), rows in sel.groupby(["workflow_a", "workflow_b"], sort=True):
         stats = rows.set_index("statistic")
-        if {"ratio_gm", "ratio_loa_lower", "ratio_loa_upper"} <= set(stats.index):
+        if {"ratio_bias", "ratio_loa_lower", "ratio_loa_upper"} <= set(stats.index):
             lines.append(
-                f"{wa} vs {wb}, lesion mean dose: ratio {stats.at['ratio_gm', 'estimate']:.2f}, "
+                f"{wa} vs {wb}, lesion mean dose: ratio {stats.at['ratio_bias', 'estimate']:.2f}, "
                 f"95% limits {stats.at['ratio_loa_lower', 'estimate']:.2f}–"
                 f"{stats.at['ratio_loa_upper', 'estimate']:.2f} (n={int(stats['n_pairs'].max())})"
             )

@@ -134,28 +134,17 @@ def compare_results(
     if voi is None or pindex is None:
         raise ValueError("results need both voi_dose and patient_index tables")
     parts = []
-    for index in LESION_INDICES:
-        data = voi.loc[voi["voi_kind"] == "lesion"].dropna(subset=[index])
+    lesions = voi.loc[voi["voi_kind"] == "lesion"]
+    jobs = [(lesions, i, "lesion") for i in LESION_INDICES]
+    jobs += [(pindex, i, "patient") for i in PATIENT_INDICES]
+    for table, index, level in jobs:
+        data = table.dropna(subset=[index])
         names = sorted(data["workflow"].unique())
         if len(names) < 2:
             notes.append(f"{index}: fewer than two workflows report it; skipped")
             continue
         try:
-            parts.append(
-                _quiet(compare.agreement, data, index=index, level="lesion", workflows=names)
-            )
-        except compare.CompareError as exc:
-            notes.append(f"{index}: {exc}")
-    for index in PATIENT_INDICES:
-        data = pindex.dropna(subset=[index])
-        names = sorted(data["workflow"].unique())
-        if len(names) < 2:
-            notes.append(f"{index}: fewer than two workflows report it; skipped")
-            continue
-        try:
-            parts.append(
-                _quiet(compare.agreement, data, index=index, level="patient", workflows=names)
-            )
+            parts.append(_quiet(compare.agreement, data, index=index, level=level, workflows=names))
         except compare.CompareError as exc:
             notes.append(f"{index}: {exc}")
     agreement = (

@@ -366,3 +366,12 @@ def test_variance_components_recovers_simulation() -> None:
     assert vc.loc["residual", "variance"] == pytest.approx(1.0, rel=0.15)
     assert vc.loc["workflow", "variance"] == pytest.approx(1.0, rel=0.3)
     assert vc["fraction"].sum() == pytest.approx(1.0)
+
+
+def test_passing_bablok_refuses_negatively_related_data():
+    # every pairwise slope is below −1, so PB1983's K-shifted median falls past the last
+    # slope: a clear error rather than an IndexError
+    from harmonize import compare
+
+    with pytest.raises(compare.CompareError, match="slopes are below −1"):
+        compare.passing_bablok([1.0, 2.0, 3.0, 4.0], [10.0, 6.0, 3.0, 1.0])

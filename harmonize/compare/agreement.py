@@ -266,13 +266,19 @@ def _pair_stats(
     md = "Deming (error ratio 1), a = intercept + slope*b, jackknife CI (Linnet 1990)"
     _row(rows, base, "deming_slope", dm.slope, dm.slope_ci, n, "1", md)
     _row(rows, base, "deming_intercept", dm.intercept, dm.intercept_ci, n, "Gy", md)
+    skip = ""
     if n <= pb_max_n:
-        pb = passing_bablok(b, a, ci_level=level_ci)
-        mp = "Passing-Bablok 1983, a = intercept + slope*b, PB1983 rank CI"
-        _row(rows, base, "passing_bablok_slope", pb.slope, pb.slope_ci, n, "1", mp)
-        _row(rows, base, "passing_bablok_intercept", pb.intercept, pb.intercept_ci, n, "Gy", mp)
+        try:
+            pb = passing_bablok(b, a, ci_level=level_ci)
+        except CompareError as exc:  # e.g. too few pairs for its rank CI: the rest stands
+            skip = f"skipped: {exc}"
+        else:
+            mp = "Passing-Bablok 1983, a = intercept + slope*b, PB1983 rank CI"
+            _row(rows, base, "passing_bablok_slope", pb.slope, pb.slope_ci, n, "1", mp)
+            _row(rows, base, "passing_bablok_intercept", pb.intercept, pb.intercept_ci, n, "Gy", mp)
     else:
         skip = f"skipped: n_pairs > {pb_max_n} (Passing-Bablok is O(n^2))"
+    if skip:
         _row(rows, base, "passing_bablok_slope", math.nan, None, n, "1", skip)
         _row(rows, base, "passing_bablok_intercept", math.nan, None, n, "Gy", skip)
     if subject_codes is not None:

@@ -73,18 +73,19 @@ class DemingResult:
 
 
 def deming_from_moments(
-    n: NDArray[np.float64],
-    sx: NDArray[np.float64],
-    sy: NDArray[np.float64],
-    sxx: NDArray[np.float64],
-    syy: NDArray[np.float64],
-    sxy: NDArray[np.float64],
+    n: NDArray[np.float64] | float,
+    sx: NDArray[np.float64] | float,
+    sy: NDArray[np.float64] | float,
+    sxx: NDArray[np.float64] | float,
+    syy: NDArray[np.float64] | float,
+    sxy: NDArray[np.float64] | float,
     delta: float,
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+) -> tuple[NDArray[np.float64] | np.float64, NDArray[np.float64] | np.float64]:
     """Deming slope and intercept from (weighted) sums; broadcasts over replicates.
 
     ``n, sx, …`` are Σw, Σwx, Σwy, Σwx², Σwy², Σwxy; used for the jackknife and the
-    cluster bootstrap without a Python loop.
+    cluster bootstrap without a Python loop. Scalar sums give numpy scalars, arrays of
+    sums (one element per replicate) give arrays.
     """
     mx, my = sx / n, sy / n
     vxx = sxx / n - mx * mx
@@ -143,12 +144,16 @@ def deming(
     if np.all(u == 0) or np.all(v == 0):
         raise CompareError("x or y has zero variance; the Deming slope is undefined")
     tot = np.array([n, u.sum(), v.sum(), u @ u, v @ v, u @ v], dtype=np.float64)
-    slope, icpt = deming_from_moments(*tot, delta)
+    # Moments passed one by one (not ``*tot, delta``: a star-unpacked array has no static
+    # length, so a type checker cannot tell that ``delta`` lands on the 7th parameter).
+    w0, wx, wy, wxx, wyy, wxy = tot
+    slope, icpt = deming_from_moments(w0, wx, wy, wxx, wyy, wxy, delta)
     if float(tot[5]) == 0.0:
         raise CompareError("x and y are uncorrelated (s_xy = 0); the Deming slope is undefined")
     # Leave-one-out moments, all n at once.
     loo = tot[:, None] - np.vstack([np.ones(n), u, v, u * u, v * v, u * v])
-    s_loo, i_loo = deming_from_moments(*loo, delta)
+    w0, wx, wy, wxx, wyy, wxy = loo
+    s_loo, i_loo = deming_from_moments(w0, wx, wy, wxx, wyy, wxy, delta)
     if not np.all(np.isfinite(s_loo)):
         raise CompareError("a leave-one-out Deming fit is undefined (degenerate data)")
     t = float(stats.t.ppf(0.5 + level / 2.0, n - 1))
@@ -230,6 +235,13 @@ def _pb_1983(
     if n_s < 1:
         raise CompareError("all points are identical; the Passing–Bablok slope is undefined")
     k = int(np.count_nonzero(s < -1.0))
+    if 2 * k >= n_s:
+        # the K-shifted median would lie past the last slope: PB1983 assumes positively
+        # related methods (its shift K counts slopes below −1), which these data are not
+        raise CompareError(
+            f"Passing–Bablok is undefined here: {k} of {n_s} pairwise slopes are below −1 "
+            "(the method assumes positively related measurements)"
+        )
     # 0-based positions of the K-shifted median.
     if n_s % 2:
         slope = float(s[(n_s + 1) // 2 + k - 1])
