@@ -257,6 +257,7 @@ def accuracy_benchmark(
 
     config = PhantomConfig(voxel_size_mm=voxel_size_mm, cycles=(1,), noise=True)
     out: dict[str, Any] = {
+        "status": "ok",
         "config": {
             "n_patients": n_patients,
             "seed": seed,
@@ -265,7 +266,7 @@ def accuracy_benchmark(
             "noise": config.noise,
             "cycles": list(config.cycles),
             "size_bands_ml": [b if math.isfinite(b) else None for b in LESION_SIZE_BANDS_ML],
-        }
+        },
     }
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -326,7 +327,14 @@ def _markdown(
         f"Total run time: {total_s:.0f} s.",
         "",
     ]
-    if accuracy is not None:
+    if accuracy is not None and accuracy.get("status") == "failed":
+        lines += [
+            "## Accuracy against phantom truth",
+            "",
+            f"**failed**: {_fmt(accuracy['reason'])}",
+            "",
+        ]
+    elif accuracy is not None:
         cfg = accuracy["config"]
         lines += [
             "## Accuracy against phantom truth",
@@ -432,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             )
         except Exception as exc:  # reported in the page; the module figures are kept
             reason = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            modules = {**modules, "accuracy": {"status": "failed", "reason": reason}}
+            accuracy = {"status": "failed", "reason": reason}
     total = time.perf_counter() - start
     payload = {
         "machine": machine,

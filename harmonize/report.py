@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import html
 import io
@@ -73,7 +74,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -153,7 +154,6 @@ REPORT_RCPARAMS: dict[str, Any] = {
 }
 #: Colour-blind-safe palette (Okabe & Ito 2008), assigned to workflows in sorted order.
 _PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#999933")
-LAYOUT = "constrained"
 _TRUTH_COLOUR = "#222222"
 _CYCLE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 _DATE = re.compile(r"(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])")
@@ -212,8 +212,8 @@ class DoseIndex:
     """
 
     column: str
-    level: str
-    cycles: str
+    level: Literal["lesion", "patient"]
+    cycles: Literal["each", "last"]
     label: str
 
 
@@ -461,7 +461,7 @@ def _new_figure(width_in: float, height_in: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width_in, height_in), layout=LAYOUT)
+    fig = Figure(figsize=(width_in, height_in), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
@@ -872,6 +872,7 @@ def _scatter_axes(
         lo, hi = float(np.min(both)) - 0.05 * span, float(np.max(both)) + 0.05 * span
         grid = np.linspace(lo, hi, 200)
     ax.plot(grid, grid, color="#888888", linestyle=":", linewidth=1.0, label="identity")
+    fit: compare.PassingBablokResult | compare.DemingResult
     try:
         fit = compare.passing_bablok(b, a)
         name = "Passing–Bablok"
@@ -975,9 +976,7 @@ def _pair_figure(
         names = []
         for row, (wa, wb) in enumerate(pairs):
             (wide, _), _ = _captured(
-                lambda wa=wa, wb=wb: compare.align(
-                    table, spec.column, spec.level, workflows=[wa, wb]
-                )
+                functools.partial(compare.align, table, spec.column, spec.level, workflows=[wa, wb])
             )
             wide = wide.dropna()
             a, b = wide[wa].to_numpy(float), wide[wb].to_numpy(float)
@@ -1465,8 +1464,13 @@ def _truth_section(data: _Data, colours: Mapping[str, str]) -> str:
             continue
         try:
             agr, notes = _captured(
-                lambda spec=spec, table=table, workflows=workflows: compare.agreement(
-                    table, spec.column, spec.level, workflows=workflows, reference=TRUTH
+                functools.partial(
+                    compare.agreement,
+                    table,
+                    spec.column,
+                    spec.level,
+                    workflows=workflows,
+                    reference=TRUTH,
                 )
             )
         except CompareError as exc:
@@ -2111,6 +2115,7 @@ def _findings(
         head = (t.cutoff_gy, t.from_workflow, t.index)
         by_cutoff.setdefault(head, []).append(
             f"{t.estimate_gy:.1f} Gy [{t.ci_low_gy:.1f}, {t.ci_high_gy:.1f}] in {t.to_workflow}"
+            + (" (CI not informative)" if t.ci_high_gy > UNSTABLE_CI_FACTOR * t.ci_low_gy else "")
         )
     for (cutoff, source, index), targets in sorted(by_cutoff.items(), key=lambda kv: kv[0][2]):
         lines.append(f"{cutoff:g} Gy in {source} ({index}) corresponds to " + "; ".join(targets))
