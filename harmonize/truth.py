@@ -8,6 +8,12 @@ unblurred TIA map through the reference dose physics:
 * dose-voxel-kernel convolution with the Lanconelli et al. 2012 soft-tissue voxel S-values
   (Phys Med Biol 57:517) for the nuclide and voxel size, which carries electrons and the
   photon energy absorbed within the kernel's 11³-voxel support;
+* **energy-normalised to ICRP-107**: the Lanconelli Lu-177 tables deposit about 138.5 keV
+  of electron energy per decay, 6 % below ICRP-107's 147.9 keV (harmonize.dose.kernels
+  documents the comparison). Every other part of harmonize uses ICRP-107, so the truth
+  kernel is scaled by (E_electrons + f_capture · E_photons) / Σ S·m, where f_capture is the
+  photon fraction absorbed within the kernel cube; the kernel keeps its shape (the
+  spatial spread of electrons and photons) and carries the ICRP-107 energy;
 * scaled by the kernel medium's density over the voxel's true density (absorbed dose is
   energy per mass);
 * the true mean dose of a VOI is the mass-weighted mean over the VOI's own voxels (a lesion's
@@ -23,12 +29,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["REFERENCE_DOSE_METHOD", "reference_dose_gy"]
+__all__ = ["REFERENCE_DOSE_METHOD", "kernel_energy_scale", "reference_dose_gy"]
 
 #: Human-readable statement of the truth definition, recorded in truth tables and reports.
 REFERENCE_DOSE_METHOD = (
     "noise-free unblurred TIA map convolved with the Lanconelli 2012 soft-tissue voxel "
-    "S-value kernel, density-scaled; VOI dose = mass-weighted mean over the VOI's own voxels"
+    "S-value kernel energy-normalised to ICRP-107, density-scaled; VOI dose = mass-weighted "
+    "mean over the VOI's own voxels"
 )
 
 
@@ -51,12 +58,37 @@ def reference_dose_gy(
     nuclide : str
         Radionuclide name.
     """
+    voxel = tuple(float(v) for v in voxel_size_mm)
+    return kernel_energy_scale(voxel, nuclide) * _convolve(tia_mbq_h, voxel, density_g_ml, nuclide)
+
+
+def _convolve(
+    tia_mbq_h: np.ndarray, voxel: tuple[float, ...], density_g_ml: np.ndarray, nuclide: str
+) -> np.ndarray:
     from harmonize import dose
 
     return dose.convolve_kernel(
-        tia_mbq_h,
-        tuple(float(v) for v in voxel_size_mm),
-        nuclide=nuclide,
-        medium="soft_tissue",
-        density_g_ml=density_g_ml,
+        tia_mbq_h, voxel, nuclide=nuclide, medium="soft_tissue", density_g_ml=density_g_ml
     )
+
+
+def kernel_energy_scale(voxel_size_mm: Sequence[float], nuclide: str = "Lu-177") -> float:
+    """Factor bringing the tabulated kernel's energy per decay to ICRP-107 (see above).
+
+    For an anisotropic voxel the photon capture is evaluated at the geometric-mean side.
+
+    >>> round(kernel_energy_scale((4.8, 4.8, 4.8)), 3)  # (147.9 + 0.102·35.1) / 142.2 keV
+    1.066
+    """
+    from harmonize import dose
+    from harmonize.nuclides import get_nuclide
+
+    voxel = tuple(float(v) for v in voxel_size_mm)
+    side = float(np.prod(voxel) ** (1.0 / 3.0))
+    data = get_nuclide(nuclide)
+    wanted = (
+        data.nonpenetrating_energy_mev
+        + dose.kernel_photon_capture(side, nuclide) * data.photon_energy_mev
+    )
+    tabulated = dose.kernel_energy_mev(dose.voxel_kernel(voxel, nuclide), voxel)
+    return wanted / tabulated

@@ -53,11 +53,13 @@ def test_truth_mass_volume_and_dose_are_consistent():
         assert row.mass_g == pytest.approx(patient.density_g_ml[mask].sum() * voxel_ml, rel=1e-12)
     lesions = truth[truth["voi_kind"] == "lesion"]
     assert len(lesions) >= 2 and (lesions["dose_mean_gy"] > 0).all()
-    # the kernel truth dose of a large organ is close to local deposition of electrons
-    # (photons add a few per cent, electron escape at the edges removes a little)
+    # energy balance: deep in a large organ the truth (ICRP-107-normalised kernel) gives
+    # local deposition of the electrons (0.0853 Gy·g/(MBq·h)) plus the ≈ 10-18 % of the
+    # photon energy (35.1 keV/decay) captured in the kernel cube, i.e. 1.02-1.04 × LDM; the
+    # organ edge loses a little to its neighbours, hence the 3 % band
     liver = truth.set_index("voi_name").loc["liver"]
     ldm = liver["tia_mbq_h"] * 0.0853 / liver["mass_g"]
-    assert liver["dose_mean_gy"] == pytest.approx(ldm, rel=0.10)
+    assert 0.99 < liver["dose_mean_gy"] / ldm < 1.05
 
 
 def test_noise_free_images_equal_the_true_activity():
