@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from types import TracebackType
 from typing import TypeVar
 
 __all__ = ["progress_iter"]
@@ -79,6 +80,11 @@ class DaskRichProgress:
         self._callback.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._callback.__exit__(*exc)
-        self._bar.__exit__(*exc)
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._callback.__exit__(exc_type, exc, tb)
+        self._bar.__exit__(exc_type, exc, tb)

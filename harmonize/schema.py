@@ -877,15 +877,16 @@ class _FileCheck:
                     f"{where}: column {c.name!r} has Arrow type {field.type}, expected {c.type}"
                 )
             unit = (field.metadata or {}).get(b"unit")
-            if c.unit and unit is None:
+            if not c.unit:
+                continue
+            if unit is None:
                 self.problems.append(
                     f"{where}: column {c.name!r} has no unit in its field metadata "
                     f"(expected {c.unit!r})"
                 )
-            elif c.unit and unit.decode("utf-8", "replace") != c.unit:
+            elif (unit_text := unit.decode("utf-8", "replace")) != c.unit:
                 self.problems.append(
-                    f"{where}: column {c.name!r} has unit {unit.decode('utf-8', 'replace')!r}, "
-                    f"expected {c.unit!r}"
+                    f"{where}: column {c.name!r} has unit {unit_text!r}, expected {c.unit!r}"
                 )
         if self.problems:
             return
@@ -944,15 +945,17 @@ def _discover(path: Path, tables: Iterable[str] | None) -> list[tuple[str | None
             absent = [t for t in wanted if t not in subdirs]
             if absent:
                 raise FileNotFoundError(f"{path} has no table folder(s) {absent}")
-        roots = [(name, path / name) for name in subdirs if wanted is None or name in wanted]
+        roots: list[tuple[str | None, Path]] = [
+            (name, path / name) for name in subdirs if wanted is None or name in wanted
+        ]
     else:
         roots = [(None, path)]
-    found = []
-    for name, root in roots:
+    found: list[tuple[str | None, Path, Path]] = []
+    for expected, root in roots:
         for file in sorted(root.rglob("*.parquet")):
             hidden = any(part.startswith((".", "_")) for part in file.relative_to(root).parts)
             if file.is_file() and not hidden:
-                found.append((name, file, root))
+                found.append((expected, file, root))
     return found
 
 

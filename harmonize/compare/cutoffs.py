@@ -476,10 +476,14 @@ def translate_cutoff(
         per = np.column_stack([np.ones_like(u), u, v, u * u, v * v, u * v])
         sums = np.zeros((n_pat, 6))
         np.add.at(sums, pat, per)
-        slope, icpt = deming_from_moments(*sums.sum(axis=0), 1.0)
-        bs, bi = deming_from_moments(*(counts @ sums).T, 1.0)
-        slope, icpt = float(slope), float(icpt) + cy - float(slope) * cx
-        boot = bi + cy - bs * cx + bs * c
+        # Moments passed one by one: ``*moments, 1.0`` hides from a type checker that the
+        # six sums fill the first six parameters and 1.0 is ``delta``.
+        w0, wx, wy, wxx, wyy, wxy = sums.sum(axis=0)
+        s_full, i_full = deming_from_moments(w0, wx, wy, wxx, wyy, wxy, 1.0)
+        w0, wx, wy, wxx, wyy, wxy = (counts @ sums).T
+        bs, bi = deming_from_moments(w0, wx, wy, wxx, wyy, wxy, 1.0)
+        slope, icpt = float(s_full), float(i_full) + cy - float(s_full) * cx
+        boot = np.asarray(bi + cy - bs * cx + bs * c, dtype=np.float64)
     else:
         pb = passing_bablok(x, y)
         slope, icpt = pb.slope, pb.intercept
