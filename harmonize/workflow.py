@@ -198,6 +198,8 @@ class WorkflowAdapter:
     ----------
     config : WorkflowConfig, optional
         Full parameter set; the default config of the adapter when omitted.
+        Positional-only, so that an override named ``config`` (e.g. from the CLI's
+        ``--set``) is reported as an unknown parameter instead of replacing the config.
     **overrides
         Parameters to change (recorded as overrides in provenance).
     """
@@ -221,7 +223,7 @@ class WorkflowAdapter:
     #: The config class.
     Config: ClassVar[type[WorkflowConfig]] = WorkflowConfig
 
-    def __init__(self, config: WorkflowConfig | None = None, **overrides: Any) -> None:
+    def __init__(self, config: WorkflowConfig | None = None, /, **overrides: Any) -> None:
         base = config if config is not None else self.Config()
         if not isinstance(base, self.Config):
             raise WorkflowError(

@@ -89,6 +89,10 @@ def test_overrides_are_typed_and_recorded():
     assert prov["parameters"]["time_points_h"] == [24.0, 96.0, 168.0]
     with pytest.raises(WorkflowError, match="unknown parameter"):
         BordetWorkflow(no_such=1)
+    # ``config`` is not a parameter of the method; as a string override it must not be
+    # taken for the adapter's config object.
+    with pytest.raises(WorkflowError, match=r"unknown parameter\(s\) \['config'\]"):
+        BordetWorkflow.from_overrides({"config": "x"})
     with pytest.raises(WorkflowError, match="cannot read 'maybe'"):
         BordetWorkflow.from_overrides({"density_from_ct": "maybe"})
 
