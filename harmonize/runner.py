@@ -303,6 +303,9 @@ def run_cohort(
             )
 
     rules = {a.name: a.cumulative_rule for a in adapters}
+    # a workflow that images only some cycles (Milan: 1 and 4) builds its patient indices
+    # from those cycles only, whatever else the cohort holds
+    imaged = {a.name: getattr(a.config, "imaged_cycles", None) for a in adapters}
     if include_truth and cohort.truth is not None:
         truth = truth_tables(cohort)
         rules[TRUTH_WORKFLOW] = "sum"
@@ -320,6 +323,10 @@ def run_cohort(
 
     for name, frames in sorted(voi_by_workflow.items()):
         table = pd.concat(frames, ignore_index=True)
+        if imaged.get(name):
+            table = table[table["cycle"].isin(imaged[name])]
+            if table.empty:
+                continue
         index = indices.patient_index(table, cumulative_rule=rules[name])
         for patient_id, rows in index.groupby("patient_id", sort=True):
             report.files += schema.write_results(

@@ -88,3 +88,17 @@ def test_cli_validate_and_compare(cohort, tmp_path, capsys):
     agreement = schema.read_results(tmp_path / "agree" / "agreement.parquet")["agreement"]
     assert {"bias", "ccc"} <= set(agreement["statistic"])
     assert main(["validate", str(tmp_path / "missing")]) == 2
+
+
+def test_milan_cumulative_uses_cycles_one_and_four(tmp_path):
+    # LUTADOSE images after cycles 1 and 4 only: GTD_TOT = 4 × (GTD1 + GTD4) / 2
+    # (Maccauro 2024, cycles 2-3 interpolated), even when the cohort has all four cycles
+    config = PhantomConfig(**{**SMALL.__dict__, "cycles": (1, 2, 3, 4)})
+    cohort = write_cohort(tmp_path / "c", n_patients=1, seed=4, config=config)
+    assert run_cohort(cohort, ["milan"], tmp_path / "r", include_truth=False).ok
+    pindex = schema.read_results(tmp_path / "r")["patient_index"].set_index("cycle")
+    assert sorted(pindex.index) == [1, 4]
+    gtd1, gtd4 = pindex.loc[1, "global_mean_dose_gy"], pindex.loc[4, "global_mean_dose_gy"]
+    assert pindex.loc[4, "cum_global_mean_dose_gy"] == pytest.approx(
+        4 * (gtd1 + gtd4) / 2, rel=1e-12
+    )

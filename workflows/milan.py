@@ -51,6 +51,11 @@ class MilanConfig(WorkflowConfig):
         source="assumed",
         doc="largest distance between a wanted and an available time point, h",
     )
+    imaged_cycles: tuple[int, ...] = param(
+        (1, 4),
+        source="Maccauro2024",
+        doc="cycles with dosimetry; patient indices and GTD_TOT use only these (2-3 interpolated)",
+    )
     recovery_correction: bool = param(
         True, source="assumed", doc="correct lesion activity by RC(volume)"
     )
