@@ -235,12 +235,12 @@ def _group_cohort(
             str(r.get("FrameOfReferenceUID", ""))
             for r in header.get("ReferencedFrameOfReferenceSequence", []) or []
         ]
-        key = by_study.get(str(header.get("StudyInstanceUID", "")))
-        key = key or next((by_for[r] for r in refs if r in by_for), None)
-        if key is None:
+        joined = by_study.get(str(header.get("StudyInstanceUID", "")))
+        joined = joined or next((by_for[r] for r in refs if r in by_for), None)
+        if joined is None:
             keys = by_folder.get(item.path.parent, set())
-            key = next(iter(keys)) if len(keys) == 1 else None
-        if key is None:
+            joined = next(iter(keys)) if len(keys) == 1 else None
+        if joined is None:
             modality = str(header.get("Modality", ""))
             if modality in ("CT", "RTSTRUCT", "SEG"):
                 raise StudyError(
@@ -248,7 +248,7 @@ def _group_cohort(
                     f"{root} (no shared study, frame of reference or folder)"
                 )
             continue
-        keyed[id(item)] = key
+        keyed[id(item)] = joined
     groups: dict[tuple[str, int], list[DicomFile]] = {}
     for item in scanned:
         if id(item) in keyed:

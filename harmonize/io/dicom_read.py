@@ -138,7 +138,7 @@ class DicomFile:
     header: Dataset
 
 
-class StudyFiles(list):  # type: ignore[type-arg]
+class StudyFiles(list[Path]):
     """The DICOM files of one study (a ``list`` of paths) with the key they were grouped by."""
 
     def __init__(self, paths: Sequence[Path], patient_id: str, cycle: int, root: Path) -> None:
@@ -504,7 +504,7 @@ def load_dicom_study(
     if "injection_time" in sidecar:
         injection_time = datetime.fromisoformat(sidecar["injection_time"])
     else:
-        found = {}
+        found: dict[datetime, Path] = {}
         for s in series:
             for f in s:
                 inj = _injection(f.header, f.path)
@@ -524,17 +524,19 @@ def load_dicom_study(
         injection_time = min(found)
     activity_mbq = sidecar.get("injected_activity_MBq")
     if activity_mbq is None:
-        values = {v for v in (_injected_mbq(f.header) for s in series for f in s) if v is not None}
-        if not values:
+        doses_mbq = {
+            v for v in (_injected_mbq(f.header) for s in series for f in s) if v is not None
+        }
+        if not doses_mbq:
             raise StudyError(
                 f"{series[0][0].path}: no injected activity (RadionuclideTotalDose); give "
                 f"'injected_activity_MBq' in {where}/harmonize.json"
             )
-        if max(values) / min(values) - 1.0 > 1e-6:
+        if max(doses_mbq) / min(doses_mbq) - 1.0 > 1e-6:
             raise StudyError(
-                f"{where}: SPECT series disagree on RadionuclideTotalDose {sorted(values)}"
+                f"{where}: SPECT series disagree on RadionuclideTotalDose {sorted(doses_mbq)}"
             )
-        activity_mbq = max(values)
+        activity_mbq = max(doses_mbq)
     nuclide_name = sidecar.get("radionuclide")
     if nuclide_name is None:
         names = {n for n in (_nuclide(s[0].header) for s in series) if n}
@@ -818,7 +820,7 @@ def _label_map(
     labels = np.zeros(grid.shape, dtype=np.int32)
     for n in order:
         labels[kept[n].mask] = ids[n]
-    table = [
+    table: list[dict[str, Any]] = [
         {"voi_id": ids[n], "name": kept[n].name, "kind": kinds[n], "parent_id": parents[n]}
         for n in range(len(kept))
     ]

@@ -17,6 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
 
 from harmonize.io._geometry import Grid, array_to_image, resample_onto
 from harmonize.io.rtstruct import RoiMask
@@ -32,7 +33,7 @@ _CATEGORY = {
 }
 
 
-def _property_type(name: str, kind: str) -> object:
+def _property_type(name: str, kind: str) -> Code:
     lowered = name.lower()
     for word, code in (
         ("kidney", codes.SCT.Kidney),
