@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 import xarray as xr
@@ -28,7 +29,7 @@ __all__ = ["BUNDLE_FORMAT", "BUNDLE_SUFFIX", "atomic_path", "open_study", "save_
 BUNDLE_FORMAT = "1"
 #: File-name suffix of exchange bundles.
 BUNDLE_SUFFIX = ".nc"
-_ENGINE = "h5netcdf"
+_ENGINE: Final = "h5netcdf"
 
 
 class atomic_path:

@@ -191,8 +191,8 @@ def _grid_mm(config: PhantomConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def _ellipsoid(
     grids: tuple[np.ndarray, np.ndarray, np.ndarray],
-    centre_zyx: Sequence[float],
-    semi_axes_zyx: Sequence[float],
+    centre_zyx: Sequence[float] | np.ndarray,
+    semi_axes_zyx: Sequence[float] | np.ndarray,
     rotation: np.ndarray | None = None,
 ) -> np.ndarray:
     z, y, x = (g - c for g, c in zip(grids, centre_zyx, strict=True))

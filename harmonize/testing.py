@@ -23,6 +23,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,9 @@ import xarray as xr
 from harmonize import schema
 from harmonize.study import voi_table
 from harmonize.workflow import WorkflowAdapter, WorkflowResult
+
+if TYPE_CHECKING:
+    from harmonize.phantom import PhantomConfig
 
 __all__ = [
     "CONFORMANCE_PHANTOM",
@@ -51,7 +55,7 @@ class CheckResult:
     message: str
 
 
-def _config(noise: bool, psf_fwhm_mm: float):  # type: ignore[no-untyped-def]
+def _config(noise: bool, psf_fwhm_mm: float) -> PhantomConfig:
     from harmonize.phantom import PhantomConfig
 
     return PhantomConfig(

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
+from numpy.typing import ArrayLike
 
 from harmonize import indices
 from harmonize.study import voi_table, voxel_volume_ml
@@ -113,9 +114,9 @@ def voi_dose_frame(
     tac_model: Sequence[str] | str,
     n_time_points: int,
     voxel_indices: pd.DataFrame | None = None,
-    fit_r2: Sequence[float] | None = None,
-    fit_aicc: Sequence[float] | None = None,
-    recovery_coefficient: Sequence[float] | None = None,
+    fit_r2: ArrayLike | None = None,
+    fit_aicc: ArrayLike | None = None,
+    recovery_coefficient: ArrayLike | None = None,
     flags: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Assemble ``voi_dose`` rows (common columns are added by the adapter base class)."""

@@ -140,8 +140,8 @@ class MilanWorkflow(WorkflowAdapter):
         dose_gy[in_range] = dose.sphere_dose(tia[in_range], mass[in_range], nuclide=nuclide)
         electron_j = get_nuclide(nuclide).electron_energy_mev * MEV_TO_J
         dose_gy[~in_range] = tia[~in_range] * 3.6e9 * electron_j / (mass[~in_range] * 1e-3)
-        for i in np.flatnonzero(~in_range):
-            flags[i] = ";".join(f for f in (flags[i], "ldm_outside_sphere_model_range") if f)
+        for k in np.flatnonzero(~in_range):
+            flags[k] = ";".join(f for f in (flags[k], "ldm_outside_sphere_model_range") if f)
         voi_dose = _common.voi_dose_frame(
             study,
             regions,

@@ -364,6 +364,7 @@ def agreement(
             UnpairedRowsWarning,
             stacklevel=2,
         )
+    blocks: list[tuple[int | None, pd.DataFrame]]
     if cycle == "each":
         blocks = [
             (int(c), wide.xs(c, level="cycle", drop_level=False))

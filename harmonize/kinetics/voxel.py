@@ -50,6 +50,7 @@ import enum
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import numpy as np
 
@@ -412,6 +413,57 @@ def _n_threads(n_threads: int | None) -> int:
     if not isinstance(n_threads, int) or n_threads < 1:
         raise KineticsError(f"n_threads must be a positive integer or None, got {n_threads!r}")
     return n_threads
+
+
+@overload
+def fit_voxels(
+    times_h: object,
+    activity_4d: object,
+    model: str = ...,
+    nuclide: str | Nuclide = ...,
+    mask: object = ...,
+    *,
+    weighting: str = ...,
+    head: str = ...,
+    tail: str = ...,
+    tail_points: int = ...,
+    return_details: Literal[False] = ...,
+    n_threads: int | None = ...,
+) -> np.ndarray: ...
+
+
+@overload
+def fit_voxels(
+    times_h: object,
+    activity_4d: object,
+    model: str = ...,
+    nuclide: str | Nuclide = ...,
+    mask: object = ...,
+    *,
+    weighting: str = ...,
+    head: str = ...,
+    tail: str = ...,
+    tail_points: int = ...,
+    return_details: Literal[True],
+    n_threads: int | None = ...,
+) -> VoxelFitResult: ...
+
+
+@overload
+def fit_voxels(
+    times_h: object,
+    activity_4d: object,
+    model: str = ...,
+    nuclide: str | Nuclide = ...,
+    mask: object = ...,
+    *,
+    weighting: str = ...,
+    head: str = ...,
+    tail: str = ...,
+    tail_points: int = ...,
+    return_details: bool = ...,
+    n_threads: int | None = ...,
+) -> np.ndarray | VoxelFitResult: ...
 
 
 def fit_voxels(
