@@ -55,14 +55,6 @@ PATIENT_INDICES = (
     "cum_lesion_dose_mean_gy",
     "cum_global_mean_dose_gy",
 )
-#: Which workflow each published cutoff was derived with (its "home" workflow).
-CUTOFF_HOME = {
-    "mileva2024_min_c1": "bordet",
-    "hebert2024_cum": "montpellier",
-    "hebert2024_min_cum": "montpellier",
-    "maccauro2024_gmd_c1": "milan",
-    "maccauro2024_gmd_cum": "milan",
-}
 
 
 @dataclass
@@ -158,7 +150,8 @@ def compare_results(
     rows = []
     workflows = sorted(set(pindex["workflow"]) - {"truth"})
     for spec in cutoffs.itertuples(index=False):
-        home = CUTOFF_HOME.get(spec.key)
+        # a cutoff was derived with its centre's workflow (cutoffs.csv column "centre")
+        home = str(spec.centre).strip().lower()
         if home not in workflows:
             continue
         for target in [w for w in workflows if w != home]:

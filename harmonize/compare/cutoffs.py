@@ -481,7 +481,10 @@ def translate_cutoff(
         w0, wx, wy, wxx, wyy, wxy = sums.sum(axis=0)
         s_full, i_full = deming_from_moments(w0, wx, wy, wxx, wyy, wxy, 1.0)
         w0, wx, wy, wxx, wyy, wxy = (counts @ sums).T
-        bs, bi = deming_from_moments(w0, wx, wy, wxx, wyy, wxy, 1.0)
+        # a replicate that draws one patient only has no spread: its fit is NaN (counted
+        # as degenerate below), not a warning
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bs, bi = deming_from_moments(w0, wx, wy, wxx, wyy, wxy, 1.0)
         slope, icpt = float(s_full), float(i_full) + cy - float(s_full) * cx
         boot = np.asarray(bi + cy - bs * cx + bs * c, dtype=np.float64)
     else:
