@@ -68,7 +68,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -80,6 +79,7 @@ import numpy as np
 import pandas as pd
 
 from harmonize import compare
+from harmonize._fs import write_bytes_atomic
 from harmonize.compare import CompareError
 
 __all__ = [
@@ -2349,28 +2349,4 @@ def write_report(
         tables, more = _read_agreement_dir(Path(agreement_dir))
         files.update(more)
     text = build_report(results, title=title, agreement_tables=tables, input_files=files)
-    data = text.encode("utf-8")
-    dest = Path(out_path)
-    if dest.exists():
-        if dest.is_dir():
-            raise IsADirectoryError(f"out_path {dest} is a directory, expected an HTML file path")
-        if dest.read_bytes() == data:
-            return dest
-        if not overwrite:
-            raise FileExistsError(
-                f"{dest} exists with different content; pass overwrite=True to replace it"
-            )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return dest
+    return write_bytes_atomic(Path(out_path), text.encode("utf-8"), overwrite)

@@ -44,7 +44,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -56,6 +55,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from harmonize._fs import write_bytes_atomic
 
 __all__ = [
     "EXAMPLE_METADATA",
@@ -550,32 +551,6 @@ def _parquet_bytes(table: pa.Table, metadata_json: str) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _atomic_write(path: Path, data: bytes, overwrite: bool) -> Path:
-    if path.exists():
-        if path.is_dir():
-            raise IsADirectoryError(f"{path} is a directory, expected a Parquet file path")
-        if path.read_bytes() == data:
-            return path
-        if not overwrite:
-            raise FileExistsError(
-                f"{path} exists with different content; pass overwrite=True to replace it"
-            )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def write_table(
     df: pd.DataFrame,
     path: str | os.PathLike[str],
@@ -636,7 +611,7 @@ def write_table(
     """
     arrow = to_arrow_table(df, table, allow_extra=allow_extra)
     data = _parquet_bytes(arrow, _metadata_json(table, metadata))
-    return _atomic_write(Path(path), data, overwrite)
+    return write_bytes_atomic(Path(path), data, overwrite)
 
 
 def _default_basename(tables: Mapping[str, pa.Table]) -> str:
@@ -761,7 +736,7 @@ def write_results(
                 raise FileExistsError(
                     f"{path} exists with different content; pass overwrite=True to replace it"
                 )
-    return sorted(_atomic_write(path, data, overwrite) for path, data in planned)
+    return sorted(write_bytes_atomic(path, data, overwrite) for path, data in planned)
 
 
 # --------------------------------------------------------------------------------------------
