@@ -42,8 +42,11 @@ def summary_lines(tables: object) -> list[str]:
         n_disc = int((tables.cutoff_discordant["cutoff_key"] == row.cutoff_key).sum())
         kappa = "undefined" if math.isnan(row.estimate) else f"{row.estimate:.2f}"
         lines.append(f"cutoff {row.cutoff_key}: Fleiss κ = {kappa}, {n_disc} discordant patient(s)")
+    from harmonize.report import UNSTABLE_CI_FACTOR
+
     for row in tables.cutoff_translation.itertuples(index=False):
-        lines.append(row.sentence)
+        wide = row.ci_low_gy <= 0 or row.ci_high_gy / row.ci_low_gy > UNSTABLE_CI_FACTOR
+        lines.append(row.sentence + (" (CI not informative: too few patients)" if wide else ""))
     return lines
 
 

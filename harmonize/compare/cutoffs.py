@@ -485,8 +485,8 @@ def translate_cutoff(
         # as degenerate below), not a warning
         with np.errstate(divide="ignore", invalid="ignore"):
             bs, bi = deming_from_moments(w0, wx, wy, wxx, wyy, wxy, 1.0)
+            boot = np.asarray(bi + cy - bs * cx + bs * c, dtype=np.float64)
         slope, icpt = float(s_full), float(i_full) + cy - float(s_full) * cx
-        boot = np.asarray(bi + cy - bs * cx + bs * c, dtype=np.float64)
     else:
         pb = passing_bablok(x, y)
         slope, icpt = pb.slope, pb.intercept
