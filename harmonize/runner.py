@@ -4,7 +4,8 @@ A cohort is a list of independent studies, so the work is an embarrassingly para
 of (study, adapter) pairs. Locally Dask's multiprocessing scheduler runs it on ``workers``
 processes (``workers=1`` runs in this process); with ``scheduler="tcp://host:8786"`` the
 tasks go to a ``dask.distributed`` cluster. Each task opens its study from disk, so only
-paths travel to the workers, and returns small tables; the files are written by the caller:
+paths travel to the workers; each task writes its own files and returns its small
+``voi_dose`` table, from which the caller writes the patient indices:
 
 * ``OUT/voi_dose/workflow=NAME/<patient>_c<cycle>.parquet``, likewise ``tac`` and ``run``;
 * ``OUT/patient_index/workflow=NAME/<patient>.parquet`` — computed from all cycles of the
@@ -89,9 +90,19 @@ def _adapters(
 
 
 def _run_one(
-    source: Any, adapter: WorkflowAdapter, save_maps: str | None = None, threads: int | None = None
+    source: Any,
+    adapter: WorkflowAdapter,
+    out: str,
+    overwrite: bool,
+    save_maps: str | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """Worker task: open one study, run one adapter; never raises."""
+    """Worker task: open one study, run one adapter, write its files; never raises.
+
+    Each task writes its own ``voi_dose``/``tac``/``run`` files (distinct names per study
+    and workflow), so writing is parallel too; only the small ``voi_dose`` table travels
+    back for the patient indices.
+    """
     from harmonize.cohort import open_source
     from harmonize.kinetics.voxel import THREADS_ENV
 
@@ -100,14 +111,22 @@ def _run_one(
     try:
         study = open_source(source)
         result = adapter.run(study)
-        return {
-            "ok": True,
+        patient_id, cycle = str(study.attrs["patient_id"]), int(study.attrs["cycle"])
+        prov = result.provenance
+        tables = {
             "voi_dose": result.voi_dose,
             "tac": result.tac,
-            "provenance": result.provenance,
-            "dose_map_gy": result.dose_map_gy if save_maps else None,
-            "study": study if save_maps and result.dose_map_gy is not None else None,
+            "run": _run_row(result.voi_dose, prov),
         }
+        meta = {k: prov[k] for k in ("workflow", "input_sha256", "software")}
+        files = schema.write_results(
+            tables, Path(out), metadata=meta, basename=f"{patient_id}_c{cycle}", overwrite=overwrite
+        )
+        if save_maps and result.dose_map_gy is not None:
+            files.append(
+                _write_map(result.dose_map_gy, study, Path(out), adapter.name, save_maps, overwrite)
+            )
+        return {"ok": True, "voi_dose": result.voi_dose, "files": files}
     except Exception as exc:  # reported per study; the other studies go on
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return {"ok": False, "reason": detail}
@@ -115,6 +134,8 @@ def _run_one(
 
 def _compute(
     tasks: list[tuple[Any, WorkflowAdapter]],
+    out: Path,
+    overwrite: bool,
     workers: int,
     scheduler: str | None,
     progress: bool,
@@ -126,7 +147,7 @@ def _compute(
     if not scheduler and workers > 1:
         threads = max(1, (os.cpu_count() or 1) // workers)
     delayed = [
-        dask.delayed(_run_one, pure=False)(source, adapter, save_maps, threads)
+        dask.delayed(_run_one, pure=False)(source, adapter, str(out), overwrite, save_maps, threads)
         for source, adapter in tasks
     ]
     if scheduler:
@@ -162,9 +183,8 @@ def _local_compute(
     return list(dask.compute(*delayed, scheduler=mode, num_workers=workers))
 
 
-def _run_row(result: dict[str, Any]) -> pd.DataFrame:
-    prov = result["provenance"]
-    first = result["voi_dose"].iloc[0]
+def _run_row(voi_dose: pd.DataFrame, prov: dict[str, Any]) -> pd.DataFrame:
+    first = voi_dose.iloc[0]
     return pd.DataFrame(
         {
             "patient_id": [first["patient_id"]],
@@ -181,22 +201,15 @@ def _run_row(result: dict[str, Any]) -> pd.DataFrame:
 
 
 def _write_map(
-    result: dict[str, Any],
-    out: Path,
-    workflow: str,
-    patient_id: str,
-    cycle: int,
-    fmt: str | None,
-    overwrite: bool,
+    dose_gy: Any, study: Any, out: Path, workflow: str, fmt: str, overwrite: bool
 ) -> Path:
     from harmonize.io import write_dose_map
 
     suffix = ".dcm" if fmt == "dicom" else ".nii.gz"
-    path = out / "dose_maps" / workflow / f"{patient_id}_c{cycle}{suffix}"
+    name = f"{study.attrs['patient_id']}_c{int(study.attrs['cycle'])}{suffix}"
+    path = out / "dose_maps" / workflow / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_dose_map(
-        result["dose_map_gy"], result["study"], path, format=fmt or "dicom", overwrite=overwrite
-    )
+    return write_dose_map(dose_gy, study, path, format=fmt, overwrite=overwrite)
 
 
 def truth_tables(cohort: Cohort) -> pd.DataFrame:
@@ -294,7 +307,7 @@ def run_cohort(
     report = RunReport(out_dir=out)
     tasks = [(source, adapter) for source in cohort.paths.values() for adapter in adapters]
     keys = [(key, adapter) for key in cohort.paths for adapter in adapters]
-    results = _compute(tasks, workers, scheduler, progress, save_maps)
+    results = _compute(tasks, out, overwrite, workers, scheduler, progress, save_maps)
     report.n_runs = len(results)
 
     voi_by_workflow: dict[str, list[pd.DataFrame]] = {}
@@ -302,20 +315,8 @@ def run_cohort(
         if not result["ok"]:
             report.failures.append(RunFailure(patient_id, cycle, adapter.name, result["reason"]))
             continue
-        tables = {"voi_dose": result["voi_dose"], "tac": result["tac"], "run": _run_row(result)}
-        meta = {
-            "workflow": result["provenance"]["workflow"],
-            "input_sha256": result["provenance"]["input_sha256"],
-            "software": result["provenance"]["software"],
-        }
-        report.files += schema.write_results(
-            tables, out, metadata=meta, basename=f"{patient_id}_c{cycle}", overwrite=overwrite
-        )
+        report.files += result["files"]
         voi_by_workflow.setdefault(adapter.name, []).append(result["voi_dose"])
-        if result.get("dose_map_gy") is not None:
-            report.files.append(
-                _write_map(result, out, adapter.name, patient_id, cycle, save_maps, overwrite)
-            )
 
     rules = {a.name: a.cumulative_rule for a in adapters}
     # a workflow that images only some cycles (Milan: 1 and 4) builds its patient indices
