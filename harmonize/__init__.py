@@ -19,7 +19,18 @@ from harmonize._warnings import HarmonizeWarning
 from harmonize.bundle import open_study, save_study
 from harmonize.cohort import Cohort, CohortError, open_cohort
 from harmonize.nuclides import NuclideError, get_nuclide
+from harmonize.registry import get_workflow, list_workflows, register_workflow
+from harmonize.runner import run_cohort
+from harmonize.schema import SchemaError, read_results, write_results
 from harmonize.study import StudyError, make_study, validate_study, voi_mask, voi_table
+from harmonize.workflow import (
+    WorkflowAdapter,
+    WorkflowConfig,
+    WorkflowError,
+    WorkflowResult,
+    WorkflowTags,
+    param,
+)
 
 __version__ = "0.1.0"
 
@@ -28,27 +39,46 @@ __all__ = [
     "CohortError",
     "HarmonizeWarning",
     "NuclideError",
+    "SchemaError",
     "StudyError",
+    "WorkflowAdapter",
+    "WorkflowConfig",
+    "WorkflowError",
+    "WorkflowResult",
+    "WorkflowTags",
     "__version__",
     "get_nuclide",
+    "get_workflow",
+    "list_workflows",
     "make_study",
     "nuclides",
     "open_cohort",
     "open_study",
+    "param",
+    "read_results",
+    "register_workflow",
+    "run_cohort",
     "save_study",
     "validate_study",
     "voi_mask",
     "voi_table",
+    "write_results",
 ]
 
 _LAZY_SUBMODULES = {
     "compare",
+    "deid",
     "dose",
     "indices",
+    "io",
     "kinetics",
     "phantom",
+    "pipeline",
     "pvc",
+    "registration",
+    "report",
     "schema",
+    "testing",
     "truth",
 }
 
