@@ -36,9 +36,17 @@ What is read
   λ is the physical decay constant of the radionuclide. ``NONE`` images are the mean over
   the acquisition, labelled with its start: for 177Lu and a 30-min acquisition the two
   differ by < 0.1 % (λ·T/2 = 0.0011).
-* **CT**: the CT series sharing the frame of reference of the first (reference) SPECT
-  time point, resampled onto the SPECT grid with SimpleITK (linear interpolation in HU,
-  −1000 HU outside the CT).
+* **CT**: each SPECT time point's CT is the CT series sharing its frame of reference
+  (``FrameOfReferenceUID``), else a CT series of its DICOM study (``StudyInstanceUID``),
+  else — only when the emission series has no frame of reference — any CT series; among
+  several candidates, the one acquired nearest in time. CTs are resampled onto the
+  reference SPECT grid in scanner (LPS) coordinates with SimpleITK (linear interpolation in
+  HU, −1000 HU outside the CT; identical grids are copied exactly). ``ct`` is the reference
+  (first) time point's CT (absent when that time point has none). When at least two time
+  points have their own, distinct CT series, ``ct_by_time(time, z, y, x)`` (float32, HU)
+  holds one CT per time point, not registered; a time point without a CT of its own gets
+  the CT of the time point nearest to it in time (the earlier one on a tie). A single CT
+  series gives no ``ct_by_time``.
 * **VOIs**: DICOM SEG files if any (highdicom), else RTSTRUCT files (see
   :mod:`harmonize.io.rtstruct` for the rasterisation rule); both must refer to the frame of
   reference of the reference time point. Names map to kinds by the sidecar VOI table, then
@@ -85,7 +93,7 @@ from harmonize.io.naming import classify_voi
 from harmonize.io.rtstruct import RoiMask, read_rtstruct
 from harmonize.io.seg import read_seg
 from harmonize.nuclides import get_nuclide
-from harmonize.study import StudyError, make_study
+from harmonize.study import StudyError, make_study, validate_study
 
 __all__ = ["DicomFile", "StudyFiles", "load_dicom_study", "scan_dicom_files"]
 
@@ -114,6 +122,10 @@ NON_DICOM_SUFFIXES = frozenset(
         ".log",
     }
 )
+#: The Study's optional per-time-point CT (as :data:`harmonize.registration.CT_BY_TIME`).
+CT_BY_TIME = "ct_by_time"
+#: CT value outside the CT's field of view (air), HU.
+_AIR_HU = -1000.0
 #: Fraction of a VOI's voxels another VOI must hold to be its parent.
 PARENT_FRACTION = 0.5
 _INTERPRETED_KIND = {
@@ -592,7 +604,7 @@ def load_dicom_study(
     activity = np.clip(activity, 0.0, None)
 
     reference_for = str(volumes[0].header.get("FrameOfReferenceUID", "") or "") or None
-    ct = _read_ct(files, reference_for, reference, starts[0])
+    ct, ct_by_time = _read_cts(files, [v.header for v in volumes], starts, times_h, reference)
     rois, kinds_from_type = _read_vois(files, reference, reference_for, voi_source, where)
     labels, table = _label_map(rois, kinds_from_type, sidecar, voi_rules, reference, where)
 
@@ -614,7 +626,7 @@ def load_dicom_study(
     if "calibration_cps_per_MBq" in sidecar:
         extra["calibration_cps_per_MBq"] = float(sidecar["calibration_cps_per_MBq"])
     dz, dy, dx = reference.spacing_mm
-    return make_study(
+    study = make_study(
         activity.astype(np.float32),
         times_h,
         (dz, dy, dx),
@@ -631,6 +643,10 @@ def load_dicom_study(
         direction=reference.direction,
         extra_attrs=extra,
     )
+    if ct_by_time is None:
+        return study
+    study[CT_BY_TIME] = (("time", "z", "y", "x"), ct_by_time, {"units": "HU"})
+    return validate_study(study)
 
 
 def _to_bq_ml(volume: _Volume, sidecar: dict[str, Any], where: str) -> np.ndarray:
@@ -676,30 +692,89 @@ def _decay_reference(
     )
 
 
-def _read_ct(
-    files: Sequence[DicomFile], reference_for: str | None, grid: Grid, start: datetime
-) -> np.ndarray | None:
-    ct_files = [f for f in files if str(f.header.get("Modality", "")) == "CT"]
-    if not ct_files:
-        return None
-    candidates = [
-        s
-        for s in _group(ct_files, "SeriesInstanceUID").values()
-        if reference_for is None or str(s[0].header.get("FrameOfReferenceUID", "")) == reference_for
-    ]
-    if not candidates:
-        return None
+def _uid(ds: Dataset, keyword: str) -> str:
+    return str(ds.get(keyword, "") or "")
 
-    def distance(s: list[DicomFile]) -> float:
+
+def _match_ct(groups: Sequence[list[DicomFile]], emission: Dataset, start: datetime) -> int | None:
+    """Index in ``groups`` (CT series) of the CT of an emission series started at ``start``.
+
+    Candidates, by priority: the CT series sharing the emission series' frame of
+    reference; else those of its DICOM study; else, only when the emission series has no
+    frame of reference, every CT series. The candidate acquired nearest to ``start`` wins.
+    """
+    frame, study_uid = _uid(emission, "FrameOfReferenceUID"), _uid(emission, "StudyInstanceUID")
+    tiers = (
+        [
+            i
+            for i, s in enumerate(groups)
+            if frame and _uid(s[0].header, "FrameOfReferenceUID") == frame
+        ],
+        [
+            i
+            for i, s in enumerate(groups)
+            if study_uid and _uid(s[0].header, "StudyInstanceUID") == study_uid
+        ],
+        [] if frame else list(range(len(groups))),
+    )
+
+    def distance(i: int) -> float:
+        first = groups[i][0]
         try:
-            return abs((_acquisition_start(s[0].header, s[0].path) - start).total_seconds())
+            return abs((_acquisition_start(first.header, first.path) - start).total_seconds())
         except StudyError:
             return math.inf
 
-    chosen = min(candidates, key=distance)
-    volume = _read_slices(chosen, "CT")
-    image = array_to_image(volume.values.astype(np.float32), volume.grid)
-    return resample_onto(image, grid, interpolator=sitk.sitkLinear, default_value=-1000.0)
+    for candidates in tiers:
+        if candidates:
+            return min(candidates, key=distance)
+    return None
+
+
+def _read_cts(
+    files: Sequence[DicomFile],
+    emission: Sequence[Dataset],
+    starts: Sequence[datetime],
+    times_h: np.ndarray,
+    grid: Grid,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(``ct`` of the reference time point, ``ct_by_time`` or None), on ``grid`` in HU.
+
+    ``emission`` and ``starts`` hold each time point's emission header and acquisition
+    start, in time order; see the module docstring for the matching rules.
+    """
+    ct_files = [f for f in files if str(f.header.get("Modality", "")) == "CT"]
+    groups = list(_group(ct_files, "SeriesInstanceUID").values())
+    matched = [
+        _match_ct(groups, header, start) for header, start in zip(emission, starts, strict=True)
+    ]
+    own = [t for t, m in enumerate(matched) if m is not None]
+    if not own:
+        return None, None
+    cache: dict[int, np.ndarray] = {}
+
+    def resampled(index: int) -> np.ndarray:
+        if index not in cache:
+            volume = _read_slices(groups[index], "CT")
+            image = array_to_image(volume.values.astype(np.float32), volume.grid)
+            cache[index] = np.asarray(
+                resample_onto(image, grid, interpolator=sitk.sitkLinear, default_value=_AIR_HU),
+                dtype=np.float32,
+            )
+        return cache[index]
+
+    first = matched[0]
+    ct = resampled(first) if first is not None else None
+    if len({matched[t] for t in own}) < 2:
+        return ct, None
+    frames = []
+    for t, index in enumerate(matched):
+        if index is None:
+            # no CT of its own: the CT of the nearest time point (the earlier one on a tie)
+            index = matched[min(own, key=lambda s: (abs(times_h[s] - times_h[t]), s))]
+        assert index is not None
+        frames.append(resampled(index))
+    return ct, np.stack(frames)
 
 
 def _read_vois(

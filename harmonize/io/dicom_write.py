@@ -5,13 +5,19 @@ Layout of a written study folder (readable by :func:`harmonize.open_study`)::
     out_dir/
       harmonize.json          sidecar: patient_id, cycle, center, VOI table (kinds, parents)
       NM/T01.dcm ...          one NM multi-frame image (one series) per time point
-      CT/CT_0001.dcm ...      CT slices of the reference (first) time point, if the Study has one
+      CT/CT_0001.dcm ...      CT slices of the reference (first) time point, if the Study has a
+                              ``ct`` and no ``ct_by_time``
+      CT/T01/CT_0001.dcm ...  one CT series per time point, if the Study has ``ct_by_time``
       RTSTRUCT.dcm            contours of every VOI (own voxels + descendants)
       SEG.dcm                 the same VOIs as a BINARY DICOM SEG (highdicom)
       truth.parquet           the phantom's truth table, when given
 
 Every time point is its own imaging session: its own DICOM study, series and frame of
-reference (as on a real SPECT/CT), acquired at ``injection_time + time_h``. The NM images
+reference (as on a real SPECT/CT), acquired at ``injection_time + time_h``. A Study with
+``ct_by_time`` gets one CT series per time point, in that time point's DICOM study and
+frame of reference (its NM and CT share them, as one SPECT/CT acquisition); a Study with
+only ``ct`` gets one CT series with the reference time point. The RTSTRUCT and SEG always
+refer to the reference (first) time point's NM series and frame of reference. The NM images
 carry the radiopharmaceutical module (start date-time, total dose in Bq, half-life),
 ``Units = BQML`` and ``DecayCorrection = NONE``.
 
@@ -70,6 +76,8 @@ __all__ = ["study_uids", "write_dose_map", "write_study_dicom"]
 
 _UINT16_MAX = 65535
 _UINT32_MAX = 4294967295
+#: The Study's optional per-time-point CT (as :data:`harmonize.registration.CT_BY_TIME`).
+_CT_BY_TIME = "ct_by_time"
 
 
 def _version() -> str:
@@ -92,8 +100,11 @@ def study_uids(study: xr.Dataset) -> dict[str, Any]:
     """The deterministic UIDs :func:`write_study_dicom` gives ``study``.
 
     Returns a dict with ``study`` / ``frame_of_reference`` / ``nm_series`` / ``nm_instance``
-    (lists, one per time point), ``ct_series``, ``rtstruct_series``, ``rtstruct_instance``,
-    ``seg_series``, ``seg_instance``, ``dose_series`` and ``dose_instance``.
+    / ``ct_series_by_time`` (lists, one per time point), ``ct_series`` (the reference time
+    point's CT series, ``ct_series_by_time[0]``), ``rtstruct_series``,
+    ``rtstruct_instance``, ``seg_series``, ``seg_instance``, ``dose_series`` and
+    ``dose_instance``. CT slice ``k`` (0-based) of a CT series gets the SOP instance UID
+    ``deterministic_uid(series_uid, "instance", k)``.
     """
     pid, cycle, key = str(study.attrs["patient_id"]), int(study.attrs["cycle"]), _study_key(study)
     n = study.sizes["time"]
@@ -107,6 +118,7 @@ def study_uids(study: xr.Dataset) -> dict[str, Any]:
         "nm_series": [uid("nm-series", t) for t in range(n)],
         "nm_instance": [uid("nm-instance", t) for t in range(n)],
         "ct_series": uid("ct-series"),
+        "ct_series_by_time": [uid("ct-series"), *(uid("ct-series", t) for t in range(1, n))],
         "rtstruct_series": uid("rtstruct-series"),
         "rtstruct_instance": uid("rtstruct-instance"),
         "seg_series": uid("seg-series"),
@@ -259,24 +271,28 @@ def _nm_dataset(study: xr.Dataset, uids: dict[str, Any], t: int, grid: Grid) -> 
     return ds
 
 
-def _ct_datasets(study: xr.Dataset, uids: dict[str, Any], grid: Grid) -> list[Dataset]:
+def _ct_datasets(
+    study: xr.Dataset, uids: dict[str, Any], grid: Grid, t: int, hu_values: np.ndarray
+) -> list[Dataset]:
+    """The CT slices of time point ``t`` (values ``hu_values`` (z, y, x) in HU)."""
     injection = datetime.fromisoformat(str(study.attrs["injection_time"]))
-    when = injection + timedelta(hours=float(study["time"].values[0]))
-    hu = np.clip(np.rint(np.asarray(study["ct"].values, dtype=np.float64)), -32768, 32767)
+    when = injection + timedelta(hours=float(study["time"].values[t]))
+    hu = np.clip(np.rint(np.asarray(hu_values, dtype=np.float64)), -32768, 32767)
+    series_uid = uids["ct_series_by_time"][t]
     nz, ny, nx = grid.shape
     dz, dy, dx = grid.spacing_mm
     out = []
     for k in range(nz):
-        sop = deterministic_uid(uids["ct_series"], "instance", k)
-        ds = _base(study, uids, 0, when)
+        sop = deterministic_uid(series_uid, "instance", k)
+        ds = _base(study, uids, t, when)
         ds.file_meta = _file_meta(CTImageStorage, sop)
         ds.SOPClassUID = CTImageStorage
         ds.SOPInstanceUID = sop
         ds.Modality = "CT"
-        ds.SeriesInstanceUID = uids["ct_series"]
-        ds.SeriesNumber = 50
+        ds.SeriesInstanceUID = series_uid
+        ds.SeriesNumber = 50 + t
         ds.InstanceNumber = k + 1
-        ds.SeriesDescription = "CT"
+        ds.SeriesDescription = f"CT {float(study['time'].values[t]):g} h" if t else "CT"
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         for prefix in ("Series", "Acquisition", "Content"):
             setattr(ds, f"{prefix}Date", format_da(when))
@@ -389,6 +405,12 @@ def write_study_dicom(
     -------
     pathlib.Path
         ``out_dir``, readable with :func:`harmonize.open_study`.
+
+    Notes
+    -----
+    With ``ct_by_time``, time point ``t``'s CT series holds ``ct_by_time[t]`` and the
+    separate ``ct`` variable is not written: read back, ``ct`` is ``ct_by_time[0]`` (the
+    CT acquired with the reference time point).
     """
     validate_study(study)
     study = _right_handed(study)
@@ -402,9 +424,16 @@ def write_study_dicom(
             ds = _nm_dataset(study, uids, t, grid)
             ds.save_as(tmp / "NM" / f"T{t + 1:02d}.dcm", enforce_file_format=True)
             nm_sets.append(ds)
-        if "ct" in study.data_vars:
+        if _CT_BY_TIME in study.data_vars:
+            for t in range(study.sizes["time"]):
+                folder = tmp / "CT" / f"T{t + 1:02d}"
+                folder.mkdir(parents=True)
+                hu = study[_CT_BY_TIME].values[t]
+                for k, ds in enumerate(_ct_datasets(study, uids, grid, t, hu)):
+                    ds.save_as(folder / f"CT_{k + 1:04d}.dcm", enforce_file_format=True)
+        elif "ct" in study.data_vars:
             (tmp / "CT").mkdir()
-            for k, ds in enumerate(_ct_datasets(study, uids, grid)):
+            for k, ds in enumerate(_ct_datasets(study, uids, grid, 0, study["ct"].values)):
                 ds.save_as(tmp / "CT" / f"CT_{k + 1:04d}.dcm", enforce_file_format=True)
         rois = _rois(study)
         reference = nm_sets[0]
