@@ -19,7 +19,9 @@ specific absorbed dose (Gy/GBq, local-deposition estimate), drawn from a normal
 distribution with the published mean ± SD:
 
 * kidneys 0.57 ± 0.09, liver 0.27 ± 0.05, spleen 1.17 ± 0.14 and tumours 3.41 ± 0.68 mGy/MBq
-  — [Clin Nucl Med 2013;38(3):188, 61 patients, OLINDA] (``CNM2013``). Tumour doses vary far
+  — [Clin Nucl Med 2013;38(3), "Dosimetric analyses of kidneys, liver, spleen, pituitary gland,
+  and neuroendocrine tumors of patients treated with 177Lu-DOTATATE", 61 patients, OLINDA;
+  Ovid accession 00003072-201303000-00005] (``CNM2013``). Tumour doses vary far
   more between patients than that SD; the tumour spread is widened to a log-normal with
   geometric SD 1.6 [assumed] so that the cohort straddles the published cutoffs.
 * effective half-lives (washout) [assumed, typical of the 177Lu-DOTATATE literature]:
@@ -28,7 +30,7 @@ distribution with the published mean ± SD:
 * per-cycle fall of tumour uptake, × 0.9 per cycle [assumed; tumour absorbed dose tends to
   decrease over cycles as reported by Garske-Román 2018, EJNMMI 45:970].
 * injected activity 7.4 GBq ± 3 % per cycle (the Lutathera SmPC activity, 7.4 GBq × 4 cycles).
-* SPECT sensitivity 9.87 cps/MBq (Marin 2017, EJNMMI Phys 4:7, Bordet's camera) with a
+* SPECT sensitivity 9.87 cps/MBq (Marin 2017, EJNMMI Phys, doi:10.1186/s40658-017-0174-7, Bordet's camera) with a
   20-min acquisition for the noise level; PSF FWHM 11 mm by default [assumed, typical of
   resolution-recovered 177Lu SPECT at 4.8 mm voxels].
 * CT numbers and mass densities of tissues: ICRU Report 46 densities (liver 1.06, kidney 1.05,
@@ -70,7 +72,7 @@ __all__ = [
 #: Superset of the centres' imaging time points, hours after injection.
 DEFAULT_TIMES_H = (4.0, 24.0, 48.0, 72.0, 96.0, 168.0, 192.0)
 
-#: Specific absorbed dose, mean and SD in Gy/GBq (CNM2013: Clin Nucl Med 2013;38:188).
+#: Specific absorbed dose, mean and SD in Gy/GBq (CNM2013: Clin Nucl Med 2013;38(3), 61 patients).
 SPECIFIC_DOSE_GY_PER_GBQ = {
     "kidney": (0.57, 0.09),
     "liver": (0.27, 0.05),
@@ -99,7 +101,7 @@ DENSITY_G_ML = {
     "bone": 1.92,
     "air": 0.0012,
 }
-#: SPECT system sensitivity, cps/MBq (Marin 2017, EJNMMI Phys 4:7).
+#: SPECT system sensitivity, cps/MBq (Marin 2017, EJNMMI Phys, doi:10.1186/s40658-017-0174-7).
 SENSITIVITY_CPS_PER_MBQ = 9.87
 _TISSUES = ("air", "soft", "liver", "kidney", "spleen", "lesion", "bone")
 
