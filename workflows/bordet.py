@@ -71,7 +71,7 @@ class BordetWorkflow(WorkflowAdapter):
     version = "1.0.0"
     description = "VOI-level mono-exponential (3 time points), dose-voxel-kernel convolution"
     references = ("Mileva2024", "Marin2017", "Lanconelli2012")
-    url = "https://doi.org/10.2967/jnumed.123.266212"
+    url = ""  # Mileva2024: J Nucl Med 2024;65:236-244 (DOI not in our sources)
     tags = WorkflowTags(
         voxel_level=False,
         needs_ct=False,

@@ -91,7 +91,7 @@ class MilanWorkflow(WorkflowAdapter):
         "2 time points (24 h, 168 h), mono-exponential from t=0, RC correction, sphere model"
     )
     references = ("Maccauro2024",)
-    url = "https://doi.org/10.1007/s00259-024-06902-8"
+    url = ""  # Maccauro2024: Eur J Nucl Med Mol Imaging 2024;52:291-304 (DOI not in our sources)
     tags = WorkflowTags(
         voxel_level=False,
         needs_ct=False,
