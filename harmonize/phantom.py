@@ -115,7 +115,9 @@ class PhantomConfig:
     voxel_size_mm : float
         Isotropic voxel size (4.8 mm is a tabulated Lanconelli size).
     fov_mm : (z, y, x)
-        Field of view; the grid shape is ``ceil(fov / voxel)``.
+        Field of view; the grid shape is ``ceil(fov / voxel)``. The body outline is an
+        elliptic cylinder of 230 mm (AP) × 340 mm (LR) ending 1.5 voxels inside the field
+        of view in z; a smaller field of view clips it (the organs and lesions too).
     times_h : tuple of float
         Acquisition times after injection.
     psf_fwhm_mm : float
