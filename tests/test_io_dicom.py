@@ -393,3 +393,121 @@ def test_write_dose_map_dicom_and_nifti(study, tmp_path):
     )
     with pytest.raises(hz.StudyError, match="dose_gy"):
         write_dose_map(dose[:-1], study, tmp_path / "bad.dcm")
+
+
+# --------------------------------------------------------------------------- one CT per time point
+
+MOVED = phantom.PhantomConfig(
+    voxel_size_mm=6.8,
+    fov_mm=(210.0, 258.0, 360.0),
+    cycles=(1,),
+    n_lesions=(2, 3),
+    noise=False,
+    motion_mm=12.0,
+)
+
+
+@pytest.fixture(scope="module")
+def moved():
+    """A phantom whose patient moves between time points (one CT per time point)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(phantom, "reference_dose_gy", _cheap_dose)
+        study, _ = phantom.simulate_study(phantom.make_patient(0, 9, MOVED), 1, 9, MOVED)
+    return study
+
+
+@pytest.fixture(scope="module")
+def moved_written(moved, tmp_path_factory):
+    return write_study_dicom(moved, tmp_path_factory.mktemp("moved") / "P001_C1")
+
+
+@pytest.fixture(scope="module")
+def moved_back(moved_written):
+    return hz.open_study(moved_written)
+
+
+@pytest.fixture
+def moved_copy(moved_written, tmp_path):
+    return Path(shutil.copytree(moved_written, tmp_path / "moved"))
+
+
+def _ct_series(folder: Path, t: int) -> list[Path]:
+    return sorted((folder / "CT" / f"T{t + 1:02d}").glob("*.dcm"))
+
+
+def test_ct_by_time_round_trip(moved, moved_back):
+    assert "ct_by_time" in moved.data_vars
+    assert moved.sizes["time"] >= 3
+    _assert_same_study(moved, moved_back)
+    assert moved_back["ct_by_time"].dtype == np.float32
+    assert moved_back["ct_by_time"].attrs["units"] == "HU"
+    # CT stored as int16 HU with slope 1: rounding ≤ 0.5 HU (plus float32 rounding)
+    err = np.abs(moved_back["ct_by_time"].values - moved["ct_by_time"].values)
+    assert err.max() <= 0.5 + 1e-3
+    # the reference time point's CT is the ct of the read Study
+    np.testing.assert_array_equal(moved_back["ct"].values, moved_back["ct_by_time"].values[0])
+    # the patient moved: the CTs of the time points differ by far more than rounding
+    assert np.abs(np.diff(moved_back["ct_by_time"].values, axis=0)).max(axis=(1, 2, 3)).min() > 100
+
+
+def test_each_ct_shares_its_time_point_frame_of_reference(moved, moved_written):
+    n = moved.sizes["time"]
+    nm = [pydicom.dcmread(_nm(moved_written, t), stop_before_pixels=True) for t in range(n)]
+    series = set()
+    for t in range(n):
+        paths = _ct_series(moved_written, t)
+        assert len(paths) == moved.sizes["z"]
+        for path in paths:
+            ct = pydicom.dcmread(path, stop_before_pixels=True)
+            assert ct.FrameOfReferenceUID == nm[t].FrameOfReferenceUID
+            assert ct.StudyInstanceUID == nm[t].StudyInstanceUID
+            series.add(str(ct.SeriesInstanceUID))
+    assert len(series) == n
+    assert len({str(ds.FrameOfReferenceUID) for ds in nm}) == n
+    rt = pydicom.dcmread(moved_written / "RTSTRUCT.dcm", stop_before_pixels=True)
+    seg = pydicom.dcmread(moved_written / "SEG.dcm", stop_before_pixels=True)
+    assert rt.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID == nm[0].FrameOfReferenceUID
+    assert seg.FrameOfReferenceUID == nm[0].FrameOfReferenceUID
+
+
+def test_time_point_without_ct_gets_the_nearest_ct(moved_back, moved_copy):
+    times = moved_back["time"].values
+    missing = 2
+    shutil.rmtree(moved_copy / "CT" / f"T{missing + 1:02d}")
+    back = hz.open_study(moved_copy)
+    others = [t for t in range(times.size) if t != missing]
+    nearest = min(others, key=lambda t: (abs(times[t] - times[missing]), t))
+    np.testing.assert_array_equal(
+        back["ct_by_time"].values[missing], moved_back["ct_by_time"].values[nearest]
+    )
+    np.testing.assert_array_equal(
+        back["ct_by_time"].values[others], moved_back["ct_by_time"].values[others]
+    )
+
+
+def test_ct_in_another_frame_of_reference_matched_by_its_study(moved_back, moved_copy):
+    """A CT of the same DICOM study with its own frame of reference is still that time point's."""
+    t = 1
+    for path in _ct_series(moved_copy, t):
+        _edit(path, FrameOfReferenceUID=pydicom.uid.generate_uid(entropy_srcs=["other-for"]))
+    back = hz.open_study(moved_copy)
+    np.testing.assert_array_equal(back["ct_by_time"].values, moved_back["ct_by_time"].values)
+    # in another DICOM study too, it belongs to no time point: the nearest time point's CT
+    for path in _ct_series(moved_copy, t):
+        _edit(path, StudyInstanceUID=pydicom.uid.generate_uid(entropy_srcs=["other-study"]))
+    back = hz.open_study(moved_copy)
+    times = moved_back["time"].values
+    nearest = min((s for s in range(times.size) if s != t), key=lambda s: abs(times[s] - times[t]))
+    np.testing.assert_array_equal(
+        back["ct_by_time"].values[t], moved_back["ct_by_time"].values[nearest]
+    )
+
+
+def test_single_ct_gives_no_ct_by_time(written, moved_back, moved_copy):
+    assert "ct" in hz.open_study(written).data_vars
+    assert "ct_by_time" not in hz.open_study(written).data_vars
+    for t in range(1, moved_back.sizes["time"]):
+        shutil.rmtree(moved_copy / "CT" / f"T{t + 1:02d}")
+    back = hz.open_study(moved_copy)
+    assert "ct_by_time" not in back.data_vars
+    np.testing.assert_array_equal(back["ct"].values, moved_back["ct"].values)
