@@ -87,6 +87,18 @@ def _workflow_names(spec: str) -> list[str]:
     return names
 
 
+def _read_key(path: Path | None) -> bytes | None:
+    """The secret pseudonymisation key from ``--key KEYFILE`` (None without the option)."""
+    if path is None:
+        return None
+    if not path.is_file():
+        raise CLIError(f"--key: {path} is not a file")
+    key = path.read_bytes()
+    if not key.strip():
+        raise CLIError(f"--key: {path} is empty")
+    return key
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from harmonize.runner import run_cohort
 
@@ -102,6 +114,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
         save_maps=args.save_maps,
+        key=_read_key(args.key),
     )
     for failure in report.failures:
         print(
@@ -119,13 +132,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_deidentify(args: argparse.Namespace) -> int:
     from harmonize.deid import deidentify
 
-    key = None
-    if args.key is not None:
-        if not args.key.is_file():
-            raise CLIError(f"--key: {args.key} is not a file")
-        key = args.key.read_bytes()
-        if not key.strip():
-            raise CLIError(f"--key: {args.key} is empty")
+    key = _read_key(args.key)
     out = deidentify(args.input, args.output, key=key, overwrite=args.overwrite)
     if not args.quiet:
         print(f"de-identified copy written to {out}")
@@ -260,6 +267,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="also write each dose map (DICOM RT Dose or NIfTI) under OUT/dose_maps/",
     )
+    p.add_argument(
+        "--key",
+        type=Path,
+        default=None,
+        help="key file to pseudonymise studies that still carry original patient IDs",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace result files that differ")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_run)
@@ -314,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return func(args)
-    except (CLIError, StudyError, CohortError, FileExistsError, FileNotFoundError, KeyError) as exc:
+    except (CLIError, StudyError, CohortError, OSError, KeyError) as exc:
         print(f"harmonize {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ValueError as exc:

@@ -96,6 +96,7 @@ def _run_one(
     overwrite: bool,
     save_maps: str | None = None,
     threads: int | None = None,
+    key: bytes | None = None,
 ) -> dict[str, Any]:
     """Worker task: open one study, run one adapter, write its files; never raises.
 
@@ -109,7 +110,7 @@ def _run_one(
     if threads is not None:  # a worker process: share the cores with the other workers
         os.environ[THREADS_ENV] = str(threads)
     try:
-        study = open_source(source)
+        study = _pseudonymised(open_source(source), key)
         result = adapter.run(study)
         patient_id, cycle = str(study.attrs["patient_id"]), int(study.attrs["cycle"])
         prov = result.provenance
@@ -132,6 +133,27 @@ def _run_one(
         return {"ok": False, "reason": detail}
 
 
+def _pseudonymised(study: Any, key: bytes | None) -> Any:
+    """A study that still carries an original patient ID is de-identified with the key, or refused.
+
+    DICOM read without de-identification (no ``PatientIdentityRemoved = YES``, no sidecar
+    pseudonym) is flagged ``identified`` by the reader. Results never carry such data: with
+    a key the study goes through :func:`harmonize.deid.deidentify_study` (the keyed
+    pseudonym ``harmonize deidentify`` gives, VOI names that are not anatomical words
+    replaced, centre pseudonymised); without one the study is not processed.
+    """
+    if not study.attrs.get("identified"):
+        return study
+    if key is None:
+        raise PermissionError(
+            "the study carries the original patient ID (DICOM not de-identified): run "
+            "'harmonize deidentify' first, or pass a pseudonymisation key (--key KEYFILE)"
+        )
+    from harmonize.deid import deidentify_study
+
+    return deidentify_study(study, key)
+
+
 def _compute(
     tasks: list[tuple[Any, WorkflowAdapter]],
     out: Path,
@@ -140,6 +162,7 @@ def _compute(
     scheduler: str | None,
     progress: bool,
     save_maps: str | None = None,
+    key: bytes | None = None,
 ) -> list[dict[str, Any]]:
     import dask
 
@@ -147,7 +170,9 @@ def _compute(
     if not scheduler and workers > 1:
         threads = max(1, (os.cpu_count() or 1) // workers)
     delayed = [
-        dask.delayed(_run_one, pure=False)(source, adapter, str(out), overwrite, save_maps, threads)
+        dask.delayed(_run_one, pure=False)(
+            source, adapter, str(out), overwrite, save_maps, threads, key
+        )
         for source, adapter in tasks
     ]
     if scheduler:
@@ -270,6 +295,7 @@ def run_cohort(
     overwrite: bool = False,
     progress: bool = False,
     save_maps: str | None = None,
+    key: bytes | None = None,
 ) -> RunReport:
     """Run adapters over every study of a cohort and write the results dataset.
 
@@ -293,6 +319,10 @@ def run_cohort(
         Replace existing result files whose content differs.
     progress : bool
         Show progress.
+    key : bytes, optional
+        Pseudonymisation key for studies that still carry an original patient ID (DICOM
+        not de-identified): their results get :func:`harmonize.deid.pseudonym` ids.
+        Without a key such studies fail with a clear reason and nothing is written.
     save_maps : {"dicom", "nifti"}, optional
         Also write each dose map as ``OUT/dose_maps/<workflow>/<patient>_c<cycle>`` (DICOM
         RT Dose or NIfTI) for viewing in the centre's own software.
@@ -306,8 +336,8 @@ def run_cohort(
     out = Path(out_dir)
     report = RunReport(out_dir=out)
     tasks = [(source, adapter) for source in cohort.paths.values() for adapter in adapters]
-    keys = [(key, adapter) for key in cohort.paths for adapter in adapters]
-    results = _compute(tasks, out, overwrite, workers, scheduler, progress, save_maps)
+    keys = [(study_key, adapter) for study_key in cohort.paths for adapter in adapters]
+    results = _compute(tasks, out, overwrite, workers, scheduler, progress, save_maps, key)
     report.n_runs = len(results)
 
     voi_by_workflow: dict[str, list[pd.DataFrame]] = {}

@@ -271,3 +271,23 @@ def test_no_identifier_in_results_comparison_or_report(seeded, tmp_path):
     voi = hz.schema.read_results(results)["voi_dose"]
     measured = voi[voi["workflow"] != "truth"]
     assert set(measured["patient_id"]) == {pseudonym(PATIENT_ID, KEY)}
+
+
+def test_raw_dicom_is_refused_without_a_key_and_pseudonymised_with_one(seeded, tmp_path):
+    """A clinical DICOM study (no sidecar, not de-identified) never puts its identifiers in
+    the results: refused without a key; with a key, the same pseudonym as deidentify."""
+    from harmonize.runner import run_cohort
+
+    _, folder, seeds = seeded
+    raw = tmp_path / "raw"
+    shutil.copytree(folder, raw)
+    (raw / "harmonize.json").unlink()  # clinical DICOM comes without our sidecar
+    overrides = {"bordet": {"time_points_h": "4,24,72"}}
+    refused = run_cohort(raw, ["bordet"], tmp_path / "r0", overrides=overrides)
+    assert not refused.ok and "original patient ID" in refused.failures[0].reason
+    assert not (tmp_path / "r0" / "voi_dose" / "workflow=bordet").exists()
+    done = run_cohort(raw, ["bordet"], tmp_path / "r1", overrides=overrides, key=KEY)
+    assert done.ok, done.failures
+    voi = hz.schema.read_results(tmp_path / "r1")["voi_dose"]
+    assert set(voi.loc[voi["workflow"] == "bordet", "patient_id"]) == {pseudonym(PATIENT_ID, KEY)}
+    assert _hits(_all_files(tmp_path / "r1"), seeds) == []

@@ -625,6 +625,10 @@ def load_dicom_study(
     }
     if "calibration_cps_per_MBq" in sidecar:
         extra["calibration_cps_per_MBq"] = float(sidecar["calibration_cps_per_MBq"])
+    if not sidecar.get("patient_id") and str(header.get("PatientIdentityRemoved", "")) != "YES":
+        # the id is the original PatientID: results must not carry it (harmonize.runner
+        # pseudonymises it with a key, or refuses the study)
+        extra["identified"] = 1
     dz, dy, dx = reference.spacing_mm
     study = make_study(
         activity.astype(np.float32),
