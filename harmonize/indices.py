@@ -5,7 +5,9 @@ VOI level
 :func:`voi_dose_indices` reduces a voxel dose map to one row per VOI: mean (voxel mean, or
 mass-weighted when voxel masses are given), minimum, median, maximum and the DVH indices
 D2, D50 and D98, with one sort of the VOI voxels by (label, dose) and no Python loop over
-voxels or VOIs.
+voxels or VOIs. :func:`dvh_table` reads the whole cumulative DVH from the same sort, in
+"dose at volume" form (``D_x`` at ``x`` = 0, 1, ..., 100 %: the ``dvh`` table of the results
+schema), so that D2, D50 and D98 are three of its rows.
 
 **Dx convention.** ``D_x`` is the minimum dose received by the hottest ``x`` % of the VOI
 volume, read from the *step* cumulative DVH of the voxels (every voxel has the same volume;
@@ -47,15 +49,21 @@ import pandas as pd
 __all__ = [
     "CUMULATIVE_RULES",
     "DVH",
+    "DVH_VOLUME_PCT",
     "DX_PERCENTS",
     "MILAN_N_CYCLES",
     "dvh",
+    "dvh_table",
     "patient_index",
     "voi_dose_indices",
 ]
 
 #: Volume percentages of the Dx indices reported by :func:`voi_dose_indices`.
 DX_PERCENTS: tuple[int, ...] = (2, 50, 98)
+
+#: Volume percentages of the ``dvh`` table of the results schema: 0, 1, ..., 100 %.
+DVH_VOLUME_PCT: np.ndarray = np.arange(101, dtype=np.float64)
+DVH_VOLUME_PCT.flags.writeable = False
 
 #: Number of planned cycles in the LUTADOSE cumulative rule GTD_TOT = 4 x (GTD1 + GTD4) / 2
 #: (Maccauro 2024, Eur J Nucl Med Mol Imaging 52:291-304; the formula is [inferred] in
@@ -110,49 +118,28 @@ def _check_finite(values: np.ndarray, name: str, where: str) -> None:
         raise ValueError(f"{name} has {int(bad.sum())} non-finite value(s) (NaN or inf) {where}")
 
 
-def voi_dose_indices(
+class _SortedVoxels(NamedTuple):
+    """The voxels of the reported VOIs sorted by (VOI, dose), and where each VOI sits."""
+
+    ids: np.ndarray  # reported VOI ids, in output order
+    sorted_dose: np.ndarray  # doses sorted by (label, dose), ascending within each VOI
+    sorted_mass: np.ndarray | None  # voxel masses in the same order (None: equal masses)
+    start: np.ndarray  # index in sorted_dose of each reported VOI's coldest voxel
+    n: np.ndarray  # number of voxels of each reported VOI (int64)
+    first: np.ndarray  # start of every VOI in sorted_dose order (ascending, for reduceat)
+    pos: np.ndarray  # position of each reported VOI in ``first``
+
+
+def _sorted_voxels(
     dose_gy: npt.ArrayLike,
     labels: npt.ArrayLike,
-    voi_ids: npt.ArrayLike | None = None,
-    voxel_mass_g: float | npt.ArrayLike | None = None,
-) -> pd.DataFrame:
-    """Compute dose statistics of every VOI of a label map, vectorised over VOIs.
+    voi_ids: npt.ArrayLike | None,
+    voxel_mass_g: float | npt.ArrayLike | None,
+) -> _SortedVoxels:
+    """Validate the inputs and sort the voxels of the reported VOIs by (label, dose).
 
-    Parameters
-    ----------
-    dose_gy : array_like of float
-        Absorbed dose per voxel (Gy), any shape.
-    labels : array_like of int
-        Integer VOI label per voxel, same shape as ``dose_gy``; 0 means "no VOI".
-    voi_ids : array_like of int, optional
-        VOIs to report, in output order. Default: every non-zero label present, ascending.
-    voxel_mass_g : float or array_like of float, optional
-        Mass of each voxel (g), a positive scalar or an array of the shape of ``dose_gy``.
-        When given, ``dose_mean_gy`` is the mass-weighted mean ``sum(D m) / sum(m)``
-        (energy over mass); otherwise it is the voxel mean.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Indexed by ``voi_id`` (int64), columns ``dose_mean_gy``, ``dose_min_gy``,
-        ``dose_median_gy``, ``dose_max_gy``, ``dose_d2_gy``, ``dose_d50_gy``, ``dose_d98_gy``
-        (float64, Gy) and ``n_voxels`` (int64). Dx follows the step-DVH convention of the
-        module docstring (no interpolation).
-
-    Raises
-    ------
-    ValueError
-        If shapes differ, ``labels`` is not an integer array, ``voi_ids`` are not unique
-        integers, a requested VOI has no voxel, a dose in a reported VOI is NaN or
-        infinite, or a voxel mass is not finite and positive.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> dose = np.arange(1.0, 101.0)  # one VOI of 100 voxels with doses 1..100 Gy
-    >>> row = voi_dose_indices(dose, np.ones(100, dtype=int)).loc[1]
-    >>> row[["dose_d2_gy", "dose_d50_gy", "dose_d98_gy", "dose_median_gy"]].tolist()
-    [99.0, 51.0, 3.0, 50.5]
+    One :func:`numpy.lexsort` over the selected voxels; no loop over voxels or VOIs. Shared
+    by :func:`voi_dose_indices` and :func:`dvh_table`, so their Dx agree by construction.
     """
     dose = _dose_array(dose_gy)
     lab = np.asarray(labels)
@@ -196,32 +183,196 @@ def voi_dose_indices(
                 )
     order = np.lexsort((dose_sel, lab_sel))
     sorted_lab = lab_sel[order]
-    sorted_dose = dose_sel[order]
     present, first, counts = np.unique(sorted_lab, return_index=True, return_counts=True)
     absent = np.setdiff1d(ids, present)
     if absent.size:
         raise ValueError(f"voi_ids {absent.tolist()} have no voxel in labels")
-    if mass_sel is None:
-        means = np.add.reduceat(sorted_dose, first) / counts
-    else:
-        sorted_mass = mass_sel[order]
-        means = np.add.reduceat(sorted_dose * sorted_mass, first) / np.add.reduceat(
-            sorted_mass, first
-        )
     pos = np.searchsorted(present, ids)
-    start, n = first[pos], counts[pos].astype(np.int64)
+    return _SortedVoxels(
+        ids=ids,
+        sorted_dose=dose_sel[order],
+        sorted_mass=None if mass_sel is None else mass_sel[order],
+        start=first[pos].astype(np.int64),
+        n=counts[pos].astype(np.int64),
+        first=first,
+        pos=pos,
+    )
+
+
+def _hottest_count(volume_pct: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """``k = ceil(x n / 100)``, at least 1: how many of the hottest voxels make ``x`` %.
+
+    Shape ``(n_voi, n_pct)``. Integral percentages use exact integer arithmetic; others
+    are resolved to 1e-9 of a voxel (so that e.g. 0.1 % of 1000 voxels is 1 voxel, not 2
+    from the rounding of 0.1 in binary floating point).
+    """
+    if np.all(volume_pct == np.round(volume_pct)):
+        percent = volume_pct.astype(np.int64)
+        k = (percent[None, :] * n[:, None] + 99) // 100  # ceil in exact integers
+    else:
+        k = np.ceil(np.round(volume_pct[None, :] * n[:, None] / 100.0, 9)).astype(np.int64)
+    return np.maximum(k, 1)
+
+
+def _dose_at_volume(voxels: _SortedVoxels, volume_pct: np.ndarray) -> np.ndarray:
+    """Dose at volume ``D_x`` of every reported VOI at every percentage, ``(n_voi, n_pct)``."""
+    k = _hottest_count(volume_pct, voxels.n)
+    last = voxels.start + voxels.n  # one past the hottest voxel of each VOI
+    return voxels.sorted_dose[last[:, None] - k]
+
+
+def voi_dose_indices(
+    dose_gy: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    voi_ids: npt.ArrayLike | None = None,
+    voxel_mass_g: float | npt.ArrayLike | None = None,
+) -> pd.DataFrame:
+    """Compute dose statistics of every VOI of a label map, vectorised over VOIs.
+
+    Parameters
+    ----------
+    dose_gy : array_like of float
+        Absorbed dose per voxel (Gy), any shape.
+    labels : array_like of int
+        Integer VOI label per voxel, same shape as ``dose_gy``; 0 means "no VOI".
+    voi_ids : array_like of int, optional
+        VOIs to report, in output order. Default: every non-zero label present, ascending.
+    voxel_mass_g : float or array_like of float, optional
+        Mass of each voxel (g), a positive scalar or an array of the shape of ``dose_gy``.
+        When given, ``dose_mean_gy`` is the mass-weighted mean ``sum(D m) / sum(m)``
+        (energy over mass); otherwise it is the voxel mean.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``voi_id`` (int64), columns ``dose_mean_gy``, ``dose_min_gy``,
+        ``dose_median_gy``, ``dose_max_gy``, ``dose_d2_gy``, ``dose_d50_gy``, ``dose_d98_gy``
+        (float64, Gy) and ``n_voxels`` (int64). Dx follows the step-DVH convention of the
+        module docstring (no interpolation).
+
+    Raises
+    ------
+    ValueError
+        If shapes differ, ``labels`` is not an integer array, ``voi_ids`` are not unique
+        integers, a requested VOI has no voxel, a dose in a reported VOI is NaN or
+        infinite, or a voxel mass is not finite and positive.
+
+    See Also
+    --------
+    dvh_table : the whole cumulative DVH in the same convention (its 2, 50 and 98 % rows
+        are ``dose_d2_gy``, ``dose_d50_gy`` and ``dose_d98_gy``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dose = np.arange(1.0, 101.0)  # one VOI of 100 voxels with doses 1..100 Gy
+    >>> row = voi_dose_indices(dose, np.ones(100, dtype=int)).loc[1]
+    >>> row[["dose_d2_gy", "dose_d50_gy", "dose_d98_gy", "dose_median_gy"]].tolist()
+    [99.0, 51.0, 3.0, 50.5]
+    """
+    voxels = _sorted_voxels(dose_gy, labels, voi_ids, voxel_mass_g)
+    sorted_dose, start, n = voxels.sorted_dose, voxels.start, voxels.n
+    first, pos = voxels.first, voxels.pos  # reduceat needs the VOI starts in ascending order
+    if voxels.sorted_mass is None:
+        means = (np.add.reduceat(sorted_dose, first) / np.diff(first, append=sorted_dose.size))[pos]
+    else:
+        mass = voxels.sorted_mass
+        means = (np.add.reduceat(sorted_dose * mass, first) / np.add.reduceat(mass, first))[pos]
     last = start + n - 1
     columns = {
-        "dose_mean_gy": means[pos],
+        "dose_mean_gy": means,
         "dose_min_gy": sorted_dose[start],
         "dose_median_gy": 0.5 * (sorted_dose[start + (n - 1) // 2] + sorted_dose[start + n // 2]),
         "dose_max_gy": sorted_dose[last],
     }
-    for percent in DX_PERCENTS:
-        k = (percent * n + 99) // 100  # ceil(percent * n / 100) in exact integer arithmetic
-        columns[f"dose_d{percent}_gy"] = sorted_dose[start + n - k]
+    dx = _dose_at_volume(voxels, np.asarray(DX_PERCENTS, dtype=np.float64))
+    for j, percent in enumerate(DX_PERCENTS):
+        columns[f"dose_d{percent}_gy"] = dx[:, j]
     columns["n_voxels"] = n
-    return pd.DataFrame(columns, index=pd.Index(ids.astype(np.int64), name="voi_id"))
+    return pd.DataFrame(columns, index=pd.Index(voxels.ids.astype(np.int64), name="voi_id"))
+
+
+def dvh_table(
+    dose_gy: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    voi_ids: npt.ArrayLike | None = None,
+    volume_pct: npt.ArrayLike = DVH_VOLUME_PCT,
+    voxel_mass_g: float | npt.ArrayLike | None = None,
+) -> pd.DataFrame:
+    """Cumulative DVH of every VOI in "dose at volume" form, vectorised over VOIs.
+
+    ``dose_gy`` at ``volume_pct = x`` is ``D_x``, the minimum dose received by the hottest
+    ``x`` % of the VOI volume, read from the step cumulative DVH of the voxels without
+    interpolation (the convention of the module docstring): with the ``n`` voxel doses
+    sorted in decreasing order and ``k = max(1, ceil(x n / 100))``, ``D_x = d_(k)``. So
+    ``D_0`` is the maximum, ``D_100`` the minimum, and the rows at 2, 50 and 98 % are the
+    ``dose_d2_gy``, ``dose_d50_gy`` and ``dose_d98_gy`` of :func:`voi_dose_indices` (same
+    sort, same index arithmetic).
+
+    Parameters
+    ----------
+    dose_gy : array_like of float
+        Absorbed dose per voxel (Gy), any shape.
+    labels : array_like of int
+        Integer VOI label per voxel, same shape as ``dose_gy``; 0 means "no VOI".
+    voi_ids : array_like of int, optional
+        VOIs to report, in output order. Default: every non-zero label present, ascending.
+    volume_pct : array_like of float, default 0, 1, ..., 100
+        Volume percentages at which to read the DVH: 1-D, unique, each in [0, 100].
+    voxel_mass_g : float or array_like of float, optional
+        Voxel masses (g), validated as in :func:`voi_dose_indices` (finite, > 0, scalar or
+        the shape of ``dose_gy``). They do not change the result: like Dx, the DVH is
+        volume-based (every voxel has the same volume), whatever the voxel densities.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per VOI and percentage, VOIs in ``voi_ids`` order and percentages in
+        ``volume_pct`` order within each VOI, RangeIndex; columns ``voi_id`` (int64),
+        ``volume_pct`` (float64, %) and ``dose_gy`` (float64, Gy). ``dose_gy`` is
+        non-increasing in ``volume_pct`` within each VOI.
+
+    Raises
+    ------
+    ValueError
+        On the inputs :func:`voi_dose_indices` refuses, or if ``volume_pct`` is empty, not
+        1-D, not unique, not finite or outside [0, 100].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dose = np.array([4.0, 1.0, 3.0, 2.0, 10.0, 20.0])
+    >>> labels = np.array([1, 1, 1, 1, 2, 2])
+    >>> dvh_table(dose, labels, volume_pct=[0, 25, 50, 100])
+       voi_id  volume_pct  dose_gy
+    0       1         0.0      4.0
+    1       1        25.0      4.0
+    2       1        50.0      3.0
+    3       1       100.0      1.0
+    4       2         0.0     20.0
+    5       2        25.0     20.0
+    6       2        50.0     20.0
+    7       2       100.0     10.0
+    """
+    pct = np.asarray(volume_pct)
+    if pct.dtype.kind not in "fiu" or pct.dtype == np.bool_:
+        raise ValueError(f"volume_pct must be numeric, got dtype {pct.dtype}")
+    pct = pct.astype(np.float64)
+    if pct.ndim != 1 or pct.size == 0:
+        raise ValueError(f"volume_pct must be a non-empty 1-D sequence, got shape {pct.shape}")
+    if not np.all(np.isfinite(pct)) or np.any((pct < 0) | (pct > 100)):
+        raise ValueError("volume_pct must hold finite percentages in [0, 100]")
+    if np.unique(pct).size != pct.size:
+        raise ValueError("volume_pct must not repeat a percentage")
+    voxels = _sorted_voxels(dose_gy, labels, voi_ids, voxel_mass_g)
+    dose_at = _dose_at_volume(voxels, pct)
+    return pd.DataFrame(
+        {
+            "voi_id": np.repeat(voxels.ids.astype(np.int64), pct.size),
+            "volume_pct": np.tile(pct, voxels.ids.size),
+            "dose_gy": dose_at.ravel(),
+        }
+    )
 
 
 def dvh(dose_gy: npt.ArrayLike, mask: npt.ArrayLike, bins: int | npt.ArrayLike = 256) -> DVH:

@@ -9,7 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from harmonize.indices import DX_PERCENTS, dvh, patient_index, voi_dose_indices
+from harmonize.indices import (
+    DVH_VOLUME_PCT,
+    DX_PERCENTS,
+    dvh,
+    dvh_table,
+    patient_index,
+    voi_dose_indices,
+)
 
 # --------------------------------------------------------------------------------------------
 # voi_dose_indices
@@ -185,6 +192,113 @@ def test_dvh_bad_input():
         dvh(dose, np.ones(2, bool), bins=1)
     with pytest.raises(ValueError, match="shape"):
         dvh(dose, np.ones(3, bool))
+
+
+# --------------------------------------------------------------------------------------------
+# dvh_table
+# --------------------------------------------------------------------------------------------
+
+
+def test_dvh_table_hand_computed_four_voxels():
+    # 4 voxels, hottest first 4, 3, 2, 1 Gy: k = max(1, ceil(4 x / 100)) is 1 for
+    # x <= 25, 2 for 25 < x <= 50, 3 for 50 < x <= 75 and 4 above, so D_x steps
+    # 4 -> 3 -> 2 -> 1 just after 25, 50 and 75 %; D_0 is the maximum, D_100 the minimum.
+    dose = np.array([[4.0, 1.0], [3.0, 2.0]])
+    out = dvh_table(dose, np.ones((2, 2), dtype=np.int32))
+    assert out.columns.tolist() == ["voi_id", "volume_pct", "dose_gy"]
+    assert out["voi_id"].tolist() == [1] * 101
+    assert out["volume_pct"].tolist() == list(range(101))
+    expected = [4.0] * 26 + [3.0] * 25 + [2.0] * 25 + [1.0] * 25
+    assert out["dose_gy"].tolist() == expected
+    assert out.dtypes.tolist() == [np.int64, np.float64, np.float64]
+
+
+def test_dvh_table_hand_computed_hundred_voxels():
+    # doses 1..100 Gy: the x hottest voxels are x % of the volume, so D_x = 101 - x
+    # (the x-th hottest) for x >= 1 and D_0 = the maximum, 100 Gy.
+    dose = np.random.default_rng(1).permutation(np.arange(1.0, 101.0))
+    out = dvh_table(dose, np.full(100, 3))
+    x = np.arange(101)
+    np.testing.assert_array_equal(out["dose_gy"], 101.0 - np.maximum(x, 1))
+
+
+def test_dvh_table_fractional_percentages():
+    # 375 voxels 1..375 Gy: 8.8 % is exactly 33 voxels (8.8 x 375 / 100 = 33, which binary
+    # floating point computes as 33.00000000000001; a naive ceil would take 34 voxels):
+    # D_8.8 = 33rd hottest = 343 Gy. 0.1 % is 0.375 voxel -> 1 voxel -> the maximum;
+    # 12.35 % is 46.3125 voxels -> 47 -> 329 Gy.
+    dose = np.arange(1.0, 376.0)
+    out = dvh_table(dose, np.ones(375, dtype=int), volume_pct=[8.8, 0.1, 12.35])
+    assert out["volume_pct"].tolist() == [8.8, 0.1, 12.35]  # the order asked for
+    assert out["dose_gy"].tolist() == [343.0, 375.0, 329.0]
+
+
+def test_dvh_table_rows_are_the_dose_indices():
+    # the D2/D50/D98 of voi_dose_indices are rows of the DVH, D0 the maximum and D100 the
+    # minimum, exactly (same sort, same index arithmetic), for VOIs of 1 to ~1000 voxels
+    rng = np.random.default_rng(11)
+    dose = rng.lognormal(2.0, 0.7, size=(12, 14, 16))
+    labels = rng.choice([0, 1, 2, 5, 9], size=dose.shape, p=[0.3, 0.4, 0.2, 0.1, 0.0])
+    labels[0, 0, 0] = 9  # a one-voxel VOI
+    mass = rng.uniform(0.5, 1.5, size=dose.shape)
+    ids = [5, 1, 9, 2]  # any order
+    table = voi_dose_indices(dose, labels, voi_ids=ids, voxel_mass_g=mass)
+    curve = dvh_table(dose, labels, voi_ids=ids, voxel_mass_g=mass)
+    assert curve["voi_id"].unique().tolist() == ids
+    wide = curve.pivot(index="voi_id", columns="volume_pct", values="dose_gy").loc[ids]
+    for percent in DX_PERCENTS:
+        np.testing.assert_array_equal(wide[float(percent)], table[f"dose_d{percent}_gy"])
+    np.testing.assert_array_equal(wide[0.0], table["dose_max_gy"])
+    np.testing.assert_array_equal(wide[100.0], table["dose_min_gy"])
+    assert (np.diff(wide.to_numpy(), axis=1) <= 0).all()  # non-increasing in volume
+    assert (wide.loc[9] == dose[labels == 9][0]).all()
+    # masses do not change a volume-based DVH
+    pd.testing.assert_frame_equal(curve, dvh_table(dose, labels, voi_ids=ids))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    dose=hnp.arrays(
+        np.float64,
+        st.integers(1, 60),
+        elements=st.floats(0, 1e3, allow_nan=False, allow_subnormal=False),
+    ),
+    data=st.data(),
+)
+def test_dvh_table_matches_brute_force_definition(dose, data):
+    labels = data.draw(hnp.arrays(np.int64, dose.shape, elements=st.integers(0, 3)))
+    if not (labels > 0).any():
+        labels[0] = 1
+    out = dvh_table(dose, labels)
+    assert len(out) == DVH_VOLUME_PCT.size * np.unique(labels[labels > 0]).size
+    for (voi, percent), value in out.set_index(["voi_id", "volume_pct"])["dose_gy"].items():
+        assert value == _reference_dx(dose[labels == voi], percent)
+
+
+@pytest.mark.parametrize(
+    ("volume_pct", "message"),
+    [
+        ([], "non-empty"),
+        ([[1, 2]], "1-D"),
+        ([-1, 50], r"\[0, 100\]"),
+        ([50, 100.5], r"\[0, 100\]"),
+        ([np.nan], "finite"),
+        ([2, 2], "repeat"),
+        (["2"], "numeric"),
+    ],
+)
+def test_dvh_table_bad_volume_pct(volume_pct, message):
+    with pytest.raises(ValueError, match=message):
+        dvh_table(np.array([1.0, 2.0]), np.array([1, 1]), volume_pct=volume_pct)
+
+
+def test_dvh_table_bad_voxels_refused_like_voi_dose_indices():
+    with pytest.raises(ValueError, match=r"\[4\] have no voxel"):
+        dvh_table(np.array([1.0, 2.0]), np.array([1, 1]), voi_ids=[1, 4])
+    with pytest.raises(ValueError, match="non-finite"):
+        dvh_table(np.array([1.0, np.inf]), np.array([1, 1]))
+    with pytest.raises(ValueError, match="voxel_mass_g"):
+        dvh_table(np.array([1.0, 2.0]), np.array([1, 1]), voxel_mass_g=0.0)
 
 
 # --------------------------------------------------------------------------------------------
