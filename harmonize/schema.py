@@ -1,7 +1,7 @@
 """The common results schema: generated Arrow schemas and deterministic Parquet I/O.
 
 Every table harmonize writes (``voi_dose``, ``patient_index``, ``tac``, ``agreement``,
-``run``) is described once, in the versioned JSON document
+``run``, ``dvh``) is described once, in the versioned JSON document
 ``harmonize/data_schema/harmonize-results.schema.json``; :func:`arrow_schema` *generates* the
 :class:`pyarrow.Schema` of a table from it, with the unit and description of every column in
 the Arrow field metadata. ``data_schema/SPEC.md`` is the normative prose (MUST/SHOULD).
@@ -166,7 +166,7 @@ def load_schema_document() -> dict[str, Any]:
         ``file_metadata_schema`` (a JSON Schema of the ``harmonize`` metadata value) and
         ``tables`` (table name -> description, primary key, default partitioning, columns;
         each column with ``name``, ``type``, ``nullable``, ``unit``, ``required``,
-        ``description`` and optional ``enum``, ``pattern``, ``minimum``).
+        ``description`` and optional ``enum``, ``pattern``, ``minimum``, ``maximum``).
 
     Examples
     --------
@@ -194,6 +194,7 @@ class _Column:
     enum: tuple[str, ...] | None
     pattern: str | None
     minimum: float | None
+    maximum: float | None
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,7 @@ def _tables() -> dict[str, _Table]:
                 enum=tuple(c["enum"]) if "enum" in c else None,
                 pattern=c.get("pattern"),
                 minimum=c.get("minimum"),
+                maximum=c.get("maximum"),
             )
             for c in tdoc["columns"]
         )
@@ -245,7 +247,7 @@ def table_names() -> tuple[str, ...]:
     Examples
     --------
     >>> table_names()
-    ('voi_dose', 'patient_index', 'tac', 'agreement', 'run')
+    ('voi_dose', 'patient_index', 'tac', 'agreement', 'run', 'dvh')
     """
     return tuple(_tables())
 
@@ -376,7 +378,7 @@ def _coerce_column(series: pd.Series, col: _Column, table: str) -> pa.Array:
 
 
 def _value_problems(array: pa.ChunkedArray | pa.Array, col: _Column, where: str) -> list[str]:
-    """Check enum, pattern, minimum and the privacy rule on one column; return problems."""
+    """Check enum, pattern, minimum, maximum and the privacy rule on one column."""
     problems = []
     if not col.nullable and array.null_count:
         problems.append(f"{where} is not nullable but has {array.null_count} null value(s)")
@@ -392,6 +394,10 @@ def _value_problems(array: pa.ChunkedArray | pa.Array, col: _Column, where: str)
         bad = pc.sum(pc.less(array, col.minimum)).as_py() or 0
         if bad:
             problems.append(f"{where} has {bad} value(s) below the minimum {col.minimum}")
+    if col.maximum is not None:
+        bad = pc.sum(pc.greater(array, col.maximum)).as_py() or 0
+        if bad:
+            problems.append(f"{where} has {bad} value(s) above the maximum {col.maximum}")
     if pa.types.is_floating(array.type):
         bad = pc.sum(pc.is_inf(array)).as_py() or 0
         if bad:
@@ -434,8 +440,8 @@ def to_arrow_table(df: pd.DataFrame, table: str, *, allow_extra: bool = False) -
     SchemaError
         Naming the table and column: missing required column, unknown column, value of the
         wrong type, fractional or out-of-range integer, infinite number, null in a
-        non-nullable column, value outside an enumeration or pattern, duplicate primary
-        key, date- or UID-like string (privacy rule).
+        non-nullable column, value outside an enumeration, pattern or [minimum, maximum],
+        duplicate primary key, date- or UID-like string (privacy rule).
 
     Examples
     --------
@@ -769,6 +775,14 @@ def _types_match(actual: pa.DataType, expected: pa.DataType) -> bool:
     return actual == expected
 
 
+def _newer_minor(meta: Mapping[str, Any]) -> bool:
+    """True when the file's schema_version is a newer minor of this reader's major."""
+    version, ours = _parse_version(meta.get("schema_version")), _parse_version(SCHEMA_VERSION)
+    if version is None or ours is None:
+        return False
+    return version[0] == ours[0] and version[1] > ours[1]
+
+
 class _FileCheck:
     """Check one Parquet file against the schema; collect problems and the conformed table."""
 
@@ -787,6 +801,8 @@ class _FileCheck:
         if meta is None:
             return
         name = meta.get("table")
+        if name not in _tables() and _newer_minor(meta):
+            return  # a table added by a newer minor version: ignored (SPEC.md §5, readers 2)
         if name not in _tables():
             self.problems.append(
                 f"{file}: table {name!r} in the {METADATA_KEY!r} metadata is not one of "
@@ -1009,7 +1025,7 @@ def read_results(
     SchemaError
         Listing every problem found (each naming the file and column): missing metadata,
         missing column, wrong Arrow type, wrong or missing unit, null in a non-nullable
-        column, value outside an enumeration, duplicated primary key across files.
+        column, value outside an enumeration or range, duplicated primary key across files.
     FileNotFoundError
         If ``path`` or a requested table does not exist.
 
@@ -1077,8 +1093,10 @@ def example_frames() -> dict[str, pd.DataFrame]:
     One pseudonymous patient ``PX001``, cycle 1, workflow ``example``: a liver, a kidney
     and two lesions (one inside the liver); a three-point TAC of two VOIs generated from a
     mono-exponential; the patient index computed from the VOI rows by
-    :func:`harmonize.indices.patient_index`; two agreement rows; one provenance row. The
-    numbers are illustrative, not clinical.
+    :func:`harmonize.indices.patient_index`; two agreement rows; one provenance row; a DVH
+    of every VOI at 0, 1, ..., 100 % that interpolates linearly in volume between the VOI's
+    maximum, D2, D50, D98 and minimum (so that those are its 0, 2, 50, 98 and 100 % rows,
+    as the schema requires). The numbers are illustrative, not clinical.
 
     Returns
     -------
@@ -1088,7 +1106,7 @@ def example_frames() -> dict[str, pd.DataFrame]:
     Examples
     --------
     >>> sorted(example_frames())
-    ['agreement', 'patient_index', 'run', 'tac', 'voi_dose']
+    ['agreement', 'dvh', 'patient_index', 'run', 'tac', 'voi_dose']
     """
     from harmonize.indices import patient_index  # local: indices never imports schema
 
@@ -1162,12 +1180,25 @@ def example_frames() -> dict[str, pd.DataFrame]:
             "center": ["EX"],
         }
     )
+    knots_pct = [0.0, 2.0, 50.0, 98.0, 100.0]
+    knots = ["dose_max_gy", "dose_d2_gy", "dose_d50_gy", "dose_d98_gy", "dose_min_gy"]
+    volume_pct = np.arange(101, dtype=np.float64)
+    dvh = pd.DataFrame(
+        {
+            "voi_id": np.repeat(voi["voi_id"].to_numpy(), volume_pct.size),
+            "volume_pct": np.tile(volume_pct, len(voi)),
+            "dose_gy": np.concatenate(
+                [np.interp(volume_pct, knots_pct, row) for row in voi[knots].to_numpy()]
+            ),
+        }
+    ).assign(**common, workflow_version="1.0.0")
     raw = {
         "voi_dose": voi,
         "patient_index": patient_index(voi, cumulative_rule="sum"),
         "tac": tac,
         "agreement": agreement,
         "run": run,
+        "dvh": dvh,
     }
     return {name: _to_pandas(to_arrow_table(df, name), name) for name, df in raw.items()}
 

@@ -13,6 +13,7 @@ import pytest
 from harmonize import compare
 from harmonize.compare import CompareError, UnpairedRowsWarning
 from harmonize.compare.agreement import AGREEMENT_COLUMNS
+from harmonize.schema import SCHEMA_VERSION
 
 FACTORS = {"truth": 1.0, "bordet": 1.1, "milan": 0.9}
 
@@ -192,7 +193,7 @@ def test_write_agreement_atomic_with_metadata(tmp_path) -> None:
     path = compare.write_agreement(t, tmp_path / "agreement.parquet")
     back = pq.read_table(path)
     meta = json.loads(back.schema.metadata[b"harmonize"])
-    assert meta == {"schema_version": "1.0.0", "table": "agreement"}
+    assert meta == {"schema_version": SCHEMA_VERSION, "table": "agreement"}
     assert back.num_rows == len(t) and back.column_names == list(AGREEMENT_COLUMNS)
     assert [p.name for p in tmp_path.iterdir()] == ["agreement.parquet"]
     with pytest.raises(CompareError, match="does not exist"):

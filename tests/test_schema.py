@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -45,7 +47,10 @@ CONTRACT = {
     "ci_level n_pairs unit method",
     "run": "patient_id cycle workflow workflow_version schema_version parameters_json "
     "overrides_json input_sha256 software_json",
+    "dvh": "patient_id cycle center workflow workflow_version voi_id volume_pct dose_gy",
 }
+#: Golden files of schema 1.0.0 (the committed examples before the dvh table, 1.1.0).
+SCHEMA_1_0_0 = Path(__file__).parent / "data" / "schema-1.0.0"
 META = {"workflow": "example", "workflow_version": "1.0.0", "parameters": {"a": 1}}
 
 
@@ -98,6 +103,9 @@ def test_arrow_schema_is_generated_with_units():
             assert field.nullable == col["nullable"]
             assert field.metadata[b"unit"].decode() == col["unit"]
             assert field.metadata[b"description"].decode() == col["description"]
+    dvh = arrow_schema("dvh")
+    assert [f.metadata[b"unit"].decode() for f in dvh][-2:] == ["%", "Gy"]
+    assert not any(f.nullable for f in dvh)
     units = {f.name: f.metadata[b"unit"].decode() for f in arrow_schema("voi_dose")}
     assert units["tia_mbq_h"] == "MBq·h" and units["mass_g"] == "g" and units["volume_ml"] == "mL"
     assert units["dose_d98_gy"] == "Gy" and units["tia_coefficient_h"] == "h"
@@ -153,7 +161,14 @@ def test_same_frame_same_bytes(tmp_path, frames):
 
 def test_golden_examples_regenerate_identically(tmp_path):
     committed = files("harmonize.data_schema").joinpath("examples")
-    for path in write_examples(tmp_path):
+    written = write_examples(tmp_path)
+    # one golden file per table, dvh included, and no stale file beside them
+    assert [p.stem for p in written] == list(hs.table_names())
+    assert "dvh" in hs.table_names()
+    assert sorted(p.name for p in committed.iterdir() if p.name.endswith(".parquet")) == sorted(
+        p.name for p in written
+    )
+    for path in written:
         golden = committed.joinpath(path.name)
         # logical equality always: data, schema with field metadata, harmonize key
         new, old = pq.read_table(path), pq.read_table(golden)
@@ -178,6 +193,88 @@ def test_golden_examples_regenerate_identically(tmp_path):
 @pytest.fixture
 def voi_file(tmp_path, frames):
     return write_table(frames["voi_dose"], tmp_path / "ok" / "voi.parquet", "voi_dose", META)
+
+
+def test_schema_version_is_1_1_with_dvh_as_a_minor_addition():
+    # the dvh table is a new optional table: a minor change of major version 1 (SPEC.md §5)
+    assert hs._parse_version(SCHEMA_VERSION)[:2] == (1, 1)
+    doc = load_schema_document()["tables"]["dvh"]
+    assert doc["primary_key"] == ["patient_id", "cycle", "workflow", "voi_id", "volume_pct"]
+    assert doc["partition_by"] == ["workflow"]
+    pct = next(c for c in doc["columns"] if c["name"] == "volume_pct")
+    assert (pct["minimum"], pct["maximum"], pct["unit"]) == (0, 100, "%")
+
+
+def test_golden_dvh_agrees_with_golden_voi_dose():
+    back = read_results(files("harmonize.data_schema").joinpath("examples"))
+    dvh, voi = back["dvh"], back["voi_dose"].set_index("voi_id")
+    wide = dvh.pivot(index="voi_id", columns="volume_pct", values="dose_gy")
+    assert wide.columns.tolist() == [float(x) for x in range(101)]
+    assert wide.index.tolist() == voi.index.tolist()
+    assert (np.diff(wide.to_numpy(), axis=1) <= 0).all()
+    for pct, column in [(0, "max"), (2, "d2"), (50, "d50"), (98, "d98"), (100, "min")]:
+        np.testing.assert_array_equal(wide[float(pct)], voi[f"dose_{column}_gy"])
+
+
+def test_files_of_schema_1_0_0_are_read(tmp_path):
+    # a 1.1.0 reader reads 1.0.0 files (an older minor of its major) as before: the five
+    # tables of 1.0.0, the same rows as today's examples, and no dvh table
+    versions = {
+        json.loads(pq.read_schema(f).metadata[b"harmonize"])["schema_version"]
+        for f in SCHEMA_1_0_0.glob("*.parquet")
+    }
+    assert versions == {"1.0.0"}
+    assert validate_path(SCHEMA_1_0_0) == []
+    old, new = read_results(SCHEMA_1_0_0), example_frames()
+    assert sorted(old) == sorted(set(new) - {"dvh"})
+    for name, df in old.items():
+        expected = new[name]
+        if name == "run":  # the run row records the schema version its writer followed
+            assert df["schema_version"].tolist() == ["1.0.0"]
+            df = df.drop(columns="schema_version")
+            expected = expected.drop(columns="schema_version")
+        pd.testing.assert_frame_equal(df, expected, check_exact=True)
+    # and a 1.0.0 dataset merges with 1.1.0 dvh files of the same study
+    root = tmp_path / "mixed"
+    for table in old:
+        (root / table).mkdir(parents=True)
+        (root / table / f"{table}.parquet").write_bytes(
+            (SCHEMA_1_0_0 / f"{table}.parquet").read_bytes()
+        )
+    write_results({"dvh": new["dvh"]}, root)
+    assert validate_path(root) == []
+    assert sorted(read_results(root)) == sorted(new)
+
+
+def test_table_of_a_newer_minor_is_ignored_older_unknown_refused(tmp_path, voi_file):
+    # SPEC.md §5 readers 2: tables a newer minor adds are ignored, whether their folder sits
+    # in a results directory or the file is read on its own
+    future = tmp_path / "future" / "dose_rate" / "x.parquet"
+    future.parent.mkdir(parents=True)
+    _rewrite(voi_file, future, meta={"schema_version": "1.9.0", "table": "dose_rate"})
+    (tmp_path / "future" / "voi_dose").mkdir()
+    shutil.copy(voi_file, tmp_path / "future" / "voi_dose" / "v.parquet")
+    assert validate_path(tmp_path / "future") == []
+    assert sorted(read_results(tmp_path / "future")) == ["voi_dose"]
+    assert read_results(future) == {}
+    # the same unknown table name under this reader's own minor is an error
+    _rewrite(voi_file, future, meta={"schema_version": SCHEMA_VERSION, "table": "dose_rate"})
+    assert "is not one of" in validate_path(future)[0]
+
+
+def test_volume_pct_outside_0_100_refused(tmp_path, frames):
+    dvh = frames["dvh"]
+    with pytest.raises(SchemaError, match="above the maximum 100"):
+        to_arrow_table(dvh.assign(volume_pct=dvh["volume_pct"] + 0.5), "dvh")
+    with pytest.raises(SchemaError, match="below the minimum 0"):
+        to_arrow_table(dvh.assign(volume_pct=dvh["volume_pct"] - 0.5), "dvh")
+    path = write_table(dvh, tmp_path / "d.parquet", "dvh", META)
+    table = pq.read_table(path)
+    i = table.schema.get_field_index("volume_pct")
+    forged = table.set_column(i, table.schema.field(i), pc.multiply(table["volume_pct"], 2.0))
+    bad = tmp_path / "bad.parquet"
+    _rewrite(path, bad, table=forged)
+    assert any("above the maximum 100" in p for p in validate_path(bad))
 
 
 def test_newer_major_refused_newer_minor_accepted(tmp_path, voi_file):
