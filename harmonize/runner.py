@@ -7,7 +7,8 @@ tasks go to a ``dask.distributed`` cluster. Each task opens its study from disk,
 paths travel to the workers; each task writes its own files and returns its small
 ``voi_dose`` table, from which the caller writes the patient indices:
 
-* ``OUT/voi_dose/workflow=NAME/<patient>_c<cycle>.parquet``, likewise ``tac`` and ``run``;
+* ``OUT/voi_dose/workflow=NAME/<patient>_c<cycle>.parquet``, likewise ``tac``, ``run`` and,
+  for adapters with a voxel dose map, ``dvh``;
 * ``OUT/patient_index/workflow=NAME/<patient>.parquet`` — computed from all cycles of the
   patient in this run with the adapter's cumulative rule.
 
@@ -100,8 +101,8 @@ def _run_one(
 ) -> dict[str, Any]:
     """Worker task: open one study, run one adapter, write its files; never raises.
 
-    Each task writes its own ``voi_dose``/``tac``/``run`` files (distinct names per study
-    and workflow), so writing is parallel too; only the small ``voi_dose`` table travels
+    Each task writes its own ``voi_dose``/``tac``/``run`` (and ``dvh``) files (distinct names
+    per study and workflow), so writing is parallel too; only the small ``voi_dose`` table travels
     back for the patient indices.
     """
     from harmonize.cohort import open_source
@@ -119,6 +120,8 @@ def _run_one(
             "tac": result.tac,
             "run": _run_row(result.voi_dose, prov),
         }
+        if len(result.dvh):  # adapters with voxel doses only (not the sphere model)
+            tables["dvh"] = result.dvh
         meta = {k: prov[k] for k in ("workflow", "input_sha256", "software")}
         files = schema.write_results(
             tables, Path(out), metadata=meta, basename=f"{patient_id}_c{cycle}", overwrite=overwrite

@@ -96,6 +96,7 @@ def check_deterministic(adapter: WorkflowAdapter, study: xr.Dataset) -> None:
     a, b = adapter.run(study), adapter.run(study)
     pd.testing.assert_frame_equal(a.voi_dose, b.voi_dose)
     pd.testing.assert_frame_equal(a.tac, b.tac)
+    pd.testing.assert_frame_equal(a.dvh, b.dvh)
 
 
 def check_schema_valid(adapter: WorkflowAdapter, study: xr.Dataset) -> None:
@@ -103,6 +104,8 @@ def check_schema_valid(adapter: WorkflowAdapter, study: xr.Dataset) -> None:
     result = adapter.run(study)
     schema.to_arrow_table(result.voi_dose, "voi_dose")
     schema.to_arrow_table(result.tac, "tac")
+    if len(result.dvh):
+        schema.to_arrow_table(result.dvh, "dvh")
 
 
 def check_every_voi_once(adapter: WorkflowAdapter, study: xr.Dataset) -> None:
@@ -129,6 +132,55 @@ def check_finite_positive_doses(adapter: WorkflowAdapter, study: xr.Dataset) -> 
         assert (d["dose_min_gy"] <= d["dose_mean_gy"] + 1e-9).all()
         assert (d["dose_max_gy"] >= d["dose_mean_gy"] - 1e-9).all()
         assert (d["dose_d2_gy"] >= d["dose_d98_gy"]).all()
+
+
+#: voi_dose columns that the DVH rows at these volume percentages must equal (SPEC.md §2).
+_DVH_ROWS = {
+    0.0: "dose_max_gy",
+    2.0: "dose_d2_gy",
+    50.0: "dose_d50_gy",
+    98.0: "dose_d98_gy",
+    100.0: "dose_min_gy",
+}
+
+
+def check_dvh(adapter: WorkflowAdapter, study: xr.Dataset) -> None:
+    """With voxel doses, ``dvh`` has 101 non-increasing rows per VOI that agree with voi_dose.
+
+    When ``tags.voxel_dose_indices`` is true: every VOI of ``voi_dose`` has exactly the rows
+    ``volume_pct`` = 0, 1, ..., 100, ``dose_gy`` is finite and non-increasing in volume, and
+    the rows at 0, 2, 50, 98 and 100 % equal ``dose_max_gy``, ``dose_d2_gy``,
+    ``dose_d50_gy``, ``dose_d98_gy`` and ``dose_min_gy`` (exactly: both are read from the
+    same voxel doses by the same rule). When it is false the adapter has no voxel doses and
+    must return no DVH.
+    """
+    result = adapter.run(study)
+    dvh = result.dvh
+    if not adapter.tags.voxel_dose_indices:
+        assert dvh.empty, "an adapter without voxel dose indices must return no dvh rows"
+        return
+    assert not dvh.empty, "an adapter with voxel dose indices must return a dvh table"
+    voi = result.voi_dose.set_index("voi_id")
+    dvh = dvh.sort_values(["voi_id", "volume_pct"], kind="stable")
+    assert sorted(dvh["voi_id"].unique().tolist()) == sorted(voi.index.tolist()), (
+        f"dvh VOIs {sorted(dvh['voi_id'].unique().tolist())} != voi_dose VOIs "
+        f"{sorted(voi.index.tolist())}"
+    )
+    counts = dvh.groupby("voi_id")["volume_pct"].agg(["size", "nunique"])
+    bad = counts.index[(counts["size"] != 101) | (counts["nunique"] != 101)].tolist()
+    assert not bad, f"VOIs {bad} do not have 101 distinct volume percentages"
+    wide = dvh.pivot(index="voi_id", columns="volume_pct", values="dose_gy")
+    assert wide.columns.tolist() == [float(x) for x in range(101)], (
+        "dvh volume_pct must be 0, 1, ..., 100"
+    )
+    values = wide.to_numpy(np.float64)
+    assert np.isfinite(values).all(), "dvh dose_gy must be finite"
+    rising = wide.index[(np.diff(values, axis=1) > 0).any(axis=1)].tolist()
+    assert not rising, f"dvh dose_gy increases with volume_pct for VOIs {rising}"
+    for pct, column in _DVH_ROWS.items():
+        expected = voi.loc[wide.index, column].to_numpy(np.float64)
+        off = wide.index[wide[pct].to_numpy() != expected].tolist()
+        assert not off, f"dvh at {pct:g} % differs from voi_dose {column} for VOIs {off}"
 
 
 def check_provenance(adapter: WorkflowAdapter, study: xr.Dataset) -> None:
@@ -167,6 +219,7 @@ _STUDY_CHECKS: dict[str, Callable[[WorkflowAdapter, xr.Dataset], None]] = {
     "schema_valid": check_schema_valid,
     "every_voi_once": check_every_voi_once,
     "finite_positive_doses": check_finite_positive_doses,
+    "dvh": check_dvh,
     "provenance": check_provenance,
 }
 
@@ -237,6 +290,9 @@ class WorkflowConformance:
 
     def test_finite_positive_doses(self, adapter: WorkflowAdapter, noisy_study: xr.Dataset) -> None:
         check_finite_positive_doses(adapter, noisy_study)
+
+    def test_dvh(self, adapter: WorkflowAdapter, noisy_study: xr.Dataset) -> None:
+        check_dvh(adapter, noisy_study)
 
     def test_provenance(self, adapter: WorkflowAdapter, noisy_study: xr.Dataset) -> None:
         check_provenance(adapter, noisy_study)

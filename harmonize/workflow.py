@@ -180,12 +180,17 @@ class WorkflowResult:
         Workflow name, version, parameters, overrides, sources, input hash, software.
     dose_map_gy : ndarray (z, y, x) or None
         The absorbed-dose map when the method makes one (for ``--save-maps``).
+    dvh : DataFrame
+        Cumulative DVH of every VOI (``dvh`` table: ``voi_id``, ``volume_pct``, ``dose_gy``;
+        :func:`harmonize.indices.dvh_table`) when the method has voxel doses
+        (``tags.voxel_dose_indices``); empty otherwise, and then no ``dvh`` file is written.
     """
 
     voi_dose: pd.DataFrame
     tac: pd.DataFrame
     provenance: dict[str, Any]
     dose_map_gy: np.ndarray | None = None
+    dvh: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 class WorkflowAdapter:
@@ -256,6 +261,8 @@ class WorkflowAdapter:
         result.tac = self._common_columns(
             result.tac, study, keep=("patient_id", "cycle", "workflow")
         )
+        if len(result.dvh):
+            result.dvh = self._common_columns(result.dvh, study)
         result.provenance = {**self.provenance(study), **result.provenance}
         return result
 

@@ -42,6 +42,16 @@ def test_all_workflows_one_vs_two_workers_identical(cohort, tmp_path):
     pindex = results["patient_index"]
     assert len(pindex) == 2 * 2 * voi["workflow"].nunique()
     assert schema.validate_path(tmp_path / "one") == []
+    # DVHs: written by the adapters with voxel doses only, 101 rows per VOI, whose 2/50/98 %
+    # rows survive the Parquet round trip as voi_dose's D2/D50/D98
+    dvh = results["dvh"]
+    assert set(dvh["workflow"]) == {"montpellier", "bordet"}
+    keys = ["workflow", "patient_id", "cycle", "voi_id"]
+    assert (dvh.groupby(keys).size() == 101).all()
+    assert len(dvh) == 101 * len(voi[voi["workflow"].isin(["montpellier", "bordet"])])
+    for pct, column in [(2.0, "dose_d2_gy"), (50.0, "dose_d50_gy"), (98.0, "dose_d98_gy")]:
+        rows = dvh[dvh["volume_pct"] == pct].merge(voi, on=keys)
+        assert len(rows) and (rows["dose_gy"] == rows[column]).all()
     # a re-run writes the same files: no duplicated rows
     again = run_cohort(cohort, "all", tmp_path / "one", workers=1)
     assert again.ok and _digests(tmp_path / "one") == _digests(tmp_path / "two")

@@ -116,3 +116,39 @@ def test_adapters_differ_on_the_same_study():
     # three genuinely different methods: no two agree to 1 %
     assert len({round(v, 2) for v in values}) == 3
     assert max(values) / min(values) > 1.01
+
+
+def test_dvh_organ_includes_lesions_like_the_dose_indices():
+    # the liver holds lesion_02: with organ_includes_lesions its DVH is read from the liver
+    # and lesion voxels together, as its voi_dose indices are; the lesion's own DVH and the
+    # other organs' are unchanged
+    from harmonize.testing import check_dvh
+
+    study, _ = conformance_study(noise=True)
+    own = MontpellierWorkflow().run(study)
+    merged_adapter = MontpellierWorkflow(organ_includes_lesions=True)
+    merged = merged_adapter.run(study)
+    check_dvh(merged_adapter, study)  # 101 rows per VOI, equal to the merged voi_dose
+    a = own.dvh.set_index(["voi_id", "volume_pct"])["dose_gy"]
+    b = merged.dvh.set_index(["voi_id", "volume_pct"])["dose_gy"]
+    assert (a.loc[2] != b.loc[2]).any()  # the liver changes
+    assert a.drop(index=2, level="voi_id").equals(b.drop(index=2, level="voi_id"))
+    # the merged liver's maximum is the hotter of liver and lesion maxima
+    assert b.loc[(2, 0.0)] == max(a.loc[(2, 0.0)], a.loc[(11, 0.0)])
+
+
+def test_dvh_carries_the_common_columns_and_milan_has_none():
+    study, _ = conformance_study(noise=True)
+    dvh = BordetWorkflow().run(study).dvh
+    assert dvh.columns.tolist() == [
+        "patient_id",
+        "cycle",
+        "center",
+        "workflow",
+        "workflow_version",
+        "voi_id",
+        "volume_pct",
+        "dose_gy",
+    ]
+    assert set(dvh["workflow"]) == {"bordet"} and set(dvh["cycle"]) == {1}
+    assert MilanWorkflow().run(study).dvh.empty

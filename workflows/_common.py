@@ -76,17 +76,44 @@ class VoiRegions:
         own = np.bincount(self.labels.ravel(), minlength=self.size)[self.ids]
         return self.membership @ own
 
+    def _merged_organs(self) -> np.ndarray:
+        """voi_ids whose statistics come from ``merged_labels`` (organs with their lesions)."""
+        if not self.organ_includes_lesions:
+            return np.empty(0, dtype=self.ids.dtype)
+        return self.table.loc[self.table["kind"] == "organ", "voi_id"].to_numpy()
+
     def dose_indices(self, dose_gy: np.ndarray, voxel_mass_g: np.ndarray) -> pd.DataFrame:
         """Voxel dose indices of every VOI (organ rows from the merged map when asked)."""
         own = indices.voi_dose_indices(dose_gy, self.labels, self.ids, voxel_mass_g=voxel_mass_g)
-        if not self.organ_includes_lesions:
+        organs = self._merged_organs()
+        if not organs.size:
             return own
+        # only the organs: a lesion merged into its organ has no voxel of its own label left
         merged = indices.voi_dose_indices(
-            dose_gy, self.merged_labels, self.ids, voxel_mass_g=voxel_mass_g
+            dose_gy, self.merged_labels, organs, voxel_mass_g=voxel_mass_g
         )
-        organs = self.table.loc[self.table["kind"] == "organ", "voi_id"].to_numpy()
         own.loc[organs] = merged.loc[organs]
         return own
+
+    def dvh(self, dose_gy: np.ndarray) -> pd.DataFrame:
+        """Cumulative DVH of every VOI at 0, 1, ..., 100 % (rows of the ``dvh`` table).
+
+        The VOIs are those of :meth:`dose_indices` (organs from the merged map when
+        ``organ_includes_lesions``), so the 0/2/50/98/100 % rows equal that method's
+        max/D2/D50/D98/min. Columns ``voi_id`` (int32), ``volume_pct``, ``dose_gy``; VOIs in
+        ``ids`` order. The common columns are added by the adapter base class.
+        """
+        out = indices.dvh_table(dose_gy, self.labels, self.ids)
+        organs = self._merged_organs()
+        if organs.size:
+            merged = indices.dvh_table(dose_gy, self.merged_labels, organs)
+            take = out["voi_id"].isin(organs).to_numpy()
+            # the organs' rows from the merged map, matched on (voi_id, volume_pct)
+            key = ["voi_id", "volume_pct"]
+            out.loc[take, "dose_gy"] = (
+                out.loc[take, key].merge(merged, on=key, how="left")["dose_gy"].to_numpy()
+            )
+        return out.astype({"voi_id": np.int32})
 
 
 def regions(study: xr.Dataset, organ_includes_lesions: bool) -> VoiRegions:

@@ -12,7 +12,8 @@ imaging schedule and the kinetic model were not found in our sources and are "as
   TIA / activity ratio (voxels outside every VOI use the body's ratio) [assumed];
 * dose by convolution of the TIA map with the Lanconelli 2012 Lu-177 soft-tissue voxel
   S-value kernel, density-scaled with CT [assumed];
-* lesion dose = mean of the dose map over the lesion VOI; the patient index is the
+* lesion dose = mean of the dose map over the lesion VOI, with its voxel dose indices and
+  cumulative DVH (``dvh`` table); the patient index is the
   minimum over target lesions after cycle 1 (the 35 Gy rule, Mileva2024).
 """
 
@@ -142,7 +143,13 @@ class BordetWorkflow(WorkflowAdapter):
             flags=flags,
         )
         tac_table = _common.tac_rows(regions, times, tac, fitted)
-        return WorkflowResult(voi_dose=voi_dose, tac=tac_table, provenance={}, dose_map_gy=dose_map)
+        return WorkflowResult(
+            voi_dose=voi_dose,
+            tac=tac_table,
+            provenance={},
+            dose_map_gy=dose_map,
+            dvh=regions.dvh(dose_map),
+        )
 
 
 def _head_area(t0_h: float, a0: float, rule: str) -> float:

@@ -13,8 +13,8 @@ as our sources state it; every other choice is a parameter tagged "assumed":
   not wash out [assumed];
 * dose by local energy deposition of the electron energy (ICRP-107) with CT-based density
   [press summary of Hebert2024; Santoro2021 compared LDM and convolution];
-* lesion dose = mean of the voxel dose map in the VOI, DVH indices available; no
-  partial-volume correction [assumed].
+* lesion dose = mean of the voxel dose map in the VOI, DVH indices and the cumulative DVH
+  of every VOI (``dvh`` table) available; no partial-volume correction [assumed].
 """
 
 from __future__ import annotations
@@ -171,4 +171,10 @@ class MontpellierWorkflow(WorkflowAdapter):
             flags=flags,
         )
         tac = _common.tac_rows(regions, times, regions.sums(frames).T)
-        return WorkflowResult(voi_dose=voi_dose, tac=tac, provenance={}, dose_map_gy=dose_map)
+        return WorkflowResult(
+            voi_dose=voi_dose,
+            tac=tac,
+            provenance={},
+            dose_map_gy=dose_map,
+            dvh=regions.dvh(dose_map),
+        )
