@@ -13,8 +13,8 @@ cumulative indices of the published cutoffs) ratio Bland–Altman plots, scatter
 the identity and the Passing–Bablok line and the agreement table with confidence
 intervals; classification agreement at the five published cutoffs with the discordant
 patients; the cutoffs translated between workflows; accuracy against the phantom truth
-(workflow ``"truth"``) when present; DVH-like summaries of a few lesions from their dose
-indices; for each workflow the EANM dosimetry reporting checklist (Lassmann2011,
+(workflow ``"truth"``) when present; the cumulative DVHs of two lesions (the ``dvh`` table;
+for results without one, a summary through their dose indices); for each workflow the EANM dosimetry reporting checklist (Lassmann2011,
 Stokke2024 Table 4), every item filled from the data or marked "not reported by this
 workflow"; and the provenance of every input (file and study hashes, software and schema
 versions).
@@ -502,6 +502,7 @@ class _Data:
     patient: pd.DataFrame
     tac: pd.DataFrame
     run: pd.DataFrame
+    dvh: pd.DataFrame
     stored_agreement: pd.DataFrame
     workflows: list[str]
     compared: list[str]
@@ -539,6 +540,13 @@ def _prepare(results: Mapping[str, pd.DataFrame]) -> _Data:
     run = results.get("run", empty)
     stored = results.get("agreement", empty)
     sort = ["patient_id", "cycle", "workflow"]
+    dvh = results.get("dvh", empty)
+    if len(dvh):
+        dvh_keys = [*sort, "voi_id", "volume_pct"]
+        lacking = [c for c in [*dvh_keys, "dose_gy"] if c not in dvh.columns]
+        if lacking:
+            raise ReportError(f"table 'dvh' lacks column(s) {lacking}")
+        dvh = dvh.sort_values(dvh_keys, kind="stable").reset_index(drop=True)
     voi = voi.sort_values([*sort, "voi_id"], kind="stable").reset_index(drop=True)
     patient = patient.sort_values(sort, kind="stable").reset_index(drop=True)
     workflows = sorted(str(w) for w in voi["workflow"].unique())
@@ -548,6 +556,7 @@ def _prepare(results: Mapping[str, pd.DataFrame]) -> _Data:
         patient=patient,
         tac=tac,
         run=run,
+        dvh=dvh,
         stored_agreement=stored,
         workflows=workflows,
         compared=compared,
@@ -1588,8 +1597,112 @@ def _truth_figure(data: _Data, colours: Mapping[str, str]) -> str:
         )
 
 
+_DVH_HEADING = '<h2 id="dvh">7. Lesion dose–volume histograms</h2>'
+
+
+def _dvh_lesions(data: _Data) -> pd.DataFrame:
+    """The lesions whose DVHs are drawn: the smallest and the largest of one patient-cycle.
+
+    The first patient (by id) that has a DVH of a lesion, at its first cycle with one
+    (cycle 1 when measured); volumes from the ``voi_dose`` rows of the first workflow (by
+    name) with a DVH there; ties by ``voi_id``. One row when the patient has one lesion.
+    """
+    keys = ["patient_id", "cycle", "workflow", "voi_id"]
+    drawn = data.dvh[keys].drop_duplicates()
+    lesions = data.voi.loc[data.voi["voi_kind"] == "lesion"].merge(drawn, on=keys)
+    if lesions.empty:
+        return lesions
+    first = lesions.sort_values(["patient_id", "cycle", "workflow"], kind="stable").iloc[0]
+    same = (
+        (lesions["patient_id"] == first["patient_id"])
+        & (lesions["cycle"] == first["cycle"])
+        & (lesions["workflow"] == first["workflow"])
+    )
+    ordered = lesions.loc[same].sort_values(["volume_ml", "voi_id"], kind="stable")
+    return ordered.iloc[sorted({0, len(ordered) - 1})].reset_index(drop=True)
+
+
 def _dvh_section(data: _Data, colours: Mapping[str, str]) -> str:
-    parts = ['<h2 id="dvh">7. Lesion dose–volume summaries</h2>']
+    """Cumulative DVHs of two lesions from the ``dvh`` table, one curve per workflow."""
+    parts = [_DVH_HEADING]
+    picks = _dvh_lesions(data)
+    if picks.empty:
+        return "".join(parts) + _p(
+            "The dvh table holds no lesion: no lesion dose–volume histogram drawn."
+        )
+    names = " and ".join(
+        f"{row.get('voi_name', '')} ({_num(row['volume_ml'])} mL)" for _, row in picks.iterrows()
+    )
+    which = "the smallest and the largest lesion" if len(picks) > 1 else "the lesion"
+    patient, cycle = str(picks.iloc[0]["patient_id"]), int(picks.iloc[0]["cycle"])
+    parts.append(
+        _p(
+            f"Cumulative dose–volume histograms of {which} of patient {patient} at cycle "
+            f"{cycle}: {names}, read from the results' dvh table. Each curve gives the "
+            "percentage of the lesion volume that receives at least a dose, from the doses "
+            "D_x at x = 0, 1, …, 100 % of the volume (the step DVH of the voxels, as the "
+            "D2/D50/D98 of the lesion tables, which are points of these curves). "
+            "Workflows without a DVH of the lesion (no voxel dose map, e.g. the sphere model, "
+            "and the truth, which has a mean dose only) are drawn as a dashed vertical line "
+            "at their mean dose."
+        )
+    )
+    dvh = data.dvh
+    with _style():
+        fig = _new_figure(10.0, 3.4)
+        axes = fig.subplots(1, len(picks), squeeze=False)[0]
+        for ax, (_, lesion) in zip(axes, picks.iterrows(), strict=True):
+            at = {k: lesion[k] for k in ("patient_id", "cycle", "voi_id")}
+            rows = data.voi.loc[
+                (data.voi["patient_id"] == at["patient_id"])
+                & (data.voi["cycle"] == at["cycle"])
+                & (data.voi["voi_id"] == at["voi_id"])
+            ].sort_values("workflow", kind="stable")
+            curves = dvh.loc[
+                (dvh["patient_id"] == at["patient_id"])
+                & (dvh["cycle"] == at["cycle"])
+                & (dvh["voi_id"] == at["voi_id"])
+            ]
+            for _, r in rows.iterrows():
+                w = str(r["workflow"])
+                curve = curves.loc[curves["workflow"] == w].sort_values("volume_pct")
+                if len(curve):
+                    ax.plot(
+                        curve["dose_gy"].to_numpy(float),
+                        curve["volume_pct"].to_numpy(float),
+                        color=colours[w],
+                        label=w,
+                    )
+                else:
+                    ax.axvline(
+                        float(r["dose_mean_gy"]),
+                        color=colours[w],
+                        linestyle="--",
+                        label=f"{w} (mean)",
+                    )
+            ax.set_xlabel("absorbed dose (Gy)")
+            ax.set_ylabel("volume receiving ≥ dose (%)")
+            ax.set_ylim(0, 102)
+            ax.set_xlim(left=0)
+            ax.set_title(
+                f"{lesion['patient_id']} cycle {int(lesion['cycle'])} {lesion.get('voi_name', '')} ({_num(lesion['volume_ml'])} mL)"
+            )
+            ax.legend(loc="lower left")
+        parts.append(
+            _png_img(
+                fig,
+                "cumulative dose-volume histograms of two lesions",
+                f"Cumulative DVHs of {which} of {patient} at cycle {cycle}, one curve per workflow with a voxel dose map (dvh table); dashed lines: mean dose of the workflows without one.",
+            )
+        )
+    if len(data.tac):
+        parts.append(_tac_figure(data, picks.iloc[len(picks) // 2], colours))
+    return "".join(parts)
+
+
+def _dvh_summary(data: _Data, colours: Mapping[str, str]) -> str:
+    """Fallback without a ``dvh`` table: piecewise-linear summaries through the dose indices."""
+    parts = [_DVH_HEADING]
     cols = [c for c, _ in DVH_POINTS]
     lesions = data.voi.loc[data.voi["voi_kind"] == "lesion"]
     have = [c for c in cols if c in lesions.columns]
@@ -1601,7 +1714,8 @@ def _dvh_section(data: _Data, colours: Mapping[str, str]) -> str:
     voxel_workflows = sorted(set(complete["workflow"]))
     parts.append(
         _p(
-            "The results dataset holds no voxel dose–volume histogram, only dose indices per "
+            "The results hold no dvh table (results written with schema 1.0.0, or by "
+            "workflows without a voxel dose map), only dose indices per "
             "lesion. The curves below are therefore not DVHs: they join, by straight lines, the "
             "five points every cumulative DVH passes through by definition — 100 % of the volume "
             "at the minimum dose, 98 % at D98, 50 % at D50, 2 % at D2 and 0 % at the maximum. "
@@ -1828,6 +1942,11 @@ def _checklist(data: _Data, w: str, info: _AdapterInfo) -> tuple[pd.DataFrame, s
                 f"; voxel indices: {', '.join(voxel)}"
                 if voxel
                 else "; no voxel indices (min/D98/D50/D2/max)"
+            )
+            + (
+                "; cumulative DVH of every VOI (dvh table)"
+                if len(data.dvh) and bool((data.dvh["workflow"] == w).any())
+                else ""
             )
             + "; per-lesion table below"
         ]
@@ -2211,7 +2330,7 @@ def build_report(
     tr_html, translations = _translation_section(data, infos)
     sections.append(tr_html)
     sections.append(_truth_section(data, colours))
-    sections.append(_dvh_section(data, colours))
+    sections.append(_dvh_section(data, colours) if len(data.dvh) else _dvh_summary(data, colours))
     sections.append(_checklist_section(data, infos))
     sections.append(_provenance_section(data, input_files, stored))
     sections.append(_references_section())
@@ -2224,7 +2343,7 @@ def build_report(
         ("cutoffs", "Agreement at the published cutoffs"),
         ("translation", "Cutoffs translated between workflows"),
         ("truth", "Accuracy against the phantom truth"),
-        ("dvh", "Lesion dose–volume summaries"),
+        ("dvh", "Lesion dose–volume histograms"),
         ("checklist", "EANM reporting checklist"),
         ("provenance", "Provenance"),
         ("references", "References"),

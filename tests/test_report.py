@@ -150,6 +150,7 @@ def synthetic_results(seed: int = 7) -> dict[str, pd.DataFrame]:
                     }
                 )
     voi = pd.concat(voi_rows, ignore_index=True)
+    voi, dvh = _with_voxel_doses(voi, seed)
     patient = pd.concat(
         [
             indices.patient_index(voi.loc[voi["workflow"] == w], cumulative_rule=RULES[w])
@@ -162,7 +163,35 @@ def synthetic_results(seed: int = 7) -> dict[str, pd.DataFrame]:
         "patient_index": patient,
         "tac": pd.concat(tac_rows, ignore_index=True),
         "run": pd.DataFrame(run_rows),
+        "dvh": dvh,
     }
+
+
+def _with_voxel_doses(voi: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Voxel doses for the VOIs of the voxel workflows: their indices and their DVH tables.
+
+    Each VOI gets 10-400 voxels (one per 0.1 mL) of log-normal doses scaled to its mean
+    dose; the voi_dose min/median/max/D2/D50/D98 and the dvh rows are read from them by
+    harmonize.indices, so the two tables agree as the schema requires.
+    """
+    rng = np.random.default_rng(seed + 1000)
+    voxel = voi["workflow"].map({w: v[3] for w, v in WORKFLOWS.items()}).fillna(False)
+    rows = voi.index[voxel.to_numpy(bool)]
+    n = np.clip(np.round(voi.loc[rows, "volume_ml"].to_numpy() / 0.1), 10, 400).astype(int)
+    labels = np.repeat(np.arange(1, rows.size + 1), n)
+    z = rng.lognormal(0.0, 0.35, labels.size)
+    scale = voi.loc[rows, "dose_mean_gy"].to_numpy() / (np.bincount(labels, weights=z)[1:] / n)
+    dose = z * scale[labels - 1]
+    table = indices.voi_dose_indices(dose, labels)
+    voi = voi.copy()
+    for column in ("min", "median", "max", "d2", "d50", "d98"):
+        voi.loc[rows, f"dose_{column}_gy"] = table[f"dose_{column}_gy"].to_numpy()
+    curve = indices.dvh_table(dose, labels)
+    keys = ["patient_id", "cycle", "center", "workflow", "workflow_version", "voi_id"]
+    dvh = voi.loc[rows, keys].iloc[curve["voi_id"].to_numpy() - 1].reset_index(drop=True)
+    dvh["volume_pct"] = curve["volume_pct"].to_numpy()
+    dvh["dose_gy"] = curve["dose_gy"].to_numpy()
+    return voi, dvh
 
 
 @pytest.fixture(scope="module")
@@ -365,8 +394,49 @@ def test_checklist_covers_every_item_for_every_workflow(
     assert "4 distinct times: 4.00, 24.0, 72.0, 192 h p.i." in html_text
 
 
-def test_dvh_summary_is_labelled_as_not_a_dvh(html_text: str) -> None:
-    assert "The curves below are therefore not DVHs" in html_text
+def test_dvh_section_draws_the_dvh_table(
+    html_text: str, read_back: dict[str, pd.DataFrame]
+) -> None:
+    # the smallest and the largest lesion of the first patient at cycle 1, named with
+    # their volumes; the pseudo-curve fallback is not used when a dvh table exists
+    voi = read_back["voi_dose"]
+    first = voi[
+        (voi["patient_id"] == PATIENTS[0])
+        & (voi["cycle"] == 1)
+        & (voi["workflow"] == "bordet")  # first workflow (by name) with a DVH
+        & (voi["voi_kind"] == "lesion")
+    ].sort_values(["volume_ml", "voi_id"])
+    small, large = first.iloc[0], first.iloc[-1]
+    picks = report._dvh_lesions(report._prepare(read_back))
+    assert picks["voi_id"].tolist() == [small["voi_id"], large["voi_id"]]
+    names = " and ".join(
+        f"{r['voi_name']} ({report._num(r['volume_ml'])} mL)" for r in (small, large)
+    )
+    text = html.unescape(_without_images(html_text))
+    assert (
+        f"Cumulative dose–volume histograms of the smallest and the largest lesion of "
+        f"patient {PATIENTS[0]} at cycle 1: {names}, read from the results' dvh table" in text
+    )
+    assert "therefore not DVHs" not in text
+    assert text.count("cumulative DVH of every VOI (dvh table)") == 2  # bordet, montpellier
+
+
+def test_dvh_fallback_without_a_dvh_table(frames: dict[str, pd.DataFrame]) -> None:
+    # results without a dvh table (schema 1.0.0): the summary through the dose indices,
+    # labelled as not a DVH; with the dvh table the same results draw real DVHs instead
+    # (two workflows keep the two builds quick)
+    keep = ["bordet", "milan"]
+    small = {
+        name: frames[name].loc[frames[name]["workflow"].isin(keep)]
+        for name in ("voi_dose", "patient_index", "dvh")
+    }
+    text = report.build_report({k: v for k, v in small.items() if k != "dvh"})
+    assert "The results hold no dvh table" in text
+    assert "The curves below are therefore not DVHs" in text
+    assert "cumulative DVH of every VOI" not in text
+    with_dvh = html.unescape(report.build_report(small))
+    assert "therefore not DVHs" not in with_dvh and "read from the results' dvh table" in with_dvh
+    assert text.count("<img ") == with_dvh.count("<img ")  # one DVH figure either way
 
 
 def test_key_findings_agree_with_the_report(
