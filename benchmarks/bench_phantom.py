@@ -32,10 +32,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        write_cohort(Path(tmp) / "cohort", n_patients=5, seed=0, config=PhantomConfig(cycles=(1, 2)))
+        write_cohort(
+            Path(tmp) / "cohort", n_patients=5, seed=0, config=PhantomConfig(cycles=(1, 2))
+        )
         figures["cohort_5x2_default_s"] = time.perf_counter() - start
 
-        big = PhantomConfig(voxel_size_mm=1.8, fov_mm=(360.0, 460.8, 460.8), cycles=(1,), noise=True)
+        big = PhantomConfig(
+            voxel_size_mm=1.8, fov_mm=(360.0, 460.8, 460.8), cycles=(1,), noise=True
+        )
         start = time.perf_counter()
         patient = make_patient(0, 0, big)
         study, _ = simulate_study(patient, 1, 0, big)
