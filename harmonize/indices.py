@@ -297,7 +297,6 @@ def dvh_table(
     labels: npt.ArrayLike,
     voi_ids: npt.ArrayLike | None = None,
     volume_pct: npt.ArrayLike = DVH_VOLUME_PCT,
-    voxel_mass_g: float | npt.ArrayLike | None = None,
 ) -> pd.DataFrame:
     """Cumulative DVH of every VOI in "dose at volume" form, vectorised over VOIs.
 
@@ -319,10 +318,9 @@ def dvh_table(
         VOIs to report, in output order. Default: every non-zero label present, ascending.
     volume_pct : array_like of float, default 0, 1, ..., 100
         Volume percentages at which to read the DVH: 1-D, unique, each in [0, 100].
-    voxel_mass_g : float or array_like of float, optional
-        Voxel masses (g), validated as in :func:`voi_dose_indices` (finite, > 0, scalar or
-        the shape of ``dose_gy``). They do not change the result: like Dx, the DVH is
-        volume-based (every voxel has the same volume), whatever the voxel densities.
+
+    Like Dx, the DVH is volume-based (every voxel has the same volume), so it takes no
+    voxel masses.
 
     Returns
     -------
@@ -364,7 +362,7 @@ def dvh_table(
         raise ValueError("volume_pct must hold finite percentages in [0, 100]")
     if np.unique(pct).size != pct.size:
         raise ValueError("volume_pct must not repeat a percentage")
-    voxels = _sorted_voxels(dose_gy, labels, voi_ids, voxel_mass_g)
+    voxels = _sorted_voxels(dose_gy, labels, voi_ids, None)
     dose_at = _dose_at_volume(voxels, pct)
     return pd.DataFrame(
         {
