@@ -1,5 +1,8 @@
-"""Sections 4 and 5 of the report: agreement at the published cutoffs, and the cutoffs
-translated between workflows (seeded bootstrap: same bytes every run).
+"""Sections 4 and 5 of the report: agreement at the published cutoffs, and their translation.
+
+Each workflow classifies every patient at each published cutoff (Cohen's and Fleiss'
+kappa); each cutoff is then translated from its centre's workflow to every other one by
+Deming regression on log doses with a seeded bootstrap CI (same bytes every run).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""Section 7 of the report: lesion dose–volume histograms (the ``dvh`` table), or for
-results without one a labelled summary through the voxel dose indices.
+"""Section 7 of the report: lesion dose–volume histograms.
+
+Drawn from the ``dvh`` table; for results without one, a labelled piecewise-linear
+summary through the voxel dose indices instead.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""Sections 9 and 10 of the report: the provenance of every input (file and study hashes,
-software and schema versions) and the references.
+"""Sections 9 and 10 of the report: provenance of every input, and the references.
+
+Provenance: file and study hashes, software and schema versions, stored agreement tables
+as delivered.
 """
 
 from __future__ import annotations

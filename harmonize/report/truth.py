@@ -1,5 +1,7 @@
-"""Section 6 of the report: each workflow against the phantom truth, and the error of the
-lesion doses by lesion size (:func:`truth_error_by_size`).
+"""Section 6 of the report: each workflow against the phantom truth.
+
+Agreement with the workflow ``"truth"`` as reference, the error of the lesion doses by
+lesion size (:func:`truth_error_by_size`) and the cutoff classification against truth.
 """
 
 from __future__ import annotations
