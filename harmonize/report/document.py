@@ -123,7 +123,7 @@ def key_findings(results: Mapping[str, pd.DataFrame]) -> list[str]:
             lambda: compare.agreement(data.voi, "dose_mean_gy", "lesion", workflows=data.compared)
         )
     except CompareError:
-        pass
+        computed.clear()  # too few pairs for any statistic: the findings then omit agreement
     try:
         cut, _ = _cutoff_tables(data, data.compared)
     except CompareError:
