@@ -13,7 +13,7 @@ import contextlib
 import functools
 import io
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -313,6 +313,53 @@ def _truth_figure(data: _Data, colours: Mapping[str, str], bands_ml: Sequence[fl
         )
 
 
+def _lesion_panels(
+    data: _Data,
+    picks: pd.DataFrame,
+    colours: Mapping[str, str],
+    ylabel: str,
+    curve_of: Callable[[pd.Series, pd.Series], tuple[np.ndarray, np.ndarray] | None],
+    marker: str | None,
+    alt: str,
+    caption: str,
+) -> str:
+    """One panel per lesion of ``picks``: a dose–volume curve per workflow.
+
+    ``curve_of(lesion, voi_row)`` gives (dose, volume %) for a workflow's row, or None, in
+    which case the workflow is drawn as a dashed vertical line at its mean dose.
+    """
+    with _style():
+        fig = _new_figure(10.0, 3.4)
+        axes = fig.subplots(1, len(picks), squeeze=False)[0]
+        for ax, (_, lesion) in zip(axes, picks.iterrows(), strict=True):
+            rows = data.voi.loc[
+                (data.voi["patient_id"] == lesion["patient_id"])
+                & (data.voi["cycle"] == lesion["cycle"])
+                & (data.voi["voi_id"] == lesion["voi_id"])
+            ].sort_values("workflow", kind="stable")
+            for _, r in rows.iterrows():
+                w = str(r["workflow"])
+                curve = curve_of(lesion, r)
+                if curve is not None:
+                    ax.plot(curve[0], curve[1], marker=marker, color=colours[w], label=w)
+                else:
+                    ax.axvline(
+                        float(r["dose_mean_gy"]),
+                        color=colours[w],
+                        linestyle="--",
+                        label=f"{w} (mean)",
+                    )
+            ax.set_xlabel("absorbed dose (Gy)")
+            ax.set_ylabel(ylabel)
+            ax.set_ylim(0, 102)
+            ax.set_xlim(left=0)
+            ax.set_title(
+                f"{lesion['patient_id']} cycle {int(lesion['cycle'])} {lesion.get('voi_name', '')} ({_num(lesion['volume_ml'])} mL)"
+            )
+            ax.legend(loc="lower left")
+        return _png_img(fig, alt, caption)
+
+
 def _dvh_figure(
     data: _Data,
     picks: pd.DataFrame,
@@ -327,51 +374,28 @@ def _dvh_figure(
     without a DVH of a lesion are drawn as a dashed vertical line at their mean dose.
     """
     dvh = data.dvh
-    with _style():
-        fig = _new_figure(10.0, 3.4)
-        axes = fig.subplots(1, len(picks), squeeze=False)[0]
-        for ax, (_, lesion) in zip(axes, picks.iterrows(), strict=True):
-            at = {k: lesion[k] for k in ("patient_id", "cycle", "voi_id")}
-            rows = data.voi.loc[
-                (data.voi["patient_id"] == at["patient_id"])
-                & (data.voi["cycle"] == at["cycle"])
-                & (data.voi["voi_id"] == at["voi_id"])
-            ].sort_values("workflow", kind="stable")
-            curves = dvh.loc[
-                (dvh["patient_id"] == at["patient_id"])
-                & (dvh["cycle"] == at["cycle"])
-                & (dvh["voi_id"] == at["voi_id"])
-            ]
-            for _, r in rows.iterrows():
-                w = str(r["workflow"])
-                curve = curves.loc[curves["workflow"] == w].sort_values("volume_pct")
-                if len(curve):
-                    ax.plot(
-                        curve["dose_gy"].to_numpy(float),
-                        curve["volume_pct"].to_numpy(float),
-                        color=colours[w],
-                        label=w,
-                    )
-                else:
-                    ax.axvline(
-                        float(r["dose_mean_gy"]),
-                        color=colours[w],
-                        linestyle="--",
-                        label=f"{w} (mean)",
-                    )
-            ax.set_xlabel("absorbed dose (Gy)")
-            ax.set_ylabel("volume receiving ≥ dose (%)")
-            ax.set_ylim(0, 102)
-            ax.set_xlim(left=0)
-            ax.set_title(
-                f"{lesion['patient_id']} cycle {int(lesion['cycle'])} {lesion.get('voi_name', '')} ({_num(lesion['volume_ml'])} mL)"
-            )
-            ax.legend(loc="lower left")
-        return _png_img(
-            fig,
-            "cumulative dose-volume histograms of two lesions",
-            f"Cumulative DVHs of {which} of {patient} at cycle {cycle}, one curve per workflow with a voxel dose map (dvh table); dashed lines: mean dose of the workflows without one.",
-        )
+
+    def curve_of(lesion: pd.Series, row: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+        curve = dvh.loc[
+            (dvh["patient_id"] == lesion["patient_id"])
+            & (dvh["cycle"] == lesion["cycle"])
+            & (dvh["voi_id"] == lesion["voi_id"])
+            & (dvh["workflow"] == row["workflow"])
+        ].sort_values("volume_pct")
+        if not len(curve):
+            return None
+        return curve["dose_gy"].to_numpy(float), curve["volume_pct"].to_numpy(float)
+
+    return _lesion_panels(
+        data,
+        picks,
+        colours,
+        "volume receiving ≥ dose (%)",
+        curve_of,
+        None,
+        "cumulative dose-volume histograms of two lesions",
+        f"Cumulative DVHs of {which} of {patient} at cycle {cycle}, one curve per workflow with a voxel dose map (dvh table); dashed lines: mean dose of the workflows without one.",
+    )
 
 
 def _dvh_summary_figure(data: _Data, picks: pd.DataFrame, colours: Mapping[str, str]) -> str:
@@ -381,43 +405,22 @@ def _dvh_summary_figure(data: _Data, picks: pd.DataFrame, colours: Mapping[str, 
     the others as a dashed vertical line at their mean dose.
     """
     cols = [c for c, _ in DVH_POINTS]
-    with _style():
-        fig = _new_figure(10.0, 3.4)
-        axes = fig.subplots(1, len(picks), squeeze=False)[0]
-        for ax, (_, lesion) in zip(axes, picks.iterrows(), strict=True):
-            sel = (
-                (data.voi["patient_id"] == lesion["patient_id"])
-                & (data.voi["cycle"] == lesion["cycle"])
-                & (data.voi["voi_id"] == lesion["voi_id"])
-            )
-            rows = data.voi.loc[sel].sort_values("workflow")
-            for _, r in rows.iterrows():
-                w = str(r["workflow"])
-                values = r[cols].to_numpy(dtype=float)
-                if np.all(np.isfinite(values)):
-                    ax.plot(
-                        values, [v for _, v in DVH_POINTS], marker="o", color=colours[w], label=w
-                    )
-                else:
-                    ax.axvline(
-                        float(r["dose_mean_gy"]),
-                        color=colours[w],
-                        linestyle="--",
-                        label=f"{w} (mean)",
-                    )
-            ax.set_xlabel("absorbed dose (Gy)")
-            ax.set_ylabel("volume (%)")
-            ax.set_ylim(0, 102)
-            ax.set_xlim(left=0)
-            ax.set_title(
-                f"{lesion['patient_id']} cycle {int(lesion['cycle'])} {lesion.get('voi_name', '')} ({_num(lesion['volume_ml'])} mL)"
-            )
-            ax.legend(loc="lower left")
-        return _png_img(
-            fig,
-            "lesion dose-volume summaries",
-            "Piecewise-linear dose–volume summaries through (min, 100 %), (D98, 98 %), (D50, 50 %), (D2, 2 %), (max, 0 %) of three lesions.",
-        )
+    volumes = np.array([v for _, v in DVH_POINTS], dtype=float)
+
+    def curve_of(lesion: pd.Series, row: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+        values = row[cols].to_numpy(dtype=float)
+        return (values, volumes) if np.all(np.isfinite(values)) else None
+
+    return _lesion_panels(
+        data,
+        picks,
+        colours,
+        "volume (%)",
+        curve_of,
+        "o",
+        "lesion dose-volume summaries",
+        "Piecewise-linear dose–volume summaries through (min, 100 %), (D98, 98 %), (D50, 50 %), (D2, 2 %), (max, 0 %) of three lesions.",
+    )
 
 
 def _tac_figure(data: _Data, lesion: pd.Series, colours: Mapping[str, str]) -> str:
