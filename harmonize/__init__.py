@@ -18,6 +18,7 @@ from harmonize import nuclides
 from harmonize._warnings import HarmonizeWarning
 from harmonize.bundle import open_study, save_study
 from harmonize.cohort import Cohort, CohortError, open_cohort
+from harmonize.errors import HarmonizeError
 from harmonize.nuclides import NuclideError, get_nuclide
 from harmonize.registry import get_workflow, list_workflows, register_workflow
 from harmonize.runner import run_cohort
@@ -37,6 +38,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Cohort",
     "CohortError",
+    "HarmonizeError",
     "HarmonizeWarning",
     "NuclideError",
     "SchemaError",

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from harmonize.errors import HarmonizeError
+
 __all__ = ["main"]
 
 EXIT_OK = 0
@@ -18,7 +20,7 @@ EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 
 
-class CLIError(Exception):
+class CLIError(HarmonizeError):
     """A user error reported as one line on stderr with exit code 2."""
 
 

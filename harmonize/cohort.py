@@ -21,6 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from harmonize.bundle import BUNDLE_SUFFIX, open_study
+from harmonize.errors import HarmonizeError
 from harmonize.study import StudyError
 
 __all__ = ["TRUTH_FILE", "Cohort", "CohortError", "open_cohort", "open_source"]
@@ -31,7 +32,7 @@ TRUTH_FILE = "truth.parquet"
 StudyKey = tuple[str, int]
 
 
-class CohortError(ValueError):
+class CohortError(HarmonizeError, ValueError):
     """A cohort folder that cannot be read as a cohort."""
 
 

@@ -32,6 +32,8 @@ from importlib.metadata import version
 
 import numpy as np
 
+from harmonize.errors import HarmonizeError
+
 __all__ = [
     "MEV_TO_J",
     "Nuclide",
@@ -50,7 +52,7 @@ _HEAVY_KINDS = ("alpha", "alpha recoil")
 _PHOTON_KINDS = ("gamma", "X", "annihilation")
 
 
-class NuclideError(ValueError):
+class NuclideError(HarmonizeError, ValueError):
     """An unknown radionuclide, or one the nuclear-data packages cannot describe."""
 
 

@@ -44,6 +44,8 @@ from scipy import ndimage
 from scipy.interpolate import PchipInterpolator
 from scipy.optimize import curve_fit
 
+from harmonize.errors import HarmonizeError
+
 __all__ = [
     "DEFAULT_MIN_RC",
     "PVCInputError",
@@ -58,7 +60,7 @@ DEFAULT_MIN_RC = 0.25
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
-class PVCInputError(ValueError):
+class PVCInputError(HarmonizeError, ValueError):
     """Invalid input to a partial-volume-correction function."""
 
 

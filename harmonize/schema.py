@@ -57,6 +57,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from harmonize._fs import write_bytes_atomic
+from harmonize.errors import HarmonizeError
 
 __all__ = [
     "EXAMPLE_METADATA",
@@ -138,7 +139,7 @@ _FORBIDDEN_KEYS = frozenset(
 _STRING_TYPES = (pa.string(), pa.large_string(), pa.string_view())
 
 
-class SchemaError(ValueError):
+class SchemaError(HarmonizeError, ValueError):
     """A table, frame or file does not conform to the harmonize results schema."""
 
 

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from harmonize.errors import HarmonizeError
 from harmonize.nuclides import NuclideError, get_nuclide
 
 __all__ = [
@@ -72,7 +73,7 @@ _REQUIRED_ATTRS = (
 )
 
 
-class StudyError(ValueError):
+class StudyError(HarmonizeError, ValueError):
     """A Study (or the file it came from) does not meet the harmonize Study layout."""
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from harmonize.errors import HarmonizeError
 from harmonize.study import validate_study
 
 __all__ = [
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 
-class WorkflowError(ValueError):
+class WorkflowError(HarmonizeError, ValueError):
     """A workflow cannot process a study (missing time points, bad parameter, ...)."""
 
 

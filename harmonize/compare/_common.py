@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from harmonize._warnings import HarmonizeWarning
+from harmonize.errors import HarmonizeError
 
 __all__ = [
     "MIN_PAIRS",
@@ -24,7 +25,7 @@ __all__ = [
 MIN_PAIRS = 3
 
 
-class CompareError(ValueError):
+class CompareError(HarmonizeError, ValueError):
     """Bad input to a comparison function (names the argument and what was expected)."""
 
 

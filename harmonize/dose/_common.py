@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from harmonize.errors import HarmonizeError
+
 __all__ = [
     "SECONDS_PER_HOUR",
     "DoseInputError",
@@ -18,7 +20,7 @@ __all__ = [
 SECONDS_PER_HOUR = 3600.0
 
 
-class DoseInputError(ValueError):
+class DoseInputError(HarmonizeError, ValueError):
     """An argument of a dose function is missing, of the wrong shape, unit or range."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from harmonize.errors import HarmonizeError
 from harmonize.nuclides import Nuclide, get_nuclide
 
 __all__ = [
@@ -19,7 +20,7 @@ __all__ = [
 WEIGHTINGS = ("none", "relative", "poisson")
 
 
-class KineticsError(ValueError):
+class KineticsError(HarmonizeError, ValueError):
     """Invalid input to a kinetics function (the message names the argument)."""
 
 

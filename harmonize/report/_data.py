@@ -20,6 +20,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from harmonize.errors import HarmonizeError
+
 __all__ = [
     "DOSE_INDICES",
     "DVH_POINTS",
@@ -42,7 +44,7 @@ DVH_POINTS: tuple[tuple[str, float], ...] = (
 )
 
 
-class ReportError(ValueError):
+class ReportError(HarmonizeError, ValueError):
     """The inputs of a report are unusable (missing table or column, bad argument)."""
 
 
