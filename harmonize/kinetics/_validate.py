@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from harmonize.errors import HarmonizeError
 from harmonize.nuclides import Nuclide, get_nuclide
 
 __all__ = [
+    "MAX_ABS_ACTIVITY",
+    "MAX_HALF_LIVES",
+    "MIN_PEAK_ACTIVITY",
     "WEIGHTINGS",
     "KineticsError",
     "check_activity_1d",
+    "check_activity_magnitude",
     "check_choice",
+    "check_integral",
+    "check_time_scale",
     "check_times",
     "physical_lambda_per_h",
 ]
+
+#: Latest plausible sampling time, in physical half-lives of the nuclide: after 20 half-lives
+#: 2⁻²⁰ ≈ 1e-6 of the activity is left, below what any SPECT or probe measures, so a later
+#: "time in hours" is almost certainly minutes or seconds (for 177Lu, T½ = 159.5 h: 3190 h;
+#: 4 h in seconds is 14,400 and 168 h in minutes is 10,080). A physics bound, not a fit.
+MAX_HALF_LIVES = 20.0
+
+#: Largest |activity| accepted, in any unit. The fits form moments up to y²·t⁴ (≈ y² × 1e13
+#: for t up to 3190 h) and square them, which must stay below the float64 limit (≈1.8e308):
+#: y ≤ 1e30 keeps them finite. A therapy activity in Bq is ≈1e10, so this bound refuses only
+#: numbers that are not activities (unit or corruption errors).
+MAX_ABS_ACTIVITY = 1e30
+#: Smallest peak |activity| accepted: the same moments must not underflow to 0 either
+#: (float64 holds down to ≈2e-308), the mirror image of :data:`MAX_ABS_ACTIVITY`.
+MIN_PEAK_ACTIVITY = 1e-30
 
 #: Residual weightings accepted by the fitters: weight of a point of activity ``y``.
 WEIGHTINGS = ("none", "relative", "poisson")
@@ -73,6 +96,7 @@ def check_activity_1d(activity: object, n_times: int, *, name: str = "activity")
         )
     if not np.all(np.isfinite(a)):
         raise KineticsError(f"{name} contains NaN or infinite values: {a.tolist()}")
+    check_activity_magnitude(a, name=name)
     if not np.any(a > 0):
         raise KineticsError(
             f"{name} has no positive value (all zero or negative): {a.tolist()}; "
@@ -86,3 +110,56 @@ def physical_lambda_per_h(nuclide: str | Nuclide) -> float:
     if isinstance(nuclide, Nuclide):
         return nuclide.decay_constant_per_h
     return get_nuclide(nuclide).decay_constant_per_h
+
+
+def check_time_scale(times_h: np.ndarray, nuclide: str | Nuclide, *, name: str = "times_h") -> None:
+    """Refuse sampling times later than :data:`MAX_HALF_LIVES` physical half-lives.
+
+    Such times are not hours: the message names the unit expected and the likely mistake.
+    """
+    nuc = nuclide if isinstance(nuclide, Nuclide) else get_nuclide(nuclide)
+    t_last = float(np.max(times_h)) if np.size(times_h) else 0.0
+    limit_h = MAX_HALF_LIVES * nuc.half_life_h
+    if t_last > limit_h:
+        raise KineticsError(
+            f"{name} must be in hours after administration: the last time {t_last:g} h is "
+            f"{t_last / nuc.half_life_h:.0f} half-lives of {nuc.name} (more than "
+            f"{MAX_HALF_LIVES:g}, i.e. > {limit_h:g} h) — were the times given in minutes "
+            f"or seconds? Divide by 60 or 3600."
+        )
+
+
+def check_integral(tia: float, *, what: str = "time-integrated activity") -> float:
+    """Return ``tia`` if it is finite and > 0, else raise :class:`KineticsError`.
+
+    A non-finite integral comes from activities or times out of range (overflow); a
+    non-positive one from data whose integral is not an activity (negative values).
+    """
+    value = float(tia)
+    if not math.isfinite(value):
+        raise KineticsError(
+            f"the {what} is not finite ({value}): activities or times out of range "
+            "(overflow); check their units"
+        )
+    if value <= 0:
+        raise KineticsError(
+            f"the {what} is {value:.6g} ≤ 0: the curve's integral is not a positive activity "
+            "(negative or zero activities dominate); check the time-activity data"
+        )
+    return value
+
+
+def check_activity_magnitude(activity: np.ndarray, *, name: str = "activity") -> None:
+    """Refuse activities beyond :data:`MAX_ABS_ACTIVITY` or peaking below :data:`MIN_PEAK_ACTIVITY`."""
+    # two reductions instead of np.abs: no copy of a large voxel array
+    peak = max(abs(float(np.min(activity))), abs(float(np.max(activity)))) if activity.size else 0.0
+    if peak > MAX_ABS_ACTIVITY:
+        raise KineticsError(
+            f"{name} has values of magnitude {peak:.3g}, beyond {MAX_ABS_ACTIVITY:g} in any "
+            "unit: not an activity (check the unit or the data)"
+        )
+    if 0 < peak < MIN_PEAK_ACTIVITY:
+        raise KineticsError(
+            f"{name} peaks at {peak:.3g}, below {MIN_PEAK_ACTIVITY:g} in any unit: too small "
+            "to fit in floating point (check the unit or the data)"
+        )

@@ -65,6 +65,8 @@ from harmonize.kinetics._validate import (
     KineticsError,
     check_activity_1d,
     check_choice,
+    check_integral,
+    check_time_scale,
     check_times,
     physical_lambda_per_h,
 )
@@ -193,9 +195,11 @@ class _Piecewise:
         lam = self.tail_lambda_per_h
         if lam <= 0 or b <= k[-1]:
             return body
+        # y_last·e^(−λ(t − t_last)) integrated from start to b, written relative to t_last:
+        # the form c·e^(λ·t_last) overflows once λ·t_last > 709
         start = max(a, k[-1])
-        c = np.array([v[-1] * math.exp(lam * k[-1])])
-        return body + _integrate_terms(c, np.array([lam]), start, b)
+        upper = 0.0 if math.isinf(b) else math.exp(-lam * (b - k[-1]))
+        return body + float(v[-1]) / lam * (math.exp(-lam * (start - k[-1])) - upper)
 
 
 @dataclass(frozen=True)
@@ -572,7 +576,9 @@ def fit_tac(
     ------
     KineticsError
         On mismatched lengths, unsorted/duplicate/negative times, NaN/inf, no positive
-        activity, fewer points than the model's parameters, or an unknown option.
+        activity, fewer points than the model's parameters, or an unknown option; on times
+        later than ``MAX_HALF_LIVES`` half-lives (not hours); on a TIA that is not finite
+        and positive (the message says why).
     """
     t = check_times(times_h)
     y = check_activity_1d(activity, t.size)
@@ -581,6 +587,16 @@ def fit_tac(
     head = check_choice("head", head, HEAD_RULES)
     tail = check_choice("tail", tail, TAIL_RULES)
     lam_phys = physical_lambda_per_h(nuclide)
+    check_time_scale(t, nuclide)
+    fit = _dispatch(t, y, model, weighting, lam_phys, head, tail, tail_points)
+    check_integral(fit.tia)  # never a non-finite or non-positive TIA as a valid result
+    return fit
+
+
+def _dispatch(
+    t: np.ndarray, y: np.ndarray, model: str, weighting: str, lam_phys: float,
+    head: str, tail: str, tail_points: int,
+) -> TACFit:  # fmt: skip
     if model == "trapezoid":
         if tail == "monoexp" and (
             not isinstance(tail_points, int | np.integer) or not 2 <= tail_points <= t.size

@@ -57,7 +57,9 @@ import numpy as np
 from harmonize.kinetics._validate import (
     WEIGHTINGS,
     KineticsError,
+    check_activity_magnitude,
     check_choice,
+    check_time_scale,
     check_times,
     physical_lambda_per_h,
 )
@@ -110,6 +112,9 @@ class VoxelFlag(enum.IntFlag):
         Newton reached its iteration limit before the relative step in λ fell below 1e-7.
     LAMBDA_AT_UPPER_BOUND : 32
         The fitted λ hit :data:`LAMBDA_MAX_PER_H`.
+    NEGATIVE_INTEGRAL : 64
+        The integral of the voxel's data was negative (noise around zero): TIA set to 0,
+        never returned as a negative activity.
     """
 
     NO_WASHOUT = 1
@@ -118,6 +123,7 @@ class VoxelFlag(enum.IntFlag):
     FALLBACK = 8
     NOT_CONVERGED = 16
     LAMBDA_AT_UPPER_BOUND = 32
+    NEGATIVE_INTEGRAL = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -523,6 +529,8 @@ def fit_voxels(
     head = check_choice("head", head, HEAD_RULES)
     tail = check_choice("tail", tail, TAIL_RULES)
     a4, m = _check_volume(times, activity_4d, mask)
+    check_time_scale(times, nuclide)
+    check_activity_magnitude(a4, name="activity_4d")
     need = 2 if model == "monoexp" else 1
     if times.size < need:
         raise KineticsError(f"model {model!r} needs at least {need} time points, got {times.size}")
@@ -584,6 +592,11 @@ def fit_voxels(
             list(pool.map(work, starts))
     if bad_chunks:
         raise KineticsError("activity_4d contains NaN or infinite values (inside the mask)")
+    if not np.all(np.isfinite(tia)):
+        raise KineticsError("the voxel TIA is not finite (overflow): check the activity unit")
+    negative = tia < 0  # a negative integral is noise, never an activity
+    tia[negative] = 0.0
+    flags[negative] |= _bit(VoxelFlag.NEGATIVE_INTEGRAL)
     if not return_details:
         return tia.reshape(spatial)
     return VoxelFitResult(
