@@ -35,6 +35,7 @@ import numpy as np
 from harmonize.errors import HarmonizeError
 
 __all__ = [
+    "MAX_HALF_LIVES",
     "MEV_TO_J",
     "Nuclide",
     "NuclideError",
@@ -43,6 +44,12 @@ __all__ = [
     "half_life_h",
     "nuclide_data_provenance",
 ]
+
+#: Latest plausible sampling time, in physical half-lives of the nuclide: after 20 half-lives
+#: 2⁻²⁰ ≈ 1e-6 of the activity is left, below what any SPECT or probe measures, so a later
+#: "time in hours" is almost certainly minutes or seconds (for 177Lu, T½ = 159.5 h: 3190 h;
+#: 4 h in seconds is 14,400 and 168 h in minutes is 10,080). A physics bound, not a fit.
+MAX_HALF_LIVES = 20.0
 
 #: Joules per MeV (CODATA 2018 exact elementary charge: 1.602176634e-19 C).
 MEV_TO_J = 1.602176634e-13

@@ -44,7 +44,7 @@ import pandas as pd
 import xarray as xr
 
 from harmonize.errors import HarmonizeError
-from harmonize.nuclides import NuclideError, get_nuclide
+from harmonize.nuclides import MAX_HALF_LIVES, NuclideError, get_nuclide
 
 __all__ = [
     "SPATIAL_DIMS",
@@ -71,6 +71,10 @@ _REQUIRED_ATTRS = (
     "injected_activity_MBq",
     "injection_time",
 )
+
+
+#: Largest cycle number: the results schema stores ``cycle`` as int32.
+MAX_CYCLE = 2**31 - 1
 
 
 class StudyError(HarmonizeError, ValueError):
@@ -237,17 +241,31 @@ def validate_study(ds: xr.Dataset) -> xr.Dataset:
     if not np.issubdtype(activity.dtype, np.floating):
         raise _fail("activity", f"dtype must be floating point, got {activity.dtype}")
     _check_units(ds, "activity", "Bq/mL")
-    values = activity.values
-    if not np.all(np.isfinite(values)):
+    if any(activity.sizes[d] == 0 for d in SPATIAL_DIMS):
         raise _fail(
             "activity",
-            f"{int(np.size(values) - np.isfinite(values).sum())} values are NaN or infinite",
+            f"the image grid is empty: (z, y, x) = {tuple(activity.sizes[d] for d in SPATIAL_DIMS)}",
+        )
+    values = activity.values
+    if not np.all(np.isfinite(values)):
+        bad_frames = np.flatnonzero(~np.isfinite(values).reshape(values.shape[0], -1).all(axis=1))
+        raise _fail(
+            "activity",
+            f"{int(np.size(values) - np.isfinite(values).sum())} values are NaN or infinite, "
+            f"in the frame(s) at {_times_text(ds, bad_frames)}",
         )
     if np.any(values < 0):
         raise _fail(
             "activity",
             f"{int((values < 0).sum())} values are negative (min {float(values.min()):.4g} Bq/mL); "
             "activity concentration must be ≥ 0",
+        )
+    empty_frames = np.flatnonzero(~(values.reshape(values.shape[0], -1) > 0).any(axis=1))
+    if empty_frames.size:
+        raise _fail(
+            "activity",
+            f"the frame(s) at {_times_text(ds, empty_frames)} are all zero: an image with no "
+            "activity is a failed acquisition or reconstruction, not a measurement",
         )
     if activity.attrs.get("decay_corrected", 0) not in (0, False):
         raise _fail("activity", "must not be decay corrected (attribute decay_corrected must be 0)")
@@ -315,6 +333,7 @@ def validate_study(ds: xr.Dataset) -> xr.Dataset:
         raise _fail(
             "labels", f"label ids {unknown.tolist()} are not in the VOI table (coordinate 'voi')"
         )
+    _check_vois_have_voxels(ds, table)
 
     _validate_attrs(ds)
     return ds
@@ -328,6 +347,8 @@ def _validate_voi_table(ds: xr.Dataset) -> pd.DataFrame:
             raise _fail(name, f"dims must be ('voi',), got {ds[name].dims}")
     table = voi_table(ds)
     ids = table["voi_id"].to_numpy()
+    if ids.size == 0:
+        raise _fail("voi", "the VOI table is empty: at least one VOI is required")
     if np.any(ids <= 0):
         raise _fail(
             "voi", f"VOI ids must be > 0 (0 marks voxels outside every VOI), got {ids.tolist()}"
@@ -346,7 +367,53 @@ def _validate_voi_table(ds: xr.Dataset) -> pd.DataFrame:
         raise _fail("voi_parent", f"parent ids {orphan} are not VOI ids")
     if np.any(parents == ids):
         raise _fail("voi_parent", "a VOI cannot be its own parent")
+    _check_no_parent_cycle(table)
     return table
+
+
+def _check_no_parent_cycle(table: pd.DataFrame) -> None:
+    parent_of = dict(zip(table["voi_id"].tolist(), table["parent_id"].tolist(), strict=True))
+    for start in parent_of:
+        seen = [start]
+        node = parent_of[start]
+        while node:
+            if node in seen:
+                path = " → ".join(str(v) for v in [*seen[seen.index(node) :], node])
+                raise _fail("voi_parent", f"the parent links form a cycle ({path})")
+            seen.append(node)
+            node = parent_of.get(node, 0)
+
+
+def _check_vois_have_voxels(ds: xr.Dataset, table: pd.DataFrame) -> None:
+    counts = np.bincount(
+        np.clip(np.asarray(ds["labels"].values).ravel(), 0, None).astype(np.int64),
+        minlength=int(table["voi_id"].max()) + 1,
+    )
+    empty = table.loc[counts[table["voi_id"].to_numpy()] == 0]
+    if len(empty):
+        names = ", ".join(f"{i} ({n})" for i, n in zip(empty["voi_id"], empty["name"], strict=True))
+        raise _fail(
+            "labels",
+            f"VOI(s) {names} have no voxel of their own in the label map; every VOI of the "
+            "table must label at least one voxel",
+        )
+
+
+def _times_text(ds: xr.Dataset, index: np.ndarray) -> str:
+    times = np.asarray(ds["time"].values, dtype=np.float64)
+    return ", ".join(f"{times[i]:g} h" if i < times.size else f"index {i}" for i in index)
+
+
+def _check_time_unit(ds: xr.Dataset) -> None:
+    nuclide = get_nuclide(str(ds.attrs["radionuclide"]))
+    t_last = float(np.max(np.asarray(ds["time"].values, dtype=np.float64)))
+    if t_last > MAX_HALF_LIVES * nuclide.half_life_h:
+        raise _fail(
+            "time",
+            f"must be in hours after injection: the last time {t_last:g} h is "
+            f"{t_last / nuclide.half_life_h:.0f} half-lives of {nuclide.name} (more than "
+            f"{MAX_HALF_LIVES:g}) — were the times given in minutes or seconds?",
+        )
 
 
 def _validate_attrs(ds: xr.Dataset) -> None:
@@ -357,8 +424,14 @@ def _validate_attrs(ds: xr.Dataset) -> None:
     if not isinstance(attrs["patient_id"], str) or not attrs["patient_id"].strip():
         raise _fail("attrs['patient_id']", "must be a non-empty pseudonym string")
     cycle = attrs["cycle"]
-    if isinstance(cycle, bool) or not isinstance(cycle, int | np.integer) or int(cycle) < 1:
-        raise _fail("attrs['cycle']", f"must be an integer ≥ 1, got {cycle!r}")
+    if (
+        isinstance(cycle, bool)
+        or not isinstance(cycle, int | np.integer)
+        or not 1 <= int(cycle) <= MAX_CYCLE
+    ):
+        raise _fail(
+            "attrs['cycle']", f"must be an integer ≥ 1 and ≤ {MAX_CYCLE} (int32), got {cycle!r}"
+        )
     if not isinstance(attrs["center"], str):
         raise _fail("attrs['center']", f"must be a string, got {attrs['center']!r}")
     try:
@@ -381,7 +454,11 @@ def _validate_attrs(ds: xr.Dataset) -> None:
             "attrs['injection_time']",
             f"must be an ISO 8601 date-time, got {attrs['injection_time']!r}",
         ) from None
-    direction = np.asarray(attrs.get("direction", _IDENTITY), dtype=np.float64).reshape(-1)
+    _check_time_unit(ds)
+    try:
+        direction = np.asarray(attrs.get("direction", _IDENTITY), dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        direction = np.full(1, np.nan)
     if direction.size != 9 or not np.allclose(
         direction.reshape(3, 3) @ direction.reshape(3, 3).T, np.eye(3), atol=1e-5
     ):

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from harmonize import plausibility
 from harmonize.errors import HarmonizeError
 from harmonize.study import validate_study
 
@@ -250,7 +251,12 @@ class WorkflowAdapter:
 
     # -- the contract ---------------------------------------------------------------
     def run(self, study: xr.Dataset) -> WorkflowResult:
-        """Process one Study; return its tables and provenance."""
+        """Process one Study; return its tables and provenance.
+
+        The study is validated first; the rows are then checked and flagged by
+        :mod:`harmonize.plausibility` (a TIA, mass or mean dose that is not a physical number
+        raises :class:`WorkflowError` naming the VOI).
+        """
         validate_study(study)
         if self.tags.needs_ct and "ct" not in study.data_vars:
             raise WorkflowError(
@@ -258,6 +264,13 @@ class WorkflowAdapter:
                 f"cycle {study.attrs['cycle']} has none)"
             )
         result = self._run(study)
+        where = f"workflow {self.name!r}, study {study.attrs['patient_id']} cycle {study.attrs['cycle']}"
+        plausibility.check_voi_results(result.voi_dose, where)
+        result.voi_dose = plausibility.flag_voi_results(
+            result.voi_dose,
+            float(study.attrs["injected_activity_MBq"]),
+            str(study.attrs["radionuclide"]),
+        )
         result.voi_dose = self._common_columns(result.voi_dose, study)
         result.tac = self._common_columns(
             result.tac, study, keep=("patient_id", "cycle", "workflow")

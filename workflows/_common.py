@@ -14,12 +14,15 @@ import pandas as pd
 import xarray as xr
 from numpy.typing import ArrayLike
 
-from harmonize import indices
+from harmonize import indices, plausibility
 from harmonize.study import voi_table, voxel_volume_ml
+from harmonize.workflow import WorkflowError
 
 __all__ = [
     "VoiRegions",
+    "density_flags",
     "density_map_g_ml",
+    "fit_error",
     "regions",
     "tac_rows",
     "voi_dose_frame",
@@ -122,13 +125,36 @@ def regions(study: xr.Dataset, organ_includes_lesions: bool) -> VoiRegions:
 
 
 def density_map_g_ml(study: xr.Dataset, use_ct: bool) -> np.ndarray:
-    """Mass density per voxel: from CT (HU → g/mL calibration) or a uniform soft tissue."""
+    """Mass density per voxel: from CT (HU → g/mL calibration) or a uniform soft tissue.
+
+    A lesion or organ whose CT mean density is not tissue gets the nominal density
+    (:func:`harmonize.plausibility.density_with_fallback`; :func:`density_flags` names it).
+    """
+    return _density_and_flags(study, use_ct)[0]
+
+
+def density_flags(study: xr.Dataset, use_ct: bool) -> list[str]:
+    """``"implausible_density"`` or ``""`` per VOI (VOI-table order) for the CT density guard."""
+    return _density_and_flags(study, use_ct)[1]
+
+
+def _density_and_flags(study: xr.Dataset, use_ct: bool) -> tuple[np.ndarray, list[str]]:
     from harmonize import dose
 
     shape = study["labels"].shape
+    table = voi_table(study)
     if use_ct and "ct" in study.data_vars:
-        return np.asarray(dose.density_from_hu(study["ct"].values), dtype=np.float64)
-    return np.full(shape, DEFAULT_DENSITY_G_ML)
+        rho = np.asarray(dose.density_from_hu(study["ct"].values), dtype=np.float64)
+        return plausibility.density_with_fallback(
+            rho, np.asarray(study["labels"].values), table["voi_id"], table["kind"]
+        )
+    return np.full(shape, DEFAULT_DENSITY_G_ML), [""] * len(table)
+
+
+def fit_error(regions_: VoiRegions, i: int, exc: Exception) -> WorkflowError:
+    """A kinetics error of VOI number ``i`` as a :class:`WorkflowError` naming the VOI."""
+    row = regions_.table.iloc[i]
+    return WorkflowError(f"VOI {int(row['voi_id'])} ({row['name']}): {exc}")
 
 
 def voi_dose_frame(

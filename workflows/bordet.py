@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from harmonize import dose, kinetics
+from harmonize import dose, kinetics, plausibility
 from harmonize.study import voxel_size_mm, voxel_volume_ml
 from harmonize.workflow import (
     WorkflowAdapter,
@@ -101,9 +101,12 @@ class BordetWorkflow(WorkflowAdapter):
         aicc = np.full(n, np.nan)
         flags: list[str] = []
         for i in range(n):
-            fit = kinetics.fit_tac(
-                times, tac[i], model="monoexp", weighting=cfg.weighting, nuclide=nuclide
-            )
+            try:
+                fit = kinetics.fit_tac(
+                    times, tac[i], model="monoexp", weighting=cfg.weighting, nuclide=nuclide
+                )
+            except kinetics.KineticsError as exc:
+                raise _common.fit_error(regions, i, exc) from None
             head = _head_area(times[0], tac[i, 0], cfg.head)
             tia[i] = head + fit.integrate(times[0], np.inf)
             fitted[i] = fit.predict(times)
@@ -120,6 +123,10 @@ class BordetWorkflow(WorkflowAdapter):
         tia_map = reference * lut[regions.labels]
 
         density = _common.density_map_g_ml(study, cfg.density_from_ct)
+        flags = [
+            plausibility.join_flags(f, g)
+            for f, g in zip(flags, _common.density_flags(study, cfg.density_from_ct), strict=True)
+        ]
         dose_map = dose.convolve_kernel(
             tia_map,
             voxel_size_mm(study),

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from harmonize import dose, kinetics, pvc
+from harmonize import dose, kinetics, plausibility, pvc
 from harmonize.nuclides import MEV_TO_J, get_nuclide
 from harmonize.study import voxel_size_mm, voxel_volume_ml
 from harmonize.workflow import (
@@ -126,12 +126,19 @@ class MilanWorkflow(WorkflowAdapter):
         fitted = np.empty_like(corrected)
         flags: list[str] = []
         for i in range(n):
-            fit = kinetics.fit_tac(times, corrected[i], model="monoexp", nuclide=nuclide)
+            try:
+                fit = kinetics.fit_tac(times, corrected[i], model="monoexp", nuclide=nuclide)
+            except kinetics.KineticsError as exc:
+                raise _common.fit_error(regions, i, exc) from None
             tia[i] = fit.tia
             fitted[i] = fit.predict(times)
             flags.append(";".join(fit.flags))
 
         density = _common.density_map_g_ml(study, cfg.mass_from_ct)
+        flags = [
+            plausibility.join_flags(f, g)
+            for f, g in zip(flags, _common.density_flags(study, cfg.mass_from_ct), strict=True)
+        ]
         mass = regions.sums(density * voxel_volume_ml(study))
         # the sphere model is validated for 0.1 g – 1 kg; heavier VOIs (body, a large liver)
         # get the large-sphere limit, local deposition of the electron energy [assumed]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from harmonize import dose, kinetics
+from harmonize import dose, kinetics, plausibility
 from harmonize.study import voxel_volume_ml
 from harmonize.workflow import (
     WorkflowAdapter,
@@ -158,6 +158,10 @@ class MontpellierWorkflow(WorkflowAdapter):
                 if x
             )
             for f, c in zip(fallback, counts, strict=True)
+        ]
+        flags = [
+            plausibility.join_flags(f, g)
+            for f, g in zip(flags, _common.density_flags(study, cfg.density_from_ct), strict=True)
         ]
         voi_dose = _common.voi_dose_frame(
             study,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from harmonize.errors import HarmonizeError
-from harmonize.nuclides import Nuclide, get_nuclide
+from harmonize.nuclides import MAX_HALF_LIVES, Nuclide, get_nuclide
 
 __all__ = [
     "MAX_ABS_ACTIVITY",
@@ -22,13 +22,9 @@ __all__ = [
     "check_time_scale",
     "check_times",
     "physical_lambda_per_h",
+    "time_scale_message",
 ]
 
-#: Latest plausible sampling time, in physical half-lives of the nuclide: after 20 half-lives
-#: 2⁻²⁰ ≈ 1e-6 of the activity is left, below what any SPECT or probe measures, so a later
-#: "time in hours" is almost certainly minutes or seconds (for 177Lu, T½ = 159.5 h: 3190 h;
-#: 4 h in seconds is 14,400 and 168 h in minutes is 10,080). A physics bound, not a fit.
-MAX_HALF_LIVES = 20.0
 
 #: Largest |activity| accepted, in any unit. The fits form moments up to y²·t⁴ (≈ y² × 1e13
 #: for t up to 3190 h) and square them, which must stay below the float64 limit (≈1.8e308):
@@ -121,12 +117,17 @@ def check_time_scale(times_h: np.ndarray, nuclide: str | Nuclide, *, name: str =
     t_last = float(np.max(times_h)) if np.size(times_h) else 0.0
     limit_h = MAX_HALF_LIVES * nuc.half_life_h
     if t_last > limit_h:
-        raise KineticsError(
-            f"{name} must be in hours after administration: the last time {t_last:g} h is "
-            f"{t_last / nuc.half_life_h:.0f} half-lives of {nuc.name} (more than "
-            f"{MAX_HALF_LIVES:g}, i.e. > {limit_h:g} h) — were the times given in minutes "
-            f"or seconds? Divide by 60 or 3600."
-        )
+        raise KineticsError(time_scale_message(name, t_last, nuc))
+
+
+def time_scale_message(name: str, t_last_h: float, nuc: Nuclide) -> str:
+    """The message for sampling times that are not hours (shared with the Study validator)."""
+    return (
+        f"{name} must be in hours after administration: the last time {t_last_h:g} h is "
+        f"{t_last_h / nuc.half_life_h:.0f} half-lives of {nuc.name} (more than "
+        f"{MAX_HALF_LIVES:g}, i.e. > {MAX_HALF_LIVES * nuc.half_life_h:g} h) — were the times "
+        "given in minutes or seconds? Divide by 60 or 3600."
+    )
 
 
 def check_integral(tia: float, *, what: str = "time-integrated activity") -> float:
