@@ -38,8 +38,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONFORMANCE_PHANTOM",
+    "FUZZ_CASES",
     "CheckResult",
     "WorkflowConformance",
+    "check_fuzz",
     "check_workflow",
     "conformance_study",
 ]
@@ -213,6 +215,50 @@ def check_truth_recovery(adapter: WorkflowAdapter, study: xr.Dataset, truth: pd.
     )
 
 
+#: Number of mutated studies :func:`check_fuzz` feeds an adapter by default.
+FUZZ_CASES = 34  # each mutation of harmonize._fuzz.MUTATIONS once
+
+
+def check_fuzz(adapter: WorkflowAdapter, n_cases: int = FUZZ_CASES, seed: int = 0) -> None:
+    """Seeded mutations of a valid study: the adapter processes or refuses, never crashes.
+
+    Each case is a small valid study with one mutation (:mod:`harmonize._fuzz`: the faults
+    of the issue-12 campaign — empty VOI or grid, parent cycle, all-zero or NaN frame, times
+    in seconds, air in a lesion … — and perturbations that stay valid). Whatever
+    :func:`~harmonize.study.validate_study` accepts, ``adapter.run`` must either return
+    results whose TIA, mass and mean dose are finite (and ≥ 0) or raise a
+    :class:`~harmonize.study.StudyError` / :class:`~harmonize.workflow.WorkflowError`.
+    Any other exception type fails the check, naming the case and the exception.
+    """
+    from harmonize._fuzz import mutated_studies
+    from harmonize.study import StudyError, validate_study
+    from harmonize.workflow import WorkflowError
+
+    crashes: list[str] = []
+    for i, (name, study) in enumerate(mutated_studies(n_cases, seed)):
+        try:
+            validate_study(study)
+        except StudyError:
+            continue
+        except Exception as exc:  # validate_study itself must not crash either
+            crashes.append(f"case {i} ({name}): validate_study raised {type(exc).__name__}: {exc}")
+            continue
+        try:
+            result = adapter.run(study)
+        except (StudyError, WorkflowError):
+            continue
+        except Exception as exc:
+            crashes.append(f"case {i} ({name}): {type(exc).__name__}: {exc}")
+            continue
+        for column in ("tia_mbq_h", "mass_g", "dose_mean_gy"):
+            values = result.voi_dose[column].to_numpy(np.float64)
+            if not np.all(np.isfinite(values) & (values >= 0)):
+                crashes.append(f"case {i} ({name}): {column} not finite and ≥ 0: {values}")
+    assert not crashes, (
+        f"{len(crashes)} of {n_cases} fuzz cases (seed {seed}) crashed:\n" + "\n".join(crashes)
+    )
+
+
 _STUDY_CHECKS: dict[str, Callable[[WorkflowAdapter, xr.Dataset], None]] = {
     "deterministic": check_deterministic,
     "schema_valid": check_schema_valid,
@@ -239,6 +285,7 @@ def check_workflow(
             functools.partial(check_truth_recovery, truth_adapter or adapter, clean, truth),
         )
     )
+    checks.append(("fuzz", functools.partial(check_fuzz, adapter)))
     for name, func in checks:
         try:
             func()
@@ -299,6 +346,9 @@ class WorkflowConformance:
     def test_truth_recovery(self, truth_adapter: WorkflowAdapter) -> None:
         study, truth = conformance_study(noise=False, psf_fwhm_mm=0.0)
         check_truth_recovery(truth_adapter, study, truth)
+
+    def test_fuzz(self, adapter: WorkflowAdapter) -> None:
+        check_fuzz(adapter)
 
     def test_check_workflow_agrees(
         self, adapter: WorkflowAdapter, truth_adapter: WorkflowAdapter

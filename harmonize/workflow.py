@@ -32,7 +32,7 @@ import xarray as xr
 
 from harmonize import plausibility
 from harmonize.errors import HarmonizeError
-from harmonize.study import validate_study
+from harmonize.study import StudyError, validate_study
 
 __all__ = [
     "WorkflowAdapter",
@@ -256,6 +256,16 @@ class WorkflowAdapter:
         The study is validated first; the rows are then checked and flagged by
         :mod:`harmonize.plausibility` (a TIA, mass or mean dose that is not a physical number
         raises :class:`WorkflowError` naming the VOI).
+
+        Raises
+        ------
+        StudyError
+            The study is not a valid Study (the message names the field).
+        WorkflowError
+            The adapter cannot process it; refusals of the physics blocks
+            (:class:`~harmonize.errors.HarmonizeError` subclasses) are re-raised as
+            ``WorkflowError`` naming the workflow and study. Any other exception type is a
+            bug (the conformance fuzz check looks for them).
         """
         validate_study(study)
         if self.tags.needs_ct and "ct" not in study.data_vars:
@@ -263,8 +273,13 @@ class WorkflowAdapter:
                 f"workflow {self.name!r} needs a CT (study {study.attrs['patient_id']} "
                 f"cycle {study.attrs['cycle']} has none)"
             )
-        result = self._run(study)
         where = f"workflow {self.name!r}, study {study.attrs['patient_id']} cycle {study.attrs['cycle']}"
+        try:
+            result = self._run(study)
+        except (StudyError, WorkflowError):
+            raise
+        except HarmonizeError as exc:  # a physics block's refusal, in the contract's type
+            raise WorkflowError(f"{where}: {type(exc).__name__}: {exc}") from exc
         plausibility.check_voi_results(result.voi_dose, where)
         result.voi_dose = plausibility.flag_voi_results(
             result.voi_dose,

@@ -69,11 +69,15 @@ def ccc_from_arrays(
     if abs(rc) >= 1.0 or n <= 2:
         return rc, rc, rc, r
     u2 = (mx - my) ** 2 / math.sqrt(sxx * syy)
-    # Lin1989 eq. (3) as corrected in Lin2000: variance of Z = atanh(rc).
+    # Lin1989 eq. (3) as corrected in Lin2000: variance of Z = atanh(rc), written with the
+    # bias-correction factor C_b = rc/r = 2·s_x·s_y/denom (rc³/r = r²C_b³, rc⁴/r² = r²C_b⁴),
+    # the same expression without a division by r, so uncorrelated samples (r = 0) have
+    # their limit C_b²/(n − 2) instead of a ZeroDivisionError.
+    cb = 2.0 * math.sqrt(sxx * syy) / denom
     var_z = (
-        (1.0 - r * r) * rc * rc / ((1.0 - rc * rc) * r * r)
-        + 2.0 * rc**3 * (1.0 - rc) * u2 / (r * (1.0 - rc * rc) ** 2)
-        - rc**4 * u2 * u2 / (2.0 * r * r * (1.0 - rc * rc) ** 2)
+        (1.0 - r * r) * cb * cb / (1.0 - rc * rc)
+        + 2.0 * r * r * cb**3 * (1.0 - rc) * u2 / (1.0 - rc * rc) ** 2
+        - r * r * cb**4 * u2 * u2 / (2.0 * (1.0 - rc * rc) ** 2)
     ) / (n - 2)
     z = math.atanh(rc)
     half = two_sided_z(level) * math.sqrt(max(var_z, 0.0))
@@ -107,6 +111,9 @@ def lin_ccc(a: ArrayLike, b: ArrayLike, *, ci_level: float = 0.95) -> Concordanc
     level = check_ci_level(ci_level)
     x, y = as_pair(a, b)
     rc, lo, hi, r = ccc_from_arrays(x, y, level)
+    # C_b = 2·s_x·s_y/(s_x² + s_y² + (x̄ − ȳ)²) (Lin1989), = rc/r but defined at r = 0
+    sx, sy = float(x.std()), float(y.std())
+    cb = 2.0 * sx * sy / (sx * sx + sy * sy + (float(x.mean()) - float(y.mean())) ** 2)
     return ConcordanceResult(
-        ccc=rc, ci=(lo, hi), pearson_r=r, bias_correction=rc / r, n=int(x.size), ci_level=level
+        ccc=rc, ci=(lo, hi), pearson_r=r, bias_correction=cb, n=int(x.size), ci_level=level
     )

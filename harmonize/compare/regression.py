@@ -270,6 +270,8 @@ def _pb_mcr(
         ang = np.where(dx == 0, np.sign(dy) * (np.pi / 2.0), np.arctan(dy / dx))
     ang.sort()
     n_all = ang.size
+    if n_all < 1:
+        raise CompareError("all points are identical; the Passing–Bablok slope is undefined")
     q = np.pi / 4.0
     pos_cor = stats.kendalltau(x, y).statistic >= 0
     if pos_cor:
@@ -283,6 +285,11 @@ def _pb_mcr(
         # "twice the index" convention of mcr: odd -> one order statistic, even -> mean
         # of two neighbours (averaged as angles, slope.measure = "radian").
         half = max((index2 + 1) // 2, 1)
+        if half > n_all:
+            raise CompareError(
+                f"the Passing–Bablok rank {half} lies past the {n_all} pairwise slopes "
+                "(degenerate data)"
+            )
         if index2 % 2 == 1 or half == n_all:
             return float(math.tan(ang[half - 1]))
         return float(math.tan(0.5 * (ang[half - 1] + ang[half])))
