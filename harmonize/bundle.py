@@ -6,6 +6,11 @@ stack opens (netCDF-C, MATLAB ``ncread``, R ``ncdf4``, Panoply, h5py) with a for
 been stable for over a decade; Zarr stores a folder of many chunk files and its v2 → v3 format
 change is recent. Arrays are stored losslessly (zlib), so a round trip is exact.
 
+Integrity: every numeric array is stored with HDF5's Fletcher-32 checksum (a flipped bit in
+a chunk makes HDF5 refuse to read it), and the global attribute ``harmonize_content_sha256``
+holds :func:`content_hash` of everything else too (attributes such as the patient id and
+injection time, the VOI table); :func:`open_study` verifies both and names the file.
+
 Writes are atomic: the file is written under a temporary name in the target folder and
 renamed into place, so a crash never leaves a half-written bundle, and an existing bundle
 is never replaced unless ``overwrite=True``.
@@ -13,6 +18,7 @@ is never replaced unless ``overwrite=True``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -23,7 +29,15 @@ import xarray as xr
 
 from harmonize.study import StudyError, validate_study
 
-__all__ = ["BUNDLE_FORMAT", "BUNDLE_SUFFIX", "atomic_path", "open_study", "save_study"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BUNDLE_SUFFIX",
+    "CONTENT_HASH_ATTR",
+    "atomic_path",
+    "content_hash",
+    "open_study",
+    "save_study",
+]
 
 #: Value of the ``harmonize_bundle`` global attribute (bumped on incompatible changes).
 BUNDLE_FORMAT = "1"
@@ -64,20 +78,73 @@ class atomic_path:
             self._tmp.unlink(missing_ok=True)
 
 
+#: Global attribute holding the SHA-256 of the bundle's content (:func:`content_hash`).
+CONTENT_HASH_ATTR = "harmonize_content_sha256"
+
+
+def _canonical_value(value: object) -> str:
+    array = np.asarray(value)
+    if array.dtype.kind in "fc":
+        return "f:" + np.ascontiguousarray(array, dtype="<f8").tobytes().hex()
+    if array.dtype.kind in "iub":
+        return "i:" + np.ascontiguousarray(array, dtype="<i8").tobytes().hex()
+    return "s:" + "\x1f".join(str(v) for v in array.reshape(-1).tolist())
+
+
+def content_hash(ds: xr.Dataset) -> str:
+    """SHA-256 of everything a bundle holds: every variable, coordinate and attribute.
+
+    Computed on a canonical form (numbers as little-endian float64/int64, text as UTF-8),
+    so the value written by :func:`save_study` and the value of the file read back agree
+    exactly; HDF5's Fletcher-32 covers the array chunks, this hash also covers the
+    attributes (patient id, injection time, cycle) and the small coordinates.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(str(k) for k in ds.variables):
+        var = ds.variables[name]
+        digest.update(f"{name}|{var.dims}|{var.shape}|".encode())
+        digest.update(_canonical_value(var.values).encode())
+        for key in sorted(str(k) for k in var.attrs):
+            digest.update(f"|{key}={_canonical_value(var.attrs[key])}".encode())
+    for key in sorted(str(k) for k in ds.attrs):
+        if key in (CONTENT_HASH_ATTR, "harmonize_bundle"):
+            continue
+        digest.update(f"attr|{key}={_canonical_value(ds.attrs[key])}".encode())
+    return digest.hexdigest()
+
+
 def _encoding(ds: xr.Dataset) -> dict[str, dict[str, object]]:
     encoding: dict[str, dict[str, object]] = {}
+    for name, var in ds.variables.items():
+        if var.dtype.kind in "fiub":  # HDF5 Fletcher-32 checksum on every numeric array
+            encoding[str(name)] = {"fletcher32": True}
     for name, var in ds.data_vars.items():
         if var.ndim >= 3:
             chunks = tuple(
                 1 if d == "time" else n for d, n in zip(var.dims, var.shape, strict=True)
             )
             encoding[str(name)] = {
+                "fletcher32": True,
                 "zlib": True,
                 "complevel": 4,
                 "shuffle": True,
                 "chunksizes": chunks,
             }
     return encoding
+
+
+def _normalised(ds: xr.Dataset) -> xr.Dataset:
+    """The Study as :func:`open_study` returns it (types of attributes and VOI names)."""
+    ds = ds.copy()
+    ds.attrs = dict(ds.attrs)
+    ds.attrs["cycle"] = int(ds.attrs.get("cycle", 0))
+    for key in ("direction", "voxel_size_mm"):
+        if key in ds.attrs:
+            ds.attrs[key] = np.asarray(ds.attrs[key], dtype=np.float64).reshape(-1)
+    for name in ("voi_name", "voi_kind"):
+        if name in ds.coords:
+            ds = ds.assign_coords({name: ("voi", ds[name].values.astype(str).astype(object))})
+    return ds
 
 
 def save_study(ds: xr.Dataset, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
@@ -101,6 +168,7 @@ def save_study(ds: xr.Dataset, path: str | os.PathLike[str], *, overwrite: bool 
     out = ds.copy()
     out.attrs = dict(ds.attrs)
     out.attrs["harmonize_bundle"] = BUNDLE_FORMAT
+    out.attrs[CONTENT_HASH_ATTR] = content_hash(_normalised(out))
     path = Path(path)
     with atomic_path(path, overwrite=overwrite) as tmp:
         out.to_netcdf(tmp, engine=_ENGINE, encoding=_encoding(out), invalid_netcdf=False)
@@ -138,14 +206,21 @@ def open_study(path: str | os.PathLike[str]) -> xr.Dataset:
             f"{path}: not a harmonize exchange bundle (global attribute 'harmonize_bundle' is "
             f"{ds.attrs.get('harmonize_bundle')!r}, expected {BUNDLE_FORMAT!r})"
         )
-    ds.attrs = {k: v for k, v in ds.attrs.items() if k != "harmonize_bundle"}
-    ds.attrs["cycle"] = int(ds.attrs.get("cycle", 0))
-    for key in ("direction", "voxel_size_mm"):
-        if key in ds.attrs:
-            ds.attrs[key] = np.asarray(ds.attrs[key], dtype=np.float64).reshape(-1)
-    for name in ("voi_name", "voi_kind"):
-        if name in ds.coords:
-            ds = ds.assign_coords({name: ("voi", ds[name].values.astype(str).astype(object))})
+    stored_hash = ds.attrs.get(CONTENT_HASH_ATTR)
+    ds.attrs = {
+        k: v for k, v in ds.attrs.items() if k not in ("harmonize_bundle", CONTENT_HASH_ATTR)
+    }
+    try:
+        ds = _normalised(ds)
+    except (TypeError, ValueError) as exc:
+        raise StudyError(f"{path}: corrupt attributes ({exc})") from None
+    # bundles written before the hash existed have none: read as before
+    if stored_hash is not None and content_hash(ds) != str(stored_hash):
+        raise StudyError(
+            f"{path}: content hash mismatch — the file was changed or corrupted after it was "
+            f"written (attribute {CONTENT_HASH_ATTR!r} {str(stored_hash)[:12]}…, content "
+            f"{content_hash(ds)[:12]}…); ask the sender for a fresh copy"
+        )
     try:
         return validate_study(ds)
     except StudyError as exc:

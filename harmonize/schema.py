@@ -44,6 +44,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -57,16 +58,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from harmonize._fs import write_bytes_atomic
+from harmonize._warnings import HarmonizeWarning
 from harmonize.errors import HarmonizeError
 
 __all__ = [
     "EXAMPLE_METADATA",
+    "FLAG_TOKENS",
     "METADATA_KEY",
     "PARQUET_WRITE_OPTIONS",
     "SCHEMA_DOCUMENT",
     "SCHEMA_VERSION",
     "SchemaError",
     "SchemaVersionError",
+    "ZeroRowWarning",
     "arrow_schema",
     "example_frames",
     "load_schema_document",
@@ -95,6 +99,8 @@ PARQUET_WRITE_OPTIONS: dict[str, Any] = {
     "data_page_version": "1.0",
     "store_schema": True,
     "write_page_index": False,
+    # CRC-32 of every data page, verified on read (a flipped bit → a named error)
+    "write_page_checksum": True,
     "row_group_size": 1_048_576,
 }
 
@@ -403,6 +409,9 @@ def _value_problems(array: pa.ChunkedArray | pa.Array, col: _Column, where: str)
         bad = pc.sum(pc.is_inf(array)).as_py() or 0
         if bad:
             problems.append(f"{where} has {bad} infinite value(s)")
+        bad = pc.sum(pc.is_nan(array)).as_py() or 0
+        if bad:
+            problems.append(f"{where} has {bad} NaN value(s) (a missing value is written as null)")
     if col.type == pa.string():
         bad = pc.sum(pc.match_substring_regex(array, _PRIVATE_VALUE.pattern)).as_py() or 0
         if bad:
@@ -792,15 +801,17 @@ class _FileCheck:
         self.problems: list[str] = []
         self.table_name: str | None = None
         self.table: pa.Table | None = None
+        self.version: tuple[int, int, int] | None = None
         try:
-            pfile = pq.ParquetFile(file)
+            pfile = pq.ParquetFile(file, page_checksum_verification=True)
             file_schema = pfile.schema_arrow
-        except (OSError, pa.ArrowException) as exc:
+        except (OSError, pa.ArrowException, ValueError) as exc:
             self.problems.append(f"{file}: not a readable Parquet file ({exc})")
             return
         meta = self._metadata(file_schema)
         if meta is None:
             return
+        self.version = _parse_version(meta.get("schema_version"))
         name = meta.get("table")
         if name not in _tables() and _newer_minor(meta):
             return  # a table added by a newer minor version: ignored (SPEC.md §5, readers 2)
@@ -882,7 +893,20 @@ class _FileCheck:
                 )
         if self.problems:
             return
-        data = pfile.read(columns=present, use_threads=False)
+        try:
+            data = pfile.read(columns=present, use_threads=False)
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            self.problems.append(
+                f"{where}: corrupt data (page checksum or decoding failed: {exc}); the file was "
+                "changed after it was written — re-run or restore it"
+            )
+            return
+        if data.num_rows == 0:
+            warnings.warn(
+                f"{where}: the file has no rows (a {spec.name} table with zero rows)",
+                ZeroRowWarning,
+                stacklevel=2,
+            )
         arrays = []
         for c in spec.columns:
             cwhere = f"{where}: column {c.name!r}"
@@ -910,7 +934,10 @@ class _FileCheck:
             self.problems += _value_problems(array, c, cwhere)
             arrays.append(array)
         if not self.problems:
-            self.table = pa.Table.from_arrays(arrays, schema=arrow_schema(spec.name))
+            table = pa.Table.from_arrays(arrays, schema=arrow_schema(spec.name))
+            self.problems += _row_problems(table, spec.name, where, self.version)
+        if not self.problems:
+            self.table = table
 
     @staticmethod
     def _partition_ok(array: pa.ChunkedArray, text: str, col: _Column) -> bool:
@@ -919,6 +946,84 @@ class _FileCheck:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return False
         return bool(pc.all(pc.equal(array, value)).as_py() in (True, None))
+
+
+class ZeroRowWarning(HarmonizeWarning):
+    """A results file holds a table with no rows (valid, but usually a sign of a failed run)."""
+
+
+#: Tokens of the ``flags`` column (schema document ``flag_tokens``; since 1.2.0).
+FLAG_TOKENS: tuple[str, ...] = tuple(load_schema_document().get("flag_tokens", {}))
+_FLAG_TOKEN = re.compile(r"^([a-z0-9_]+)(?:\(.*\)|=.*)?$")
+#: What a pseudonym must not look like: a DICOM person name ("DOE^JOHN"), "Last, First",
+#: two or more words of letters separated by spaces, or a run of 6+ digits (a hospital or
+#: national number). Dates and UIDs are caught by the privacy rule of every string column.
+_IDENTIFYING_ID = re.compile(r"\^|,\s*\w|^[A-Za-z]+\s+[A-Za-z]+|\d{6,}")
+_ORDERED_DOSES = {
+    "voi_dose": (
+        ("dose_min_gy", "dose_median_gy"),
+        ("dose_median_gy", "dose_max_gy"),
+        ("dose_min_gy", "dose_mean_gy"),
+        ("dose_mean_gy", "dose_max_gy"),
+        ("dose_d98_gy", "dose_d50_gy"),
+        ("dose_d50_gy", "dose_d2_gy"),
+    ),
+    "patient_index": (
+        ("lesion_dose_min_gy", "lesion_dose_median_gy"),
+        ("lesion_dose_median_gy", "lesion_dose_max_gy"),
+        ("lesion_dose_min_gy", "lesion_dose_mean_gy"),
+        ("lesion_dose_mean_gy", "lesion_dose_max_gy"),
+    ),
+}
+
+
+def _row_problems(
+    table: pa.Table, name: str, where: str, version: tuple[int, int, int] | None
+) -> list[str]:
+    """Constraints across columns and on values the column checks do not see."""
+    problems: list[str] = []
+    df = table.to_pandas()
+    if "patient_id" in df:
+        ids = df["patient_id"].astype(str)
+        bad = sorted(set(ids[ids.str.contains(_IDENTIFYING_ID)]))
+        if bad:
+            problems.append(
+                f"{where}: column 'patient_id' has {len(bad)} value(s) that look identifying "
+                "(a person name, 'Last, First' or a long number); results carry pseudonyms only "
+                "(SPEC.md, Privacy)"
+            )
+    for low, high in _ORDERED_DOSES.get(name, ()):
+        # a relative tolerance of 1e-9: the indices come from the same voxel doses, so only
+        # round-off separates equal values
+        a, b = df[low].to_numpy(float), df[high].to_numpy(float)
+        bad_rows = np.flatnonzero(a > b + 1e-9 * np.abs(b))
+        if bad_rows.size:
+            problems.append(
+                f"{where}: {low} > {high} in {bad_rows.size} row(s) "
+                f"(first at row {int(bad_rows[0])}: {a[bad_rows[0]]:.6g} > {b[bad_rows[0]]:.6g})"
+            )
+    ours = _parse_version(SCHEMA_VERSION)
+    if name == "voi_dose" and version is not None and ours is not None and version[:2] == ours[:2]:
+        # flags are enum tokens since 1.2.0; a newer minor may add tokens (tolerated)
+        tokens = {t for text in df["flags"].astype(str) for t in text.split(";") if t}
+        unknown = sorted(t for t in tokens if (m := _FLAG_TOKEN.match(t)) is None
+                         or m.group(1) not in FLAG_TOKENS)  # fmt: skip
+        if unknown:
+            problems.append(
+                f"{where}: column 'flags' has token(s) {unknown} that are not in the schema's "
+                f"flag_tokens {list(FLAG_TOKENS)}"
+            )
+        from harmonize.plausibility import DOSE_SANITY_BOUND_GY_PER_CYCLE
+
+        high_dose = df["dose_mean_gy"].to_numpy(float) > DOSE_SANITY_BOUND_GY_PER_CYCLE
+        unflagged = high_dose & ~df["flags"].astype(str).str.contains("implausible_dose")
+        if unflagged.any():
+            problems.append(
+                f"{where}: {int(unflagged.sum())} row(s) with dose_mean_gy above the sanity "
+                f"bound {DOSE_SANITY_BOUND_GY_PER_CYCLE:g} Gy per cycle without the flag "
+                "'implausible_dose'"
+            )
+    return problems
 
 
 def _discover(path: Path, tables: Iterable[str] | None) -> list[tuple[str | None, Path, Path]]:
@@ -1066,8 +1171,9 @@ def validate_path(path: str | os.PathLike[str]) -> list[str]:
     path = Path(path)
     try:
         merged, problems = _load(path, None)
-    except (SchemaVersionError, FileNotFoundError) as exc:
-        return [str(exc)]
+    except (HarmonizeError, OSError, pa.ArrowException, ValueError) as exc:
+        # a newer major version, a missing path, an unreadable folder: reported, never raised
+        return [f"{exc}" if str(path) in str(exc) else f"{path}: {exc}"]
     if not merged and not problems:
         problems.append(f"{path}: no harmonize Parquet file found")
     return problems

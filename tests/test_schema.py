@@ -195,9 +195,10 @@ def voi_file(tmp_path, frames):
     return write_table(frames["voi_dose"], tmp_path / "ok" / "voi.parquet", "voi_dose", META)
 
 
-def test_schema_version_is_1_1_with_dvh_as_a_minor_addition():
-    # the dvh table is a new optional table: a minor change of major version 1 (SPEC.md §5)
-    assert hs._parse_version(SCHEMA_VERSION)[:2] == (1, 1)
+def test_schema_version_is_1_2_with_dvh_as_a_minor_addition():
+    # the dvh table (1.1) and the flag tokens (1.2) are minor changes of major version 1
+    # (SPEC.md §5)
+    assert hs._parse_version(SCHEMA_VERSION)[:2] == (1, 2)
     doc = load_schema_document()["tables"]["dvh"]
     assert doc["primary_key"] == ["patient_id", "cycle", "workflow", "voi_id", "volume_pct"]
     assert doc["partition_by"] == ["workflow"]
@@ -471,8 +472,10 @@ def test_partitioned_dataset_merges_workflows(tmp_path, frames):
 
 def test_rerun_replaces_its_files_duplicates_are_reported(tmp_path, frames):
     out = _two_workflows(tmp_path, frames)
+    doses = [c for c in frames["voi_dose"].columns if c.startswith("dose_")]
+    # every dose doubled (not only the mean: min ≤ mean ≤ max is checked)
     changed = frames["voi_dose"].assign(
-        workflow="milan", dose_mean_gy=frames["voi_dose"]["dose_mean_gy"] * 2
+        workflow="milan", **{c: frames["voi_dose"][c] * 2 for c in doses}
     )
     with pytest.raises(FileExistsError):
         write_results({"voi_dose": changed}, out, metadata={"workflow": "milan"})
