@@ -25,7 +25,8 @@ def write_bytes_atomic(path: Path, data: bytes, overwrite: bool) -> Path:
             return path
         if not overwrite:
             raise FileExistsError(
-                f"{path} exists with different content; pass overwrite=True to replace it"
+                f"{path} exists with different content; pass --overwrite (overwrite=True in "
+                "Python) to replace it"
             )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -61,7 +61,10 @@ class atomic_path:
 
     def __enter__(self) -> Path:
         if self.path.exists() and not self.overwrite:
-            raise FileExistsError(f"{self.path} already exists; pass overwrite=True to replace it")
+            raise FileExistsError(
+                f"{self.path} already exists; pass --overwrite (overwrite=True in Python) to "
+                "replace it"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(
             prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent

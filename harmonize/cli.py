@@ -117,6 +117,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         save_maps=args.save_maps,
         key=_read_key(args.key),
+        append=args.append,
     )
     for failure in report.failures:
         print(
@@ -275,7 +276,16 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="key file to pseudonymise studies that still carry original patient IDs",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace result files that differ")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace these workflows' results in OUT (all their previous files are removed)",
+    )
+    p.add_argument(
+        "--append",
+        action="store_true",
+        help="add this cohort's results to an OUT holding another cohort's",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_run)
 

@@ -69,10 +69,18 @@ class Cohort(Mapping[StudyKey, xr.Dataset]):
     ``truth`` is the ground-truth table of a synthetic cohort (``None`` otherwise).
     """
 
-    def __init__(self, root: Path, paths: Mapping[StudyKey, Any], truth: pd.DataFrame | None):
+    def __init__(
+        self,
+        root: Path,
+        paths: Mapping[StudyKey, Any],
+        truth: pd.DataFrame | None,
+        unreadable: Mapping[Path, str] | None = None,
+    ):
         self.root = root
         self.paths: dict[StudyKey, Any] = dict(sorted(paths.items()))
         self.truth = truth
+        #: Bundles that could not be read (path → reason): reported, not fatal to the cohort.
+        self.unreadable: dict[Path, str] = dict(unreadable or {})
 
     def __getitem__(self, key: StudyKey) -> xr.Dataset:
         try:
@@ -118,19 +126,25 @@ def open_cohort(path: str | os.PathLike[str]) -> Cohort:
             )
         paths[key] = source
 
+    unreadable: dict[Path, str] = {}
     for file in sorted(root.rglob(f"*{BUNDLE_SUFFIX}")):
         if not file.name.startswith("."):
-            add(_read_key(file), file, file)
+            try:
+                key = _read_key(file)
+            except StudyError as exc:  # one corrupt bundle fails itself, not the cohort
+                unreadable[file] = str(exc)
+                continue
+            add(key, file, file)
     for folder in find_image_folders(root):
         study = open_study(folder)
         add((str(study.attrs["patient_id"]), int(study.attrs["cycle"])), folder, folder)
     for key, files in find_dicom_studies(root).items():
         add(key, files, _where(files))
-    if not paths:
+    if not paths and not unreadable:
         raise CohortError(
             f"{root}: no study found (expected *{BUNDLE_SUFFIX} exchange bundles, DICOM files "
             "or image folders with a harmonize.json sidecar)"
         )
     truth_path = root / TRUTH_FILE
     truth = pd.read_parquet(truth_path) if truth_path.exists() else None
-    return Cohort(root, paths, truth)
+    return Cohort(root, paths, truth, unreadable)

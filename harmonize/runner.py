@@ -30,7 +30,8 @@ from typing import Any
 
 import pandas as pd
 
-from harmonize import indices, schema
+from harmonize import indices, runfolder, schema
+from harmonize._fs import write_bytes_atomic
 from harmonize.cohort import Cohort, open_cohort
 from harmonize.registry import get_workflow, list_workflows
 from harmonize.workflow import WorkflowAdapter
@@ -237,7 +238,15 @@ def _write_map(
     name = f"{study.attrs['patient_id']}_c{int(study.attrs['cycle'])}{suffix}"
     path = out / "dose_maps" / workflow / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_dose_map(dose_gy, study, path, format=fmt, overwrite=overwrite)
+    # written to a hidden temporary name, then through the shared atomic writer: an identical
+    # map from a re-run is kept, a different one is replaced only with overwrite
+    tmp = path.with_name(f".{name}.{os.getpid()}.map{suffix}")
+    try:
+        write_dose_map(dose_gy, study, tmp, format=fmt, overwrite=True)
+        data = tmp.read_bytes()
+    finally:
+        tmp.unlink(missing_ok=True)
+    return write_bytes_atomic(path, data, overwrite)
 
 
 def truth_tables(cohort: Cohort) -> pd.DataFrame:
@@ -299,8 +308,15 @@ def run_cohort(
     progress: bool = False,
     save_maps: str | None = None,
     key: bytes | None = None,
+    append: bool = False,
 ) -> RunReport:
     """Run adapters over every study of a cohort and write the results dataset.
+
+    The run is a transaction on the folder (:mod:`harmonize.runfolder`): it holds the
+    folder's lock, removes stale temporary files, checks up front that the folder holds
+    results of the same parameters and inputs (else :class:`~harmonize.runfolder.RunFolderError`
+    naming ``--overwrite``/``--append``), and writes a manifest (files, SHA-256, rows,
+    status). Re-running the same call after a kill completes the folder.
 
     Parameters
     ----------
@@ -319,7 +335,10 @@ def run_cohort(
     include_truth : bool
         Also write the phantom's truth as workflow ``truth`` when the cohort has one.
     overwrite : bool
-        Replace existing result files whose content differs.
+        Replace the results of these workflows: all their previous files are removed first
+        (results made with other parameters or of another cohort need it).
+    append : bool
+        Add this cohort's results to a folder holding another cohort's.
     progress : bool
         Show progress.
     key : bytes, optional
@@ -337,11 +356,72 @@ def run_cohort(
     cohort = cohort if isinstance(cohort, Cohort) else open_cohort(cohort)
     adapters = _adapters(workflows, overrides)
     out = Path(out_dir)
+    with runfolder.locked(out):
+        runfolder.remove_stale_temporaries(out)
+        specs = {
+            a.name: {
+                "version": a.version,
+                "parameters": a.config.to_dict(),
+                "overrides": a.overrides,
+            }
+            for a in adapters
+        }
+        if include_truth and cohort.truth is not None:
+            specs[TRUTH_WORKFLOW] = {"version": "1", "parameters": {}, "overrides": {}}
+        inputs = runfolder.input_hashes(cohort.paths)
+        old = runfolder.check_folder(out, specs, inputs, overwrite=overwrite, append=append)
+        old_files: dict[str, Any] = dict(old.get("files", {})) if old else {}
+        if overwrite:
+            for name in specs:
+                runfolder.remove_workflow_files(out, name)
+            old_files = {k: v for k, v in old_files.items() if (out / k).is_file()}
+        manifest: dict[str, Any] = {
+            "format": 1,
+            "status": "running",
+            "workflows": {**(old.get("workflows", {}) if old else {}), **specs},
+            "inputs": {**(old.get("inputs", {}) if old and append else {}), **inputs},
+            "files": old_files,
+        }
+        runfolder.write_manifest(out, manifest)
+        report = _run_locked(
+            cohort, adapters, out, workers, scheduler, include_truth, overwrite, progress,
+            save_maps, key,
+        )  # fmt: skip
+        manifest["files"] = {
+            **old_files,
+            **dict(runfolder.file_record(Path(f), out) for f in report.files),
+        }
+        manifest["failures"] = [
+            {"patient_id": f.patient_id, "cycle": f.cycle, "workflow": f.workflow,
+             "reason": f.reason}
+            for f in report.failures
+        ]  # fmt: skip
+        manifest["status"] = "complete"
+        runfolder.write_manifest(out, manifest)
+    return report
+
+
+def _run_locked(
+    cohort: Cohort,
+    adapters: list[WorkflowAdapter],
+    out: Path,
+    workers: int,
+    scheduler: str | None,
+    include_truth: bool,
+    overwrite: bool,
+    progress: bool,
+    save_maps: str | None,
+    key: bytes | None,
+) -> RunReport:
     report = RunReport(out_dir=out)
+    for path, reason in sorted(cohort.unreadable.items()):
+        # a study that cannot even be opened fails alone; the others are written
+        for adapter in adapters:
+            report.failures.append(RunFailure(Path(path).stem, 0, adapter.name, reason))
     tasks = [(source, adapter) for source in cohort.paths.values() for adapter in adapters]
     keys = [(study_key, adapter) for study_key in cohort.paths for adapter in adapters]
     results = _compute(tasks, out, overwrite, workers, scheduler, progress, save_maps, key)
-    report.n_runs = len(results)
+    report.n_runs = len(results) + len(cohort.unreadable) * len(adapters)
 
     voi_by_workflow: dict[str, list[pd.DataFrame]] = {}
     for ((patient_id, cycle), adapter), result in zip(keys, results, strict=True):

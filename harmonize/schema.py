@@ -750,7 +750,8 @@ def write_results(
         for path, data in planned:
             if path.exists() and path.read_bytes() != data:
                 raise FileExistsError(
-                    f"{path} exists with different content; pass overwrite=True to replace it"
+                    f"{path} exists with different content; pass --overwrite (overwrite=True in "
+                    "Python) to replace it"
                 )
     return sorted(write_bytes_atomic(path, data, overwrite) for path, data in planned)
 
@@ -1176,6 +1177,13 @@ def validate_path(path: str | os.PathLike[str]) -> list[str]:
         return [f"{exc}" if str(path) in str(exc) else f"{path}: {exc}"]
     if not merged and not problems:
         problems.append(f"{path}: no harmonize Parquet file found")
+    if path.is_dir():
+        from harmonize.runfolder import folder_problems
+
+        try:  # a run manifest: unfinished run, missing, changed or unlisted files
+            problems += folder_problems(path)
+        except OSError as exc:
+            problems.append(f"{path}: cannot check the run manifest ({exc})")
     return problems
 
 
