@@ -208,7 +208,13 @@ def _checklist(data: _Data, w: str, info: _AdapterInfo) -> tuple[pd.DataFrame, s
         )
     if "flags" in voi.columns:
         tokens = pd.Series(
-            [t.split("=")[0] for f in voi["flags"].astype(str) for t in f.split(";") if t]
+            # the schema's flag token, without its parameter ("=…" or "(…)")
+            [
+                t.split("=")[0].split("(")[0]
+                for f in voi["flags"].astype(str)
+                for t in f.split(";")
+                if t
+            ]
         )
         if len(tokens):
             quality.append(
