@@ -118,8 +118,8 @@ def content_hash(ds: xr.Dataset) -> str:
 
 def _encoding(ds: xr.Dataset) -> dict[str, dict[str, object]]:
     encoding: dict[str, dict[str, object]] = {}
-    for name, var in ds.variables.items():
-        if var.dtype.kind in "fiub":  # HDF5 Fletcher-32 checksum on every numeric array
+    for name, variable in ds.variables.items():
+        if variable.dtype.kind in "fiub":  # HDF5 Fletcher-32 checksum on every numeric array
             encoding[str(name)] = {"fletcher32": True}
     for name, var in ds.data_vars.items():
         if var.ndim >= 3:
