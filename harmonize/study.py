@@ -222,9 +222,18 @@ def _check_uniform_axis(ds: xr.Dataset, dim: str) -> None:
 def validate_study(ds: xr.Dataset) -> xr.Dataset:
     """Check that ``ds`` is a valid Study; return it unchanged.
 
-    Checks dimensions, units, monotonic non-negative times, a uniform grid shared by all
-    images, finite non-negative activity, integer labels whose ids are all in the VOI
-    table, a consistent VOI table, a known radionuclide and the required attributes.
+    Checks dimensions, units, monotonic non-negative times in hours (no later than
+    :data:`~harmonize.nuclides.MAX_HALF_LIVES` half-lives: later times are minutes or
+    seconds), a non-empty uniform grid shared by all images, finite non-negative activity
+    with no all-zero frame (named by its time point), integer labels whose ids are all in
+    the VOI table, a non-empty VOI table without parent cycles whose every VOI labels at
+    least one voxel, a known radionuclide, a cycle that fits the results' int32, numeric
+    orthonormal direction cosines and the required attributes.
+
+    This is the contract of the built-in adapters: whatever it accepts, each of them
+    processes or refuses with a :class:`StudyError` or
+    :class:`~harmonize.workflow.WorkflowError` (checked by
+    :func:`harmonize.testing.check_fuzz`).
 
     Raises
     ------
