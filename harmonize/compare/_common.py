@@ -25,9 +25,11 @@ __all__ = [
 #: Fewest paired observations any agreement statistic accepts (a SD needs 2, a CI of
 #: a SD or a regression needs at least 3).
 MIN_PAIRS = 3
-#: Magnitude range of non-zero values the statistics accept. Deming's slope and the CCC's
-#: variance form fourth powers of the data; with |v| in [1e-60, 1e60] they stay within
-#: float64 (1e±308) for any realistic n. Doses, TIAs and masses are many orders inside.
+#: Range of the largest |value| of a sample the statistics accept (its scale). Deming's
+#: slope and the CCC's variance form fourth powers of the data; with the scale in
+#: [1e-60, 1e60] they stay within float64 (1e±308) for any realistic n (smaller values
+#: beside the largest only underflow to 0, harmlessly). Doses, TIAs and masses are many
+#: orders inside.
 MAX_ABS_VALUE = 1e60
 MIN_ABS_VALUE = 1e-60
 
@@ -71,13 +73,12 @@ def as_1d(values: ArrayLike, name: str, *, min_n: int = MIN_PAIRS) -> NDArray[np
         raise CompareError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
     if arr.size < min_n:
         raise CompareError(f"{name} needs at least {min_n} values, got {arr.size}")
-    nonzero = np.abs(arr[arr != 0])
-    if nonzero.size and (nonzero.max() > MAX_ABS_VALUE or nonzero.min() < MIN_ABS_VALUE):
+    peak = float(np.max(np.abs(arr))) if arr.size else 0.0
+    if peak > MAX_ABS_VALUE or 0.0 < peak < MIN_ABS_VALUE:
         raise CompareError(
             f"{name} has values of magnitude outside [{MIN_ABS_VALUE:g}, {MAX_ABS_VALUE:g}] "
-            f"(from {nonzero.min():.3g} to {nonzero.max():.3g}): the statistics form up to "
-            "fourth powers of the data, which would overflow or underflow; rescale the values "
-            "(e.g. change the unit)"
+            f"(largest {peak:.3g}): the statistics form up to fourth powers of the data, "
+            "which would overflow or underflow; rescale the values (e.g. change the unit)"
         )
     return arr
 
