@@ -188,9 +188,7 @@ def _group_cohort(
         if not _is_volume(item.header):
             continue
         side = sidecar_of(item)
-        cycle = side.get("cycle") or _parse_cycle(
-            str(item.header.get("ClinicalTrialTimePointID", "") or "")
-        )
+        cycle = side.get("cycle") or _parse_cycle(item.header)
         if cycle:
             explicit.append((item, int(cycle), "sidecar" if side.get("cycle") else "tag"))
             continue
