@@ -14,8 +14,8 @@ import xarray as xr
 
 import harmonize as hz
 import harmonize.phantom as phantom
-from harmonize.deid import date_offset, deidentify, pseudonym
 from harmonize.cli import main
+from harmonize.deid import date_offset, deidentify, pseudonym
 from harmonize.io import write_study_dicom
 from harmonize.io.phi import IdentifiedStudyError
 

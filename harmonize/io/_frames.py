@@ -89,12 +89,11 @@ def _rescale_top(ds: Dataset) -> tuple[float, float]:
 def _group_item(ds: Dataset, frame: int, sequence: str) -> Dataset | None:
     """The functional-group item ``sequence`` of ``frame`` (per-frame first, then shared)."""
     per = ds.get("PerFrameFunctionalGroupsSequence")
-    if per is not None and frame < len(per) and sequence in per[frame]:
-        seq = per[frame][sequence]
-        return seq[0] if len(seq) else None
+    if per is not None and frame < len(per) and per[frame].get(sequence):
+        return per[frame].get(sequence)[0]  # type: ignore[no-any-return]
     for shared in ds.get("SharedFunctionalGroupsSequence") or []:
-        if sequence in shared and len(shared[sequence]):
-            return shared[sequence][0]
+        if shared.get(sequence):
+            return shared.get(sequence)[0]  # type: ignore[no-any-return]
     return None
 
 

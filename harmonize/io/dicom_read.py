@@ -65,6 +65,7 @@ coordinates (identical grids are copied exactly; no registration — see
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import warnings
@@ -89,6 +90,7 @@ from harmonize.io._dicom_common import (
 )
 from harmonize.io._frames import FrameStack, frame_stacks, is_enhanced
 from harmonize.io._geometry import GRID_TOL_MM, Grid, array_to_image, resample_onto
+from harmonize.io.auto_voi import derive_vois
 from harmonize.io.naming import classify_voi
 from harmonize.io.phi import is_deidentified
 from harmonize.io.rtstruct import RoiMask, read_rtstruct
@@ -818,7 +820,8 @@ def load_dicom_study(
         _read_series(s, _what(s[0].header), nuclide_name, sidecar.get("energy_window"))
         for s in series
     ]
-    reference = volumes[0].grid
+    ref_index = _voi_time_point(files, volumes, starts, voi_source)
+    reference = volumes[ref_index].grid
     frames = []
     for t, volume in enumerate(volumes):
         values = _to_bq_ml(volume, sidecar, where)
@@ -841,12 +844,19 @@ def load_dicom_study(
     clipped = int((activity < 0).sum())
     activity = np.clip(activity, 0.0, None)
 
-    reference_for = str(volumes[0].header.get("FrameOfReferenceUID", "") or "") or None
-    ct, ct_by_time = _read_cts(files, [v.header for v in volumes], starts, times_h, reference)
+    reference_for = str(volumes[ref_index].header.get("FrameOfReferenceUID", "") or "") or None
+    ct, ct_by_time = _read_cts(
+        files, [v.header for v in volumes], starts, times_h, reference, ref_index
+    )
     rois, kinds_from_type = _read_vois(files, reference, reference_for, voi_source, where)
+    voi_record = json.dumps({"method": voi_source if rois else "derived"}, sort_keys=True)
+    if not rois:
+        rois, kinds_from_type, voi_record = derive_vois(
+            activity[ref_index], ct, reference.spacing_mm, sidecar, where
+        )
     labels, table = _label_map(rois, kinds_from_type, sidecar, voi_rules, reference, where)
 
-    header = volumes[0].header
+    header = volumes[ref_index].header
     study_cycle = sidecar.get("cycle") or cycle or _parse_cycle(header) or 1
     extra: dict[str, Any] = {
         "source": "dicom",
@@ -855,6 +865,8 @@ def load_dicom_study(
             sidecar.get("decay_correction") or header.get("DecayCorrection") or "NONE"
         ),
         "negative_voxels_clipped": clipped,
+        "voi_source": voi_record,
+        "reference_time_index": int(ref_index),
     }
     if "calibration_cps_per_MBq" in sidecar:
         extra["calibration_cps_per_MBq"] = float(sidecar["calibration_cps_per_MBq"])
@@ -983,6 +995,7 @@ def _read_cts(
     starts: Sequence[datetime],
     times_h: np.ndarray,
     grid: Grid,
+    ref_index: int = 0,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(``ct`` of the reference time point, ``ct_by_time`` or None), on ``grid`` in HU.
 
@@ -1009,7 +1022,7 @@ def _read_cts(
             )
         return cache[index]
 
-    first = matched[0]
+    first = matched[ref_index]
     ct = resampled(first) if first is not None else None
     if len({matched[t] for t in own}) < 2:
         return ct, None
@@ -1023,6 +1036,46 @@ def _read_cts(
     return ct, np.stack(frames)
 
 
+def _voi_frames(files: Sequence[DicomFile], source: str) -> set[str]:
+    """Frames of reference the VOI files (SEG or RTSTRUCT, as ``source`` picks) refer to."""
+    segs = [f for f in files if str(f.header.get("Modality", "")) == "SEG"]
+    structs = [f for f in files if str(f.header.get("Modality", "")) == "RTSTRUCT"]
+    chosen = segs if source == "seg" or (source == "auto" and segs) else structs
+    out = set()
+    for item in chosen:
+        header = item.header
+        if str(header.get("Modality")) == "SEG" and header.get("FrameOfReferenceUID"):
+            out.add(str(header.FrameOfReferenceUID))
+        for ref in header.get("ReferencedFrameOfReferenceSequence") or []:
+            if ref.get("FrameOfReferenceUID"):
+                out.add(str(ref.FrameOfReferenceUID))
+    return out
+
+
+def _voi_time_point(
+    files: Sequence[DicomFile], volumes: Sequence[_Volume], starts: Sequence[datetime], source: str
+) -> int:
+    """The reference time point: the one whose frame of reference the VOI file is drawn in.
+
+    Its own emission frame of reference first, else that of the CT matched to it (the
+    structure set drawn on the 24 h CT makes the 24 h time point the reference); the first
+    time point when no VOI file names a frame of reference of the study.
+    """
+    wanted = _voi_frames(files, source)
+    if not wanted:
+        return 0
+    for t, volume in enumerate(volumes):
+        if _uid(volume.header, "FrameOfReferenceUID") in wanted:
+            return t
+    ct_files = [f for f in files if str(f.header.get("Modality", "")) == "CT"]
+    groups = list(_group(ct_files, "SeriesInstanceUID").values())
+    for t, (volume, start) in enumerate(zip(volumes, starts, strict=True)):
+        index = _match_ct(groups, volume.header, start)
+        if index is not None and _uid(groups[index][0].header, "FrameOfReferenceUID") in wanted:
+            return t
+    return 0
+
+
 def _read_vois(
     files: Sequence[DicomFile], grid: Grid, reference_for: str | None, source: str, where: str
 ) -> tuple[list[RoiMask], dict[str, str]]:
@@ -1032,6 +1085,8 @@ def _read_vois(
     structs = [f for f in files if str(f.header.get("Modality", "")) == "RTSTRUCT"]
     use_seg = source == "seg" or (source == "auto" and segs)
     chosen = segs if use_seg else structs
+    if not chosen and source == "auto":
+        return [], {}  # no VOI file: the caller derives VOIs (harmonize.io.auto_voi)
     if not chosen:
         raise StudyError(
             f"{where}: no {'DICOM SEG' if source == 'seg' else 'RTSTRUCT' if source == 'rtstruct' else 'RTSTRUCT or DICOM SEG'} "
