@@ -90,10 +90,10 @@ def _group_item(ds: Dataset, frame: int, sequence: str) -> Dataset | None:
     """The functional-group item ``sequence`` of ``frame`` (per-frame first, then shared)."""
     per = ds.get("PerFrameFunctionalGroupsSequence")
     if per is not None and frame < len(per) and per[frame].get(sequence):
-        return per[frame].get(sequence)[0]  # type: ignore[no-any-return]
+        return per[frame].get(sequence)[0]
     for shared in ds.get("SharedFunctionalGroupsSequence") or []:
         if shared.get(sequence):
-            return shared.get(sequence)[0]  # type: ignore[no-any-return]
+            return shared.get(sequence)[0]
     return None
 
 
