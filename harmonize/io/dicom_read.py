@@ -169,17 +169,28 @@ class StudyFiles(list[Path]):
         self.root = Path(root)
 
 
-def scan_dicom_files(paths: Sequence[Path]) -> list[DicomFile]:
+def scan_dicom_files(
+    paths: Sequence[Path], *, corrupt: list[tuple[Path, str]] | None = None
+) -> list[DicomFile]:
     """Read the headers of ``paths``; skip non-DICOM side files, refuse corrupt DICOM.
 
     A file is taken as DICOM when it has the Part 10 preamble, or when its suffix is
     ``.dcm``/``.ima``/``.dicom`` or empty (then it must parse); ``DICOMDIR`` is skipped.
+    With a ``corrupt`` list, corrupt files are appended to it as (path, reason) instead.
 
     Raises
     ------
     harmonize.StudyError
-        Naming the first corrupt file.
+        Naming the first corrupt file (without ``corrupt``).
     """
+    if corrupt is not None:
+        out_ok = []
+        for path in sorted(Path(p) for p in paths):
+            try:
+                out_ok += scan_dicom_files([path])
+            except StudyError as exc:
+                corrupt.append((path, str(exc).split(": ", 1)[-1]))
+        return out_ok
     out = []
     for path in sorted(Path(p) for p in paths):
         if path.name.upper() == "DICOMDIR" or path.name.startswith("."):
