@@ -1025,7 +1025,7 @@ def _read_cts(
 
     def resampled(index: int) -> np.ndarray:
         if index not in cache:
-            volume = _read_slices(groups[index], "CT")
+            volume = _read_series(groups[index], "CT")
             image = array_to_image(volume.values.astype(np.float32), volume.grid)
             cache[index] = np.asarray(
                 resample_onto(image, grid, interpolator=sitk.sitkLinear, default_value=_AIR_HU),
