@@ -30,12 +30,14 @@ Layouts and their sources
 Real public files: pydicom's own test files (``pydicom.data.get_testdata_file``, shipped in
 the pydicom wheel, MIT licence; provenance in pydicom/data/test_files/README.txt):
 ``CT_small.dcm`` (a GE CT slice) and ``MR_small.dcm`` with its RLE, JPEG-LS lossless and
-JPEG 2000 lossless encodings.
+JPEG 2000 lossless encodings; and three NEMA WG04 compressed samples (a GE whole-body NM in
+JPEG Lossless and JPEG 2000, a JPEG Lossless CT) in ``tests/data/nema_wg04`` (see its README).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -709,3 +711,47 @@ def test_cycle_tag_used_only_when_it_means_a_cycle():
     ds.ClinicalTrialTimePointID = "C2"
     del ds.ClinicalTrialTimePointDescription
     assert _parse_cycle(ds) == 2
+
+
+# --------------------------------------------------------------------------- NEMA WG04 (real)
+
+NEMA = Path(__file__).parent / "data" / "nema_wg04"
+
+
+def test_real_nema_jpeg_lossless_and_jpeg2000_nm_decode_identically():
+    """A GE whole-body NM image in two lossless syntaxes, decoded by two different codecs."""
+    from harmonize.io._dicom_common import pixel_array
+
+    jpll, j2kr = NEMA / "nema-nm1_jpll.dcm", NEMA / "nema-nm1_j2kr.dcm"
+    a = pixel_array(pydicom.dcmread(jpll), jpll)
+    b = pixel_array(pydicom.dcmread(j2kr), j2kr)
+    assert a.shape == (1024, 256) and a.max() > 0
+    np.testing.assert_array_equal(a, b)
+
+
+def test_real_nema_whole_body_nm_is_skipped_with_its_reason(tmp_path):
+    from harmonize.io.inspect import inspect_folder
+
+    shutil.copy(NEMA / "nema-nm1_jpll.dcm", tmp_path / "wb.dcm")
+    report = inspect_folder(tmp_path)
+    assert report["studies"] == []
+    assert report["skipped"] == [
+        {
+            "file": "wb.dcm",
+            "what": "NM WHOLE BODY",
+            "reason": "whole-body planar image (ImageType WHOLE BODY), not a volume",
+        }
+    ]
+
+
+def test_real_nema_jpeg_lossless_ct_like_sitk():
+    from harmonize.io.dicom_read import _read_series, scan_dicom_files
+
+    path = NEMA / "nema-ct1_jpll.dcm"
+    volume = _read_series(scan_dicom_files([path]), "CT")
+    image = sitk.ReadImage(str(path))
+    np.testing.assert_allclose(volume.grid.origin_mm, image.GetOrigin(), atol=GEOMETRY_TOL_MM)
+    _, dy, dx = volume.grid.spacing_mm
+    np.testing.assert_allclose((dx, dy), image.GetSpacing()[:2], atol=GEOMETRY_TOL_MM)
+    np.testing.assert_allclose(volume.grid.direction, image.GetDirection(), atol=1e-6)
+    np.testing.assert_allclose(volume.values[0], sitk.GetArrayFromImage(image)[0], atol=1e-9)
