@@ -755,3 +755,80 @@ def test_real_nema_jpeg_lossless_ct_like_sitk():
     np.testing.assert_allclose((dx, dy), image.GetSpacing()[:2], atol=GEOMETRY_TOL_MM)
     np.testing.assert_allclose(volume.grid.direction, image.GetDirection(), atol=1e-6)
     np.testing.assert_allclose(volume.values[0], sitk.GetArrayFromImage(image)[0], atol=1e-9)
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_gated_reconstruction_is_refused_naming_the_vectors(tmp_path):
+    when = INJECTION + timedelta(hours=24)
+    folder = _study_folder(tmp_path, "gated")
+    _nm(
+        folder / "spect.dcm",
+        _stored(12, 2 * SHAPE[0]),
+        manufacturer="SIEMENS NM",
+        model="Symbia",
+        units="BQML",
+        slope=1.0,
+        spacing_z=4.0,
+        orientation=[1, 0, 0, 0, 1, 0],
+        when=when,
+        pharma=_pharma("^177^Lutetium", 7400.0),
+        extra={
+            "ImageType": ["ORIGINAL", "PRIMARY", "RECON GATED TOMO", "EMISSION"],
+            "FrameIncrementPointer": [
+                pydicom.tag.Tag("TimeSlotVector"),
+                pydicom.tag.Tag("SliceVector"),
+            ],
+            "TimeSlotVector": [1] * SHAPE[0] + [2] * SHAPE[0],
+            "SliceVector": list(range(1, SHAPE[0] + 1)) * 2,
+            "NumberOfSlices": SHAPE[0],
+        },
+    )
+    _ct(folder, when)
+    with pytest.raises(hz.StudyError, match="gated SPECT.*TimeSlotVector"):
+        hz.open_study(folder)
+
+
+def test_no_photopeak_in_exactly_one_window_asks_for_the_sidecar(tmp_path):
+    when = INJECTION + timedelta(hours=24)
+    folder = _study_folder(tmp_path, "tc", {"radionuclide": "Tc-99m"})
+    _two_windows(folder / "spect.dcm", when)  # 113 and 208 keV: no 140.5 keV window
+    _ct(folder, when)
+    with pytest.raises(hz.StudyError, match="2 energy windows.*'energy_window'"):
+        hz.open_study(folder)
+
+
+def test_decay_factor_must_match_the_half_life(tmp_path):
+    when = INJECTION + timedelta(minutes=65)
+    folder = _study_folder(tmp_path, "decay")
+    for path in _philips_pet(folder, _stored(13), when, 1.0):
+        ds = pydicom.dcmread(path)
+        ds.FrameReferenceTime = 600000.0  # 10 min after the series start
+        ds.DecayFactor = 1.2  # F-18 gives 2**(10/109.77) = 1.065
+        ds.save_as(path)
+    _ct(folder, when)
+    with pytest.raises(hz.StudyError, match="DecayFactor = 1.2 but exp"):
+        hz.open_study(folder)
+
+
+@pytest.mark.parametrize(
+    ("value", "modality", "expected_mbq", "warns"),
+    [
+        (7400.0, "NM", 7400.0, False),
+        (7.4e9, "NM", 7400.0, True),
+        (3.5e8, "PT", 350.0, False),
+        (350.0, "PT", 350.0, True),
+    ],
+)
+def test_radionuclide_total_dose_bq_or_mbq(value, modality, expected_mbq, warns):
+    from harmonize.io.vendor import injected_activity_mbq
+
+    if warns:
+        with pytest.warns(VendorWarning, match="RadionuclideTotalDose"):
+            got = injected_activity_mbq(value, modality, Path("f.dcm"))
+    else:
+        got = injected_activity_mbq(value, modality, Path("f.dcm"))
+    assert got == pytest.approx(expected_mbq)
+    with pytest.raises(hz.StudyError, match="neither a plausible activity"):
+        injected_activity_mbq(5e5, modality, Path("f.dcm"))
