@@ -4,13 +4,22 @@ What is read
 ------------
 * **Emission images**: NM reconstructed volumes (``ImageType`` containing ``RECON``; raw
   projections, planar and whole-body images are skipped) as one multi-frame file or one
-  file per slice, and PT-like single-frame series. Each series is one acquisition (time
-  point); time points are ordered by acquisition start (``AcquisitionDateTime``, else
-  ``AcquisitionDate``/``AcquisitionTime``, else ``SeriesDate``/``SeriesTime``).
-* **Time after injection** = acquisition start − injection, the injection being the
-  sidecar's ``injection_time`` if given, else ``RadiopharmaceuticalStartDateTime`` of the
-  RadiopharmaceuticalInformationSequence. The injected activity is the sidecar's
-  ``injected_activity_MBq`` or ``RadionuclideTotalDose`` (MBq or Bq, see :mod:`harmonize.io.vendor`).
+  file per slice, PET as single-frame slices or one enhanced multi-frame file (see
+  :mod:`harmonize.io._frames` for multi-frame geometry, energy windows and gates). Each
+  series is one acquisition (time point). A SPECT time point is its acquisition start
+  (``AcquisitionDateTime``, else ``AcquisitionDate``/``AcquisitionTime``, else
+  ``SeriesDate``/``SeriesTime``); a PET time point is its series start
+  (``SeriesDate``/``SeriesTime``, the START decay reference of multi-bed PET, PS3.3
+  C.8.9.1.1.2).
+* **Time after injection** = time point − injection, the injection being the sidecar's
+  ``injection_time`` if given, else ``RadiopharmaceuticalStartDateTime`` of the
+  RadiopharmaceuticalInformationSequence, else ``RadiopharmaceuticalStartTime`` on the
+  earliest series' date (the day before when that falls after the series: day-crossing
+  rule). A time before the injection or after 10 half-lives is refused, naming the tags.
+  The injected activity is the sidecar's ``injected_activity_MBq`` or
+  ``RadionuclideTotalDose`` (MBq or Bq, see :mod:`harmonize.io.vendor`). The cycle is the
+  sidecar's, else the grouping's, else ``ClinicalTrialTimePointID`` when its meaning is a
+  cycle (``"C2"``, or a number described as a cycle).
 * **Units**: stored values × RescaleSlope + RescaleIntercept (per frame when the file has
   per-frame pixel-value transformations, per file for single-frame series). ``Units = BQML``
   (or a Real World Value Mapping in ``Bq/ml``) gives Bq/mL directly; ``Units = CNTS`` (or the
@@ -21,21 +30,25 @@ What is read
   with ``S`` = sidecar ``calibration_cps_per_MBq`` and ``T_acq`` = sidecar
   ``acquisition_duration_s`` or, from the header, the sum over the
   RotationInformationSequence of ``ActualFrameDuration × NumberOfFramesInRotation``.
-  A series with neither units nor calibration is refused.
+  A series with neither units nor calibration is refused; so are units that are not
+  activity (PROPCPS, SUV, ...). The full table of units and vendor quirks is
+  :mod:`harmonize.io.vendor`.
 * **Decay correction** — the Study holds activity at the acquisition (start) time:
 
   =========  =================================================  =========================
   state      reference time t_ref                               factor applied
   =========  =================================================  =========================
   NONE       none (values are as counted)                       1
-  START      acquisition start (= the Study time)               1
+  START      the time point (SPECT acquisition, PET series)     1
   ADMIN      injection (radiopharmaceutical start)              exp(−λ·(t_acq − t_inj))
   any        ``DecayCorrectionDateTime`` (0018,9701) if present  exp(−λ·(t_acq − t_ref))
   =========  =================================================  =========================
 
   λ is the physical decay constant of the radionuclide. ``NONE`` images are the mean over
   the acquisition, labelled with its start: for 177Lu and a 30-min acquisition the two
-  differ by < 0.1 % (λ·T/2 = 0.0011).
+  differ by < 0.1 % (λ·T/2 = 0.0011). PET ``DecayFactor`` must equal
+  exp(λ·``FrameReferenceTime``) under START (within 1 %), else the image was corrected with
+  another half-life and is refused.
 * **CT**: each SPECT time point's CT is the CT series sharing its frame of reference
   (``FrameOfReferenceUID``), else a CT series of its DICOM study (``StudyInstanceUID``),
   else — only when the emission series has no frame of reference — any CT series; among
@@ -48,19 +61,24 @@ What is read
   the CT of the time point nearest to it in time (the earlier one on a tie). A single CT
   series gives no ``ct_by_time``.
 * **VOIs**: DICOM SEG files if any (highdicom), else RTSTRUCT files (see
-  :mod:`harmonize.io.rtstruct` for the rasterisation rule); both must refer to the frame of
-  reference of the reference time point. Names map to kinds by the sidecar VOI table, then
+  :mod:`harmonize.io.rtstruct` for the rasterisation rule), drawn on any time point: the
+  time point whose frame of reference (its own, or its CT's) they refer to becomes the
+  reference (attribute ``reference_time_index``; the other time points are resampled onto
+  it, and :func:`harmonize.registration.register_time_points` registers onto it). Without
+  RTSTRUCT or SEG, VOIs are derived (:mod:`harmonize.io.auto_voi`); attribute
+  ``voi_source`` records how. Names map to kinds by the sidecar VOI table, then
   the naming rules (:mod:`harmonize.io.naming`), then the RTSTRUCT interpreted type. A VOI
   mostly (≥ 50 % of its voxels) inside a larger VOI gets the smallest such VOI as parent;
   voxels go to the most specific VOI. VOIs with no voxel on the SPECT grid are dropped
   with a warning.
 
-Geometry: every later time point is resampled onto the reference grid in scanner (LPS)
+Geometry: every other time point is resampled onto the reference grid in scanner (LPS)
 coordinates (identical grids are copied exactly; no registration — see
-:mod:`harmonize.registration`). Positions, spacing and direction come from
-``ImagePositionPatient``/``ImageOrientationPatient`` (NM: the DetectorInformationSequence),
-``PixelSpacing`` and ``SpacingBetweenSlices``; NM frames run along the slice normal
-``row × column``.
+:mod:`harmonize.registration`). Positions, spacing and direction are read as GDCM/SimpleITK
+read them (:mod:`harmonize.io._frames`): ``ImagePositionPatient``/``ImageOrientationPatient``
+(NM: the DetectorInformationSequence; enhanced files: the functional groups),
+``PixelSpacing`` and ``SpacingBetweenSlices`` (negative: the slice normal is flipped).
+Messages say PET or SPECT after the modality, and name the file and the tag.
 """
 
 from __future__ import annotations
