@@ -832,3 +832,20 @@ def test_radionuclide_total_dose_bq_or_mbq(value, modality, expected_mbq, warns)
     assert got == pytest.approx(expected_mbq)
     with pytest.raises(hz.StudyError, match="neither a plausible activity"):
         injected_activity_mbq(5e5, modality, Path("f.dcm"))
+
+
+def test_energy_windows_without_slice_vector_keep_the_origin(tmp_path):
+    """FrameIncrementPointer = EnergyWindowVector only: each window's frames are its slices."""
+    when = INJECTION + timedelta(hours=24)
+    folder = _study_folder(tmp_path, "no_slice_vector")
+    path, stored = _two_windows(folder / "spect.dcm", when)
+    ds = pydicom.dcmread(path)
+    ds.FrameIncrementPointer = pydicom.tag.Tag("EnergyWindowVector")
+    del ds.SliceVector
+    ds.save_as(path)
+    _ct(folder, when)
+    study = hz.open_study(folder)
+    _assert_geometry_like_sitk(study, sitk.ReadImage(str(path)), check_size=False)
+    np.testing.assert_allclose(
+        study["activity"].values[0], stored[SHAPE[0] :] * 1.5, rtol=VALUE_RTOL
+    )

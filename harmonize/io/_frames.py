@@ -234,7 +234,7 @@ def _nm_stacks(ds: Dataset, n_frames: int, path: Path, what: str) -> list[FrameS
         raise StudyError(f"{path}: SpacingBetweenSlices = 0")
     direction = direction_of(orientation, flip_normal=dz < 0)
     vectors = _nm_vectors(ds, n_frames, path)
-    slices = vectors.get(_SLICE, np.arange(1, n_frames + 1))
+    slices = vectors.get(_SLICE, np.arange(1, n_frames + 1))  # used only with a SliceVector
     windows = vectors.get(_ENERGY_WINDOW, np.ones(n_frames, dtype=np.int64))
     rr = vectors.get(_RR_INTERVAL, np.ones(n_frames, dtype=np.int64))
     slots = vectors.get(_TIME_SLOT, np.ones(n_frames, dtype=np.int64))
@@ -245,8 +245,11 @@ def _nm_stacks(ds: Dataset, n_frames: int, path: Path, what: str) -> list[FrameS
     expected = ds.get("NumberOfSlices")
     for key in np.unique(keys, axis=0):
         members = np.flatnonzero((keys == key).all(axis=1))
-        order = members[np.argsort(slices[members], kind="stable")]
-        numbers = slices[order]
+        if _SLICE in vectors:
+            order = members[np.argsort(slices[members], kind="stable")]
+            numbers = slices[order]
+        else:  # no SliceVector: the frames of a window are its slices in file order
+            order, numbers = members, np.arange(1, len(members) + 1)
         if np.any(np.diff(numbers) != 1):
             raise StudyError(
                 f"{path}: SliceVector of energy window {key[0]} is not 1, 2, 3, ... "
