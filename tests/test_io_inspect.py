@@ -87,3 +87,28 @@ def test_run_writes_every_usable_study_of_the_mixed_folder(mixed, tmp_path):
     assert main([*args, "--set", "bordet.time_points_h=4,24,72"]) == 0
     voi = hz.schema.read_results(out)["voi_dose"]
     assert sorted(set(voi["patient_id"])) == ["PA", "PB"]
+
+
+def test_empty_uids_never_join(tmp_path, make_tiny_study):
+    """An emission study without frame of reference and a CT elsewhere without one either
+    (and of another DICOM study) must not be grouped together through the empty UID."""
+    from harmonize.io import find_dicom_studies, skipped_files
+
+    a = hz.io.write_study_dicom(make_tiny_study(patient_id="PA"), tmp_path / "A")
+    for path in (a / "NM").glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.FrameOfReferenceUID = ""
+        ds.save_as(path)
+    ct = sorted((a / "CT").glob("*.dcm"))[0]
+    _variant(
+        ct,
+        tmp_path / "elsewhere" / "ct.dcm",
+        StudyInstanceUID=generate_uid(),
+        FrameOfReferenceUID="",
+    )
+    studies = find_dicom_studies(tmp_path)
+    assert list(studies) == [("PA", 1)]
+    assert not any("elsewhere" in str(p) for p in studies[("PA", 1)])
+    skipped = skipped_files(tmp_path)
+    assert [(s.path.name, s.what) for s in skipped] == [("ct.dcm", "CT")]
+    assert "belongs to no SPECT/PET study" in skipped[0].reason
