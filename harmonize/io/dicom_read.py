@@ -166,7 +166,7 @@ _INTERPRETED_KIND = {
 
 
 class VoiWarning(HarmonizeWarning):
-    """A VOI of the source files could not be kept (e.g. no voxel on the SPECT grid)."""
+    """A VOI of the source files could not be kept (e.g. no voxel on the emission grid)."""
 
 
 @dataclass
@@ -1158,12 +1158,12 @@ def _label_map(
             kept.append(roi)
         else:
             warnings.warn(
-                f"{where}: VOI {roi.name!r} has no voxel centre inside it on the SPECT grid; dropped",
+                f"{where}: VOI {roi.name!r} has no voxel centre inside it on the emission grid; dropped",
                 VoiWarning,
                 stacklevel=3,
             )
     if not kept:
-        raise StudyError(f"{where}: no VOI covers any voxel of the SPECT grid")
+        raise StudyError(f"{where}: no VOI covers any voxel of the emission (SPECT/PET) grid")
     ids: list[int] = []
     used: set[int] = {int(v["voi_id"]) for v in declared.values() if "voi_id" in v}
     for roi in kept:
