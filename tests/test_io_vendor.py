@@ -557,6 +557,11 @@ def test_rtstruct_drawn_on_the_24h_ct(make_tiny_study, tmp_path):
     assert nm24.FrameOfReferenceUID != nm4.FrameOfReferenceUID
     loaded = hz.open_study(folder)
     assert loaded.attrs["reference_time_index"] == 1
+    # the reference grid is the 24 h SPECT's, as SimpleITK reads it; its values are pydicom's
+    _assert_geometry_like_sitk(loaded, sitk.ReadImage(str(folder / "NM" / "T02.dcm")))
+    np.testing.assert_allclose(
+        loaded["activity"].values[1], _rescaled(folder / "NM" / "T02.dcm"), rtol=VALUE_RTOL
+    )
     # no motion between time points: the labels are the original ones
     np.testing.assert_array_equal(loaded["labels"].values, study["labels"].values)
 
@@ -579,6 +584,10 @@ def test_no_voi_file_gives_the_body_and_threshold_lesions(make_tiny_study, tmp_p
     side.pop("vois", None)
     (folder / "harmonize.json").write_text(json.dumps(side))
     body_only = hz.open_study(folder)
+    _assert_geometry_like_sitk(body_only, sitk.ReadImage(str(folder / "NM" / "T01.dcm")))
+    np.testing.assert_allclose(
+        body_only["activity"].values[0], _rescaled(folder / "NM" / "T01.dcm"), rtol=VALUE_RTOL
+    )
     np.testing.assert_array_equal(body_only["labels"].values > 0, labels > 0)
     assert json.loads(body_only.attrs["voi_source"])["method"] == "derived"
     side["auto_lesions"] = {"threshold_fraction": 0.4, "min_volume_ml": 0.5}
