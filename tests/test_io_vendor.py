@@ -858,3 +858,22 @@ def test_energy_windows_without_slice_vector_keep_the_origin(tmp_path):
     np.testing.assert_allclose(
         study["activity"].values[0], stored[SHAPE[0] :] * 1.5, rtol=VALUE_RTOL
     )
+
+
+def test_enhanced_ct_is_read_from_its_functional_groups(tmp_path):
+    """An Enhanced CT (PS3.3 A.38) on the same grid as an enhanced PET: copied exactly."""
+    when = INJECTION + timedelta(hours=24)
+    folder = _study_folder(tmp_path, "enhanced_ct")
+    _enhanced(folder / "pet.dcm", _stored(14), "PT", ENHANCED_PET_STORAGE, when)
+    ct = _enhanced(folder / "ct.dcm", _stored(15), "CT", "1.2.840.10008.5.1.4.1.1.2.1", when)
+    ds = pydicom.dcmread(ct)
+    ds.SeriesInstanceUID = generate_uid()
+    del ds.Units, ds.RadiopharmaceuticalInformationSequence, ds.DecayCorrection
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
+    ds.save_as(ct)
+    study = hz.open_study(folder)
+    _assert_geometry_like_sitk(study, sitk.ReadImage(str(ct)))
+    slopes = 0.5 + 0.25 * np.arange(SHAPE[0])
+    expected = pydicom.dcmread(ct).pixel_array * slopes[:, None, None]
+    np.testing.assert_allclose(study["ct"].values, expected, rtol=VALUE_RTOL)
+    assert (study["labels"].values > 0).all()  # every CT voxel ≥ 0 HU > −500 HU: all body
