@@ -8,7 +8,7 @@
   are removed once the lock is held — nobody else can be writing them;
 * **a manifest** ``OUT/_harmonize_manifest.json`` (the leading ``_`` keeps readers away from
   it, SPEC.md §4.5) records, per workflow, its version and parameters, the cohort's inputs
-  (study → SHA-256 of the source files), and when the run ends every file written (SHA-256,
+  (SHA-256 of each study's source files, no patient id), and when the run ends every file written (SHA-256,
   rows) and the status ``complete``. It is written with status ``running`` before any result
   file, and again atomically at the end; a killed run leaves ``running``, which
   ``harmonize validate`` reports;
@@ -97,10 +97,13 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def input_hashes(paths: Mapping[tuple[str, int], Any]) -> dict[str, str]:
-    """``"<patient>_c<cycle>"`` → SHA-256 of the study's source file(s), sorted by key."""
-    out: dict[str, str] = {}
-    for (patient, cycle), source in sorted(paths.items()):
+def input_hashes(paths: Mapping[tuple[str, int], Any]) -> list[str]:
+    """Sorted SHA-256 of each study's source file(s).
+
+    Only hashes: the manifest names no patient (a raw DICOM study's key is an original ID).
+    """
+    out: list[str] = []
+    for source in paths.values():
         files: Sequence[Path] = (
             [Path(p) for p in source]
             if isinstance(source, list)
@@ -112,8 +115,8 @@ def input_hashes(paths: Mapping[tuple[str, int], Any]) -> dict[str, str]:
         for f in sorted(files):
             digest.update(f.name.encode())
             digest.update(_sha256_file(f).encode() if f.exists() else b"missing")
-        out[f"{patient}_c{cycle}"] = digest.hexdigest()
-    return out
+        out.append(digest.hexdigest())
+    return sorted(out)
 
 
 def read_manifest(out: Path) -> dict[str, Any] | None:
@@ -147,7 +150,7 @@ def file_record(path: Path, out: Path) -> tuple[str, dict[str, Any]]:
 def check_folder(
     out: Path,
     workflows: Mapping[str, Mapping[str, Any]],
-    inputs: Mapping[str, str],
+    inputs: Sequence[str],
     *,
     overwrite: bool,
     append: bool,
@@ -158,8 +161,8 @@ def check_folder(
     ----------
     workflows : mapping name → {"version", "parameters"}
         What this run will write.
-    inputs : mapping study → source hash
-        This run's cohort.
+    inputs : sequence of str
+        Source hashes of this run's cohort (:func:`input_hashes`).
 
     Raises
     ------
@@ -187,13 +190,12 @@ def check_folder(
             "versions; pass --overwrite to replace them (all of that workflow's files), or "
             "choose another --out"
         )
-    old_inputs = old.get("inputs", {})
-    other = sorted(k for k in old_inputs if inputs.get(k) != old_inputs[k])
+    other = sorted(set(old.get("inputs", [])) - set(inputs))
     if other and not (append or overwrite):
         raise RunFolderError(
-            f"{out} holds results of other inputs than this cohort ({len(other)} studies, "
-            f"e.g. {other[:3]}); pass --append to add this cohort's results beside them, "
-            "--overwrite to replace them, or choose another --out"
+            f"{out} holds results of other inputs than this cohort ({len(other)} studies "
+            "whose source files this cohort does not have); pass --append to add this "
+            "cohort's results beside them, --overwrite to replace them, or choose another --out"
         )
     return old
 

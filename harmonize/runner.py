@@ -344,7 +344,9 @@ def run_cohort(
     key : bytes, optional
         Pseudonymisation key for studies that still carry an original patient ID (DICOM
         not de-identified): their results get :func:`harmonize.deid.pseudonym` ids.
-        Without a key such studies fail with a clear reason and nothing is written.
+        Without a key such studies are refused before any computation
+        (:class:`harmonize.io.phi.IdentifiedStudyError`, naming their folders only); a
+        sidecar ``patient_id`` does not make a study de-identified (:mod:`harmonize.io.phi`).
     save_maps : {"dicom", "nifti"}, optional
         Also write each dose map as ``OUT/dose_maps/<workflow>/<patient>_c<cycle>`` (DICOM
         RT Dose or NIfTI) for viewing in the centre's own software.
@@ -354,6 +356,11 @@ def run_cohort(
     if workers < 1:
         raise ValueError(f"workers must be ≥ 1, got {workers}")
     cohort = cohort if isinstance(cohort, Cohort) else open_cohort(cohort)
+    # the PHI gate, before any computation: raw studies are refused without a key (once
+    # each, naming the folder only); with a key their failures are reported by pseudonym
+    from harmonize.io.phi import require_deidentified
+
+    raw = set(require_deidentified(cohort.paths, key))
     adapters = _adapters(workflows, overrides)
     out = Path(out_dir)
     with runfolder.locked(out):
@@ -379,13 +386,13 @@ def run_cohort(
             "format": 1,
             "status": "running",
             "workflows": {**(old.get("workflows", {}) if old else {}), **specs},
-            "inputs": {**(old.get("inputs", {}) if old and append else {}), **inputs},
+            "inputs": sorted({*(old.get("inputs", []) if old and append else []), *inputs}),
             "files": old_files,
         }
         runfolder.write_manifest(out, manifest)
         report = _run_locked(
             cohort, adapters, out, workers, scheduler, include_truth, overwrite, progress,
-            save_maps, key,
+            save_maps, key, raw,
         )  # fmt: skip
         manifest["files"] = {
             **old_files,
@@ -412,6 +419,7 @@ def _run_locked(
     progress: bool,
     save_maps: str | None,
     key: bytes | None,
+    raw: set[tuple[str, int]],
 ) -> RunReport:
     report = RunReport(out_dir=out)
     for path, reason in sorted(cohort.unreadable.items()):
@@ -426,7 +434,12 @@ def _run_locked(
     voi_by_workflow: dict[str, list[pd.DataFrame]] = {}
     for ((patient_id, cycle), adapter), result in zip(keys, results, strict=True):
         if not result["ok"]:
-            report.failures.append(RunFailure(patient_id, cycle, adapter.name, result["reason"]))
+            shown = patient_id
+            if (patient_id, cycle) in raw and key is not None:
+                from harmonize.deid import pseudonym
+
+                shown = pseudonym(patient_id, key)
+            report.failures.append(RunFailure(shown, cycle, adapter.name, result["reason"]))
             continue
         report.files += result["files"]
         voi_by_workflow.setdefault(adapter.name, []).append(result["voi_dose"])
