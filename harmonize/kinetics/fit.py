@@ -77,6 +77,10 @@ from harmonize.kinetics.models import (
     exponential_terms,
 )
 from harmonize.kinetics.voxel import (
+    _LOCAL_STEP,
+    _MAX_HALVINGS,
+    _NEWTON_MAX_ITER,
+    _REL_TOL,
     HEAD_RULES,
     LAMBDA_MAX_PER_H,
     TAIL_RULES,
@@ -414,20 +418,114 @@ def _fit_parametric(
     return amps * scale, lams, True
 
 
+def _monoexp_newton(
+    t: list[float], y: list[float], w: list[float], lam_phys: float
+) -> tuple[float, float] | None:
+    """Amplitude and λ of the bounded mono-exponential fit of one TAC, or None.
+
+    The algorithm of :func:`~harmonize.kinetics.voxel.fit_monoexp_columns` (closed-form
+    weighted log-linear start, safeguarded Newton on the variable-projection gain
+    ``g(λ) = (Σw·y·e)²/Σw·e²``, projected onto the bounds, step halving, stop at a relative
+    step of 1e-7) written for one curve of a few points in plain floats: numpy's per-call
+    cost is larger than the arithmetic here. ``tests/test_kinetics_reference.py`` checks that both
+    give the same λ. None when the fit is impossible (fewer than two points with positive
+    weight), Newton did not converge, or the amplitude is not positive.
+    """
+    pts = [(ti, yi, wi) for ti, yi, wi in zip(t, y, w, strict=True) if yi > 0 and wi > 0]
+    if len(pts) < 2:
+        return None
+    # Start: weighted log-linear regression, weights w·y² (positive points only).
+    s0 = s1 = s2 = z0 = z1 = 0.0
+    for ti, yi, wi in pts:
+        ui = wi * yi * yi
+        zi = math.log(yi)
+        s0 += ui
+        s1 += ti * ui
+        s2 += ti * ti * ui
+        z0 += ui * zi
+        z1 += ti * ui * zi
+    stt = s2 - s1 * s1 / s0
+    slope = (z1 - s1 * z0 / s0) / stt if stt > 0 else 0.0
+    lam_max = LAMBDA_MAX_PER_H
+    lam = min(max(-slope, lam_phys), lam_max)
+    if len(t) == 2 and lam_phys < lam < lam_max and len(pts) == 2:
+        converged = True  # two positive points inside the bounds: the start fits exactly
+    else:
+        converged = False
+
+    def gain(lam_: float) -> float:
+        num = den = 0.0
+        for ti, yi, wi in pts:
+            e = math.exp(-lam_ * ti)
+            num += wi * yi * e
+            den += wi * e * e
+        return max(num, 0.0) ** 2 / den if den > 0 else 0.0
+
+    for _ in range(_NEWTON_MAX_ITER if not converged else 0):
+        n0 = n1 = n2 = d0 = d1 = d2 = 0.0
+        for ti, yi, wi in pts:
+            e = math.exp(-lam * ti)
+            wye = wi * yi * e
+            wee = wi * e * e
+            n0 += wye
+            n1 += ti * wye
+            n2 += ti * ti * wye
+            d0 += wee
+            d1 += ti * wee
+            d2 += ti * ti * wee
+        n1, d1, d2 = -n1, -2.0 * d1, 4.0 * d2
+        dd = d0 if d0 > 0 else 1.0
+        r1, r2 = d1 / dd, d2 / dd
+        u0, u1, u2 = n0 * n0, 2.0 * n0 * n1, 2.0 * (n1 * n1 + n0 * n2)
+        q = u1 - u0 * r1
+        curv = u2 - u0 * r2 - 2.0 * r1 * q
+        newton = curv < 0 and n0 > 0
+        step = -q / curv if newton else math.copysign(0.5 * lam, q) if q != 0 else 0.0
+        if not math.isfinite(step):
+            step = 0.0
+        step = min(max(lam + step, lam_phys), lam_max) - lam
+        new = lam
+        if newton and abs(step) <= _LOCAL_STEP * lam:
+            new = lam + step
+        elif step != 0:
+            g_now = max(n0, 0.0) ** 2 / dd
+            for _ in range(_MAX_HALVINGS):
+                if gain(lam + step) >= g_now:
+                    new = lam + step
+                    break
+                step *= 0.5
+        moved = abs(new - lam) > _REL_TOL * lam
+        lam = new
+        if not moved:
+            converged = True
+            break
+    if not converged:
+        return None
+    num = den = 0.0
+    for ti, yi, wi in pts:
+        e = math.exp(-lam * ti)
+        num += wi * yi * e
+        den += wi * e * e
+    amp = num / den if den > 0 else 0.0
+    if not (math.isfinite(amp) and math.isfinite(lam) and amp > 0):
+        return None
+    return amp, lam
+
+
 def _fit_monoexp(
-    t: np.ndarray, y: np.ndarray, w: np.ndarray, weighting: str, lam_phys: float
+    t: np.ndarray, y: np.ndarray, w: np.ndarray, lam_phys: float
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """The mono-exponential by variable projection (closed-form start, Newton on λ).
 
     The same bounded weighted least-squares optimum the least squares of
-    :func:`_fit_parametric` finds (one minimum of a 1-D profile in λ,
-    :func:`~harmonize.kinetics.voxel.fit_monoexp_columns`), at a fraction of the cost; the
-    least squares remain the fallback when Newton does not converge or finds no fit.
+    :func:`_fit_parametric` finds (one minimum of a 1-D profile in λ), at a fraction of the
+    cost; the least squares remain the fallback when Newton does not converge or finds no
+    fit.
     """
-    a, lam, vflags = fit_monoexp_columns(t, y[:, None], lam_phys, weighting)
-    if vflags[0] & (VoxelFlag.FALLBACK | VoxelFlag.NOT_CONVERGED):
+    found = _monoexp_newton(t.tolist(), y.tolist(), w.tolist(), lam_phys)
+    if found is None:
         return _fit_parametric("monoexp", t, y, w, lam_phys)
-    return a, lam, True
+    return np.array([found[0]]), np.array([found[1]]), True
 
 
 # --------------------------------------------------------------------------- fit_tac
@@ -457,7 +555,7 @@ def _fit_one(
         fb = _fallback(model, t, y, weighting, lam_phys, [*flags, "too_few_positive_points"])
         return fb, math.inf
     if model == "monoexp":
-        amps, lams, ok = _fit_monoexp(t, y, w, weighting, lam_phys)
+        amps, lams, ok = _fit_monoexp(t, y, w, lam_phys)
     else:
         amps, lams, ok = _fit_parametric(model, t, y, w, lam_phys)
     if not ok:
