@@ -11,7 +11,7 @@ medians over rounds. The figure that matters is the ratio to the floor in the sa
 * ``help``: ``harmonize --help``;
 * ``workflows``: ``harmonize workflows`` (discovers and loads every installed adapter).
 
-Run ``python benchmarks/bench_startup.py [--rounds 7]``.
+Run ``python benchmarks/bench_startup.py [--rounds 5]``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _run_s(args: list[str]) -> float:
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark, print the figures and return them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (median)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     args = parser.parse_args(argv)
 
     for cmd in COMMANDS.values():  # warm the file cache once, not timed

@@ -225,6 +225,7 @@ def load_live(canonical: str) -> Nuclide:
     )
 
 
+@functools.lru_cache(maxsize=256)
 def _canonical(name: str) -> str:
     cached = _table_name(name)
     if cached is not None and cached in _table()["nuclides"]:
