@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from importlib.metadata import version
 
 import numpy as np
@@ -116,15 +114,3 @@ def test_lookup_outside_table_uses_live_packages():
     co = nuclides.get_nuclide("Co60")
     assert co.name == "Co-60"
     assert co.half_life_h / (24 * 365.25) == pytest.approx(5.2713, rel=1e-4)
-
-
-def test_import_and_first_lookup_do_not_import_heavy_packages():
-    # Start-up (issue #17): `import harmonize` + a Lu-177 look-up loads numpy only.
-    code = (
-        "import sys, harmonize; harmonize.get_nuclide('Lu-177');"
-        "heavy = {'radioactivedecay', 'sympy', 'pandas', 'xarray', 'pyarrow', 'scipy',"
-        " 'matplotlib', 'dask', 'SimpleITK', 'highdicom'};"
-        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
