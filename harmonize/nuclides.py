@@ -118,8 +118,8 @@ class Nuclide:
 NUCLIDE_TABLE = "nuclides_icrp107.json"
 
 # "Lu-177", "Lu177", "lu-177", "Tc-99m"; or "177Lu", "99mTc" (radioactivedecay's spellings).
-_SYMBOL_FIRST = re.compile(r"^([a-z]{1,2})-?(\d{1,3})(m{0,3})$", re.IGNORECASE)
-_MASS_FIRST = re.compile(r"^(\d{1,3})(m{0,3})-?([a-z]{1,2})$", re.IGNORECASE)
+_SYMBOL_FIRST = re.compile(r"^([a-z]{1,2})-?([1-9]\d{0,2})(m{0,3})$", re.IGNORECASE)
+_MASS_FIRST = re.compile(r"^([1-9]\d{0,2})(m{0,3})-?([a-z]{1,2})$", re.IGNORECASE)
 
 
 def _table_name(name: str) -> str | None:
@@ -138,7 +138,7 @@ def _table_name(name: str) -> str | None:
         if not match:
             return None
         mass, meta, symbol = match.groups()
-    return f"{symbol.capitalize()}-{int(mass)}{meta.lower()}"
+    return f"{symbol.capitalize()}-{mass}{meta.lower()}"
 
 
 @functools.cache

@@ -94,7 +94,8 @@ def _spellings(canonical: str) -> list[str]:
     symbol, mass = canonical.split("-")
     meta = mass.lstrip("0123456789")
     number = mass[: len(mass) - len(meta)]
-    return [canonical, f"{symbol}{mass}", f"{number}{meta}{symbol}", canonical.upper(),
+    return [canonical, f"{symbol}{mass}", f"{number}{meta}{symbol}", f"{number}{meta}-{symbol}",
+            canonical.upper(),
             canonical.lower(), f" {symbol}{mass} "]  # fmt: skip
 
 
@@ -114,3 +115,11 @@ def test_lookup_outside_table_uses_live_packages():
     co = nuclides.get_nuclide("Co60")
     assert co.name == "Co-60"
     assert co.half_life_h / (24 * 365.25) == pytest.approx(5.2713, rel=1e-4)
+
+
+@pytest.mark.parametrize("name", ["Y-090", "Lu-0177", "Lu--177"])
+def test_spellings_radioactivedecay_refuses_are_refused(name):
+    # The table's parser must not accept what radioactivedecay rejects.
+    assert nuclides._table_name(name) is None
+    with pytest.raises(nuclides.NuclideError, match="unknown radionuclide"):
+        nuclides.get_nuclide(name)
