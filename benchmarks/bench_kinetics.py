@@ -10,7 +10,15 @@ zero or negative, as real SPECT does). Timed:
 * a per-voxel :func:`scipy.optimize.curve_fit` loop (the way per-voxel tools are usually
   written) on a random subset, extrapolated to the whole volume;
 * peak memory of the vectorised fit (``tracemalloc``, numpy allocations included) and the
-  process's maximum resident set size.
+  process's maximum resident set size;
+* the **floors**, timed in the same rounds (paired, medians): one memory pass over the
+  series (``sum`` over time), a closed-form log-linear fit of every voxel (the floor of the
+  mono-exponential) and the trapezoid's own passes (``np.trapezoid`` plus a physical tail,
+  the floor of the trapezoid); each fit's ratio to its floor is printed;
+* single TACs side by side: :func:`harmonize.kinetics.fit_tac` against a bare
+  :func:`scipy.optimize.curve_fit` of the same model (no bounds, checks, integral or flags),
+  per TAC, paired rounds, medians: the mono-exponential on 4 points and the bi-exponential
+  with uptake on 7.
 
 Run ``python benchmarks/bench_kinetics.py [--size 128] [--subset 2000] [--repeat 3]``.
 """
@@ -95,6 +103,76 @@ def curve_fit_loop(activity_2d: np.ndarray, lam_phys: float) -> np.ndarray:
     return out
 
 
+def loglin_floor(study: np.ndarray) -> np.ndarray:
+    """Closed-form log-linear mono-exponential TIA of every voxel (no weights, no checks)."""
+    y = study.reshape(study.shape[0], -1).astype(float)
+    z = np.log(np.maximum(y, 1e-30))
+    tc = TIMES_H - TIMES_H.mean()
+    slope = tc @ z / (tc @ tc)
+    intercept = z.mean(axis=0) - slope * TIMES_H.mean()
+    return np.exp(intercept) / np.maximum(-slope, 1e-12)
+
+
+def trapezoid_floor(study: np.ndarray, lam_phys: float) -> np.ndarray:
+    """Trapezoid with a linear head and a physical tail: the trapezoid's own memory passes."""
+    y = study.reshape(study.shape[0], -1).astype(float)
+    return np.trapezoid(y, TIMES_H, axis=0) + 0.5 * y[0] * TIMES_H[0] + y[-1] / lam_phys
+
+
+def _paired(fns: dict, rounds: int) -> dict[str, list[float]]:
+    """Wall times of every function, interleaved round by round (same load in a round)."""
+    out: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            out[name].append(time.perf_counter() - t0)
+    return out
+
+
+def _ratio(times: dict[str, list[float]], num: str, den: str) -> float:
+    """Median over rounds of the paired ratio num/den."""
+    return float(np.median(np.array(times[num]) / np.array(times[den])))
+
+
+def _biexp_uptake(t: np.ndarray, a: float, l1: float, l2: float) -> np.ndarray:
+    return a * (np.exp(-l1 * t) - np.exp(-l2 * t))
+
+
+def single_tac_side_by_side(rounds: int, n_tacs: int = 100) -> dict:
+    """fit_tac against a bare curve_fit per TAC (seconds per TAC, paired medians)."""
+    rng = np.random.default_rng(5)
+    t7 = np.array([1.0, 4.0, 24.0, 48.0, 72.0, 120.0, 192.0])
+    lam = rng.uniform(np.log(2) / 150, np.log(2) / 30, n_tacs)
+    mono = 50.0 * np.exp(-np.outer(lam, TIMES_H)) * (1 + 0.05 * rng.standard_normal((n_tacs, 4)))
+    clean = 80.0 * (np.exp(-np.outer(lam, t7)) - np.exp(-0.3 * t7))
+    bi = clean * (1 + 0.05 * rng.standard_normal((n_tacs, 7)))
+
+    def loop(fn, data):
+        return lambda: [fn(row) for row in data]
+
+    fns = {
+        "fit_tac_monoexp": loop(lambda y: kinetics.fit_tac(TIMES_H, y, model="monoexp"), mono),
+        "curve_fit_monoexp": loop(
+            lambda y: curve_fit(_monoexp, TIMES_H, y, p0=(float(y[0]), 0.01)), mono
+        ),
+        "fit_tac_biexp_uptake": loop(lambda y: kinetics.fit_tac(t7, y, model="biexp_uptake"), bi),
+        "curve_fit_biexp_uptake": loop(
+            lambda y: curve_fit(_biexp_uptake, t7, y, p0=(2 * float(y.max()), 0.01, 0.2)), bi
+        ),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OptimizeWarning)
+        times = _paired(fns, rounds)
+    out = {f"{k}_ms_per_tac": 1e3 * float(np.median(v)) / n_tacs for k, v in times.items()}
+    out["n_tacs"] = n_tacs
+    out["monoexp_ratio_to_curve_fit"] = _ratio(times, "fit_tac_monoexp", "curve_fit_monoexp")
+    out["biexp_uptake_ratio_to_curve_fit"] = _ratio(
+        times, "fit_tac_biexp_uptake", "curve_fit_biexp_uptake"
+    )
+    return out
+
+
 def _time(fn, repeat: int) -> tuple[float, float]:
     """Best wall time over ``repeat`` runs and the process CPU time of that run."""
     best, cpu = np.inf, np.inf
@@ -170,6 +248,25 @@ def main(argv: list[str] | None = None) -> dict:
     for name in runs:
         figures[name]["speedup_vs_curve_fit_loop"] = figures[name]["voxels_per_s"] / loop_rate
 
+    floors = _paired(
+        {
+            **runs,
+            "memory_pass": lambda: study.sum(axis=0),
+            "loglin_closed_form": lambda: loglin_floor(study),
+            "trapezoid_floor": lambda: trapezoid_floor(study, lam_phys),
+        },
+        args.repeat,
+    )
+    figures["floors"] = {
+        **{f"{k}_seconds_median": float(np.median(v)) for k, v in floors.items()},
+        "monoexp_ratio_to_loglin": _ratio(floors, "monoexp", "loglin_closed_form"),
+        "monoexp_ratio_to_memory_pass": _ratio(floors, "monoexp", "memory_pass"),
+        "trapezoid_ratio_to_floor": _ratio(floors, "trapezoid_monoexp_tail", "trapezoid_floor"),
+        "rounds": args.repeat,
+        "load_average_1min": os.getloadavg()[0],
+    }
+    figures["single_tac"] = single_tac_side_by_side(args.repeat)
+
     # Agreement on the subset (voxels with four positive points, where both fit the same data):
     # TIA difference, and whether our least-squares optimum is at least as good (RSS).
     det = kinetics.fit_voxels(
@@ -217,6 +314,29 @@ def main(argv: list[str] | None = None) -> dict:
         f"curve_fit's in {100 * a['fraction_rss_not_worse']:.1f} % of them"
     )
     print(f"max RSS of the process: {figures['max_rss_mib']:.0f} MiB")
+    fl = figures["floors"]
+    print(
+        f"floors (paired, median of {fl['rounds']} rounds, load {fl['load_average_1min']:.1f}): "
+        f"memory pass {fl['memory_pass_seconds_median']:.3f} s, closed-form log-linear "
+        f"{fl['loglin_closed_form_seconds_median']:.3f} s, trapezoid passes "
+        f"{fl['trapezoid_floor_seconds_median']:.3f} s"
+    )
+    print(
+        f"  fit_voxels monoexp {fl['monoexp_seconds_median']:.3f} s = "
+        f"{fl['monoexp_ratio_to_loglin']:.1f}x log-linear, "
+        f"{fl['monoexp_ratio_to_memory_pass']:.0f}x one memory pass; trapezoid "
+        f"{fl['trapezoid_monoexp_tail_seconds_median']:.3f} s = "
+        f"{fl['trapezoid_ratio_to_floor']:.1f}x its own passes"
+    )
+    st = figures["single_tac"]
+    print(
+        f"single TAC (per TAC, {st['n_tacs']} TACs): fit_tac monoexp "
+        f"{st['fit_tac_monoexp_ms_per_tac']:.3f} ms vs bare curve_fit "
+        f"{st['curve_fit_monoexp_ms_per_tac']:.3f} ms ({st['monoexp_ratio_to_curve_fit']:.2f}x); "
+        f"biexp_uptake {st['fit_tac_biexp_uptake_ms_per_tac']:.3f} ms vs "
+        f"{st['curve_fit_biexp_uptake_ms_per_tac']:.3f} ms "
+        f"({st['biexp_uptake_ratio_to_curve_fit']:.2f}x)"
+    )
     return figures
 
 

@@ -51,7 +51,7 @@ __all__ = [
 
 HERE = Path(__file__).resolve().parent
 #: Benchmarks the issues ask for; a missing one is reported, not an error.
-EXPECTED_BENCHMARKS = ("compare", "dose", "io", "kinetics", "phantom")
+EXPECTED_BENCHMARKS = ("compare", "dose", "io", "kinetics", "phantom", "startup")
 
 
 def _version(dist: str) -> str:

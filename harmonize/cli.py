@@ -353,17 +353,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    from harmonize.cohort import CohortError
-    from harmonize.study import StudyError
-
     try:
         return func(args)
-    except (CLIError, StudyError, CohortError, OSError, KeyError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, _bad_input_errors()):
+            raise
         print(f"harmonize {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except ValueError as exc:
-        print(f"harmonize {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+
+
+def _bad_input_errors() -> tuple[type[BaseException], ...]:
+    """Error types reported as bad input (exit 2).
+
+    The study and cohort modules import xarray and pandas (seconds); they are not imported
+    just to name their errors: a module that was never imported cannot have raised one.
+    """
+    errors: list[type[BaseException]] = [CLIError, OSError, KeyError, ValueError]
+    for module, name in (("harmonize.cohort", "CohortError"), ("harmonize.study", "StudyError")):
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
+    return tuple(errors)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -40,8 +40,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
-from scipy.interpolate import PchipInterpolator
 from scipy.optimize import curve_fit
 
 from harmonize.errors import HarmonizeError
@@ -199,6 +197,8 @@ class RecoveryCurve:
         if self.kind == "parametric":
             p = self.params
             return _hill(v, p["v_half_ml"], p["n"], p["rc_max"])
+        from scipy.interpolate import PchipInterpolator  # here: ~0.5 s of start-up
+
         interp = PchipInterpolator(np.log(self.volumes_ml), self.rc, extrapolate=False)
         logv = np.clip(np.log(v), math.log(self.volumes_ml[0]), math.log(self.volumes_ml[-1]))
         return np.asarray(interp(logv), dtype=float)
@@ -295,6 +295,8 @@ def recovery_curve_from_psf(
     sigma_vox = fwhm * _FWHM_TO_SIGMA / vox
     voxel_ml = float(np.prod(vox)) / 1000.0
     out_v, out_rc = [], []
+    from scipy import ndimage  # here, not at module level: ~0.3 s of start-up
+
     for vol in vols:  # a handful of sphere volumes
         radius_mm = (3.0 * vol * 1000.0 / (4.0 * math.pi)) ** (1.0 / 3.0)
         half = np.ceil((radius_mm + 4.0 * fwhm * _FWHM_TO_SIGMA * 2.0) / vox).astype(int)

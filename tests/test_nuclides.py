@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from importlib.metadata import version
 
+import numpy as np
 import pytest
 
 from harmonize import nuclides
@@ -49,4 +51,75 @@ def test_other_nuclides_work():
 @pytest.mark.parametrize("name", ["Xx-999", "", "Lu-999"])
 def test_unknown_nuclide(name):
     with pytest.raises(nuclides.NuclideError, match="radionuclide"):
+        nuclides.get_nuclide(name)
+
+
+# ----------------------------------------------------------------- cached table vs live packages
+
+
+def test_cached_table_matches_live_packages_exactly():
+    # The shipped table must hold exactly (bit for bit: JSON floats round-trip) what
+    # radioactivedecay + icrp107-database give with the installed versions; if this fails
+    # after an upgrade, regenerate with `python -m harmonize._nuclide_table`.
+    from harmonize._nuclide_table import build_table, table_bytes
+
+    live = build_table()
+    shipped = nuclides._table()
+    assert shipped == live
+    path = resources_path()
+    assert path.read_bytes() == table_bytes(live)
+    prov = nuclides.nuclide_data_provenance()
+    assert prov["radioactivedecay"] == version("radioactivedecay")
+    assert prov["icrp107-database"] == version("icrp107-database")
+
+
+def resources_path():
+    from importlib import resources
+
+    return resources.files("harmonize.data").joinpath(nuclides.NUCLIDE_TABLE)
+
+
+@pytest.mark.parametrize("name", ["Lu-177", "Ac-225", "Tc-99m", "Lu-177m", "I-131"])
+def test_cached_nuclide_equals_live_object(name):
+    cached = nuclides.get_nuclide(name)
+    live = nuclides.load_live(name)
+    for attr in ("name", "half_life_h", "electron_energy_mev", "alpha_energy_mev",
+                 "photon_energy_mev", "gamma_energy_mev"):  # fmt: skip
+        assert getattr(cached, attr) == getattr(live, attr), attr
+    np.testing.assert_array_equal(cached.photon_energies_mev, live.photon_energies_mev)
+    np.testing.assert_array_equal(cached.photon_yields, live.photon_yields)
+
+
+def _spellings(canonical: str) -> list[str]:
+    symbol, mass = canonical.split("-")
+    meta = mass.lstrip("0123456789")
+    number = mass[: len(mass) - len(meta)]
+    return [canonical, f"{symbol}{mass}", f"{number}{meta}{symbol}", f"{number}{meta}-{symbol}",
+            canonical.upper(),
+            canonical.lower(), f" {symbol}{mass} "]  # fmt: skip
+
+
+def test_table_spellings_resolve_like_radioactivedecay():
+    # Every spelling the fast parser accepts for a cached nuclide must give the canonical name
+    # radioactivedecay gives (the parser is only a shortcut around radioactivedecay).
+    for canonical in nuclides._table()["nuclides"]:
+        for spelling in _spellings(canonical):
+            assert nuclides._table_name(spelling) == canonical, spelling
+            assert nuclides._canonical_live(spelling) == canonical, spelling
+            assert nuclides.get_nuclide(spelling).name == canonical
+
+
+def test_lookup_outside_table_uses_live_packages():
+    # Co-60 is not in the table: served by radioactivedecay (ICRP-107 T½ = 5.2713 y).
+    assert "Co-60" not in nuclides._table()["nuclides"]
+    co = nuclides.get_nuclide("Co60")
+    assert co.name == "Co-60"
+    assert co.half_life_h / (24 * 365.25) == pytest.approx(5.2713, rel=1e-4)
+
+
+@pytest.mark.parametrize("name", ["Y-090", "Lu-0177", "Lu--177"])
+def test_spellings_radioactivedecay_refuses_are_refused(name):
+    # The table's parser must not accept what radioactivedecay rejects.
+    assert nuclides._table_name(name) is None
+    with pytest.raises(nuclides.NuclideError, match="unknown radionuclide"):
         nuclides.get_nuclide(name)

@@ -27,8 +27,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-import scipy.fft
-from scipy.signal import fftconvolve
 
 from harmonize.dose._common import (
     SECONDS_PER_HOUR,
@@ -77,6 +75,9 @@ def convolve_kernel(
     check_finite_nonnegative("tia_mbq_h_map", tia)
     d = as_voxel_size_mm(voxel_size_mm)
     kernel = voxel_kernel(d, nuclide, medium)
+    import scipy.fft
+    from scipy.signal import fftconvolve  # here: importing scipy.signal costs ~1 s of start-up
+
     with scipy.fft.set_workers(workers if workers is not None else 1):
         conv = fftconvolve(tia, kernel, mode="same")
     # FFT round-off can leave values of order 1e-16 x max below zero where the true dose is 0.
