@@ -223,7 +223,9 @@ class WorkflowAdapter:
     url: ClassVar[str] = ""
     #: Capability tags.
     tags: ClassVar[WorkflowTags] = WorkflowTags()
-    #: Rule for cumulative indices over cycles (see harmonize.indices.patient_index).
+    #: Rule for cumulative indices: how the total over the planned treatment is formed from
+    #: the cycles measured (one of harmonize.indices.CUMULATIVE_RULES; see
+    #: harmonize.indices.patient_index).
     cumulative_rule: ClassVar[str] = "sum"
     #: The config class.
     Config: ClassVar[type[WorkflowConfig]] = WorkflowConfig

@@ -81,7 +81,10 @@ class BordetWorkflow(WorkflowAdapter):
         truth_tolerance=0.25,
         truth_min_volume_ml=20.0,
     )
-    cumulative_rule = "sum"
+    # Bordet (LUMEN) performed dosimetry after every cycle; a cycle missing from
+    # the data is linearly interpolated between its measured neighbours, a missing first or
+    # last cycle leaves the total incomplete [assumed] (harmonize.indices.patient_index)
+    cumulative_rule = "sum_interpolated"
     Config = BordetConfig
     config: BordetConfig
 
