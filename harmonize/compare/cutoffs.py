@@ -296,10 +296,12 @@ def _cohen_rows(
     note = "Cohen 1960, Wald CI clipped to [-1, 1]"
     if not hi > lo:
         lo = hi = math.nan
-        note = (
-            f"Cohen 1960; CI not estimable: zero standard error (every one of the {n} "
-            "patients classified alike)"
+        why = (
+            f"all {n} patients classified alike"
+            if np.all(a == b)
+            else f"one workflow puts all {n} patients on the same side"
         )
+        note = f"Cohen 1960; CI not estimable: zero standard error ({why})"
     rows.append(dict(statistic="cohen_kappa", estimate=k.kappa, ci_low=lo, ci_high=hi, note=note))
     return rows
 
