@@ -142,6 +142,10 @@ class PhantomConfig:
         the total over the planned treatment whatever cycles were imaged.
     tumour_cycle_factor : float
         Multiplier of tumour uptake per cycle after the first [assumed].
+    lesion_dose_scale : tuple of float
+        Cohort design: patient ``i`` has its lesions' specific dose multiplied by
+        ``lesion_dose_scale[i % len]`` (empty: 1 for everyone). The demo uses it to give the
+        cohort patients on both sides of every published cutoff (:mod:`harmonize.demo`).
     nuclide : str
         Radionuclide.
     injected_activity_mbq : float
@@ -164,6 +168,7 @@ class PhantomConfig:
     cycles: tuple[int, ...] = (1, 2, 3, 4)
     planned_cycles: int | None = None
     tumour_cycle_factor: float = 0.9
+    lesion_dose_scale: tuple[float, ...] = ()
     nuclide: str = "Lu-177"
     injected_activity_mbq: float = 7400.0
     motion_mm: float = 0.0
@@ -359,6 +364,9 @@ def _draw_kinetics(
         else:
             mean, sd = SPECIFIC_DOSE_GY_PER_GBQ[cls]
             base_dose[i] = max(rng.normal(mean, sd), 0.2 * mean)
+    if config.lesion_dose_scale:
+        scale = float(config.lesion_dose_scale[patient.index % len(config.lesion_dose_scale)])
+        base_dose = np.where([c == "lesion" for c in classes], base_dose * scale, base_dose)
     t_wash = np.array([rng.uniform(*WASHOUT_HALF_LIFE_H[c]) for c in classes])
     t_up = rng.uniform(*UPTAKE_HALF_LIFE_H, size=n)
     for cycle in config.all_cycles:

@@ -153,7 +153,10 @@ def synthetic_results(seed: int = 7) -> dict[str, pd.DataFrame]:
     voi, dvh = _with_voxel_doses(voi, seed)
     patient = pd.concat(
         [
-            indices.patient_index(voi.loc[voi["workflow"] == w], cumulative_rule=RULES[w])
+            # a 2-cycle treatment plan: cycles 1 and 2 are the whole treatment
+            indices.patient_index(
+                voi.loc[voi["workflow"] == w], cumulative_rule=RULES[w], planned_cycles=2
+            )
             for w in sorted(RULES)
         ],
         ignore_index=True,
