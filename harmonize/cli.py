@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -81,7 +82,7 @@ def _workers(value: int) -> int:
     return value
 
 
-def _cutoffs(path: Path | None) -> object:
+def _cutoffs(path: Path | None) -> Any:
     """The cutoff table of ``--cutoffs FILE.csv`` (None: the packaged one), checked now."""
     if path is None:
         return None
@@ -250,7 +251,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         read_merged(args.results),
         n_boot=args.n_boot,
         seed=args.seed,
-        cutoffs=cutoffs,  # type: ignore[arg-type]
+        cutoffs=cutoffs,
     )
     files = write_comparison(tables, args.out, overwrite=args.overwrite)
     for note in tables.notes:
@@ -268,7 +269,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         args.out,
         agreement_dir=args.agreement,
         overwrite=args.overwrite,
-        cutoffs=_cutoffs(args.cutoffs),  # type: ignore[arg-type]
+        cutoffs=_cutoffs(args.cutoffs),
     )
     if not args.quiet:
         print(f"wrote {path}")
@@ -287,7 +288,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         workers=_workers(args.workers),
         overwrite=args.overwrite,
         quiet=args.quiet,
-        cutoffs=_cutoffs(args.cutoffs),  # type: ignore[arg-type]
+        cutoffs=_cutoffs(args.cutoffs),
         planned_cycles=_planned_cycles(args.planned_cycles),
     )
 

@@ -417,7 +417,9 @@ def run_cohort(
             index = indices.patient_index(truth_all_cycles, rules[name], planned)
             index = index.loc[index["cycle"].isin(set(table["cycle"]))]
         else:
-            index = indices.patient_index(table, cumulative_rule=rules[name], planned_cycles=planned)
+            index = indices.patient_index(
+                table, cumulative_rule=rules[name], planned_cycles=planned
+            )
         for patient_id, rows in index.groupby("patient_id", sort=True):
             report.files += schema.write_results(
                 {"patient_index": rows},
