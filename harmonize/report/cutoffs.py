@@ -37,7 +37,8 @@ def _kappa_text(row: pd.Series) -> str:
     if not _finite(row["estimate"]):
         return f"not estimable ({_reason(row['note'])})"
     text = _ci(row["estimate"], row["ci_low"], row["ci_high"], fmt=_fixed)
-    if row["statistic"] == "cohen_kappa" and not (
+    statistic = row["statistic"] if "statistic" in row.index else row.name
+    if statistic == "cohen_kappa" and not (
         _finite(row["ci_low"]) and _finite(row["ci_high"])
     ):
         text += f" (CI not estimable: {_reason(row['note'])})"
