@@ -129,6 +129,29 @@ def _quiet(func: Any, *args: Any, **kwargs: Any) -> Any:
 #: (the report renders these tables; it draws no bootstrap of its own).
 DEFAULT_N_BOOT = 1000
 DEFAULT_SEED = 0
+#: Columns of the ``cutoff_classifications`` and ``cutoff_summary`` tables.
+CLASSIFICATION_COLUMNS = (
+    "cutoff_key",
+    "index",
+    "cutoff_gy",
+    "operator",
+    "patient_id",
+    "cycle",
+    "workflow",
+    "value_gy",
+    "above",
+)
+SUMMARY_COLUMNS = (
+    "cutoff_key",
+    "workflow_a",
+    "workflow_b",
+    "statistic",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "n_patients",
+    "note",
+)
 #: Columns of the ``cutoff_translation`` table.
 TRANSLATION_COLUMNS = (
     "cutoff_key",
@@ -237,7 +260,15 @@ def compare_results(
         else pd.DataFrame(columns=compare.AGREEMENT_COLUMNS)
     )
     cuts = compare.load_cutoffs() if cutoffs is None else cutoffs
-    cut = _quiet(compare.cutoff_agreement, pindex, cuts)
+    try:
+        cut = _quiet(compare.cutoff_agreement, pindex, cuts)
+    except compare.CompareError as exc:
+        notes.append(f"cutoff agreement: {exc}")
+        cut = compare.CutoffAgreement(
+            pd.DataFrame(columns=list(CLASSIFICATION_COLUMNS)),
+            pd.DataFrame(columns=list(SUMMARY_COLUMNS)),
+            pd.DataFrame(columns=["cutoff_key", "patient_id", "above", "below"]),
+        )
     refused = cut.summary.loc[cut.summary["statistic"] == "not_compared"]
     notes += [f"cutoff {r.cutoff_key}: {r.note}" for r in refused.itertuples(index=False)]
     translation = _translations(pindex, cuts, n_boot, seed, notes)
