@@ -245,8 +245,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from harmonize.pipeline import compare_results, read_merged, write_comparison
 
     cutoffs = _cutoffs(args.cutoffs)
-    if args.n_boot < 100:
-        raise CLIError(f"--n-boot: must be ≥ 100, got {args.n_boot}")
     tables = compare_results(
         read_merged(args.results),
         n_boot=args.n_boot,
