@@ -208,3 +208,20 @@ def test_report_without_comparison_uses_compare_defaults(written):
     assert "1000 bootstrap replicates, seed 0" in page
     for sentence in tables["cutoff_translation"]["sentence"]:
         assert html.escape(sentence) in page
+
+
+def test_report_references_resolve_and_cohort_line_reads_plainly(written):
+    from harmonize.report.provenance import _REFERENCES, cited_keys
+
+    results, tables = written
+    page = build_report(results, comparison=tables)
+    body, _, references = page.partition('<h2 id="references">')
+    cited = cited_keys(body)
+    # every key the page cites is resolved in its References section
+    assert cited <= set(_REFERENCES), sorted(cited - set(_REFERENCES))
+    assert "not in the bibliography" not in references
+    for key in ("Mileva2024", "Hebert2024", "Maccauro2024", "Santoro2018", "Lanconelli2012",
+                "Marin2017", "Carkeet2015", "Linnet1990", "Fleiss1971", "Cohen1960"):  # fmt: skip
+        assert f"<b>{key}</b>" in references, key
+    # 8 patients x cycles 1-4 (Milan imaged 1 and 4 only)
+    assert "8 patients · cycles 1–4 · 32 patient-cycles" in page

@@ -149,9 +149,10 @@ def _agreement_section(
             "and dosimetry errors are proportional (calibration, recovery and S-value errors "
             "multiply the dose), so absolute differences grow with the dose and absolute limits "
             "of agreement would not hold over the range. Absolute statistics are shown next to "
-            "them. CIs are 95 %; limits-of-agreement CIs are exact (Carkeet 2015). CCC: Lin; "
-            "ICC(2,1): two-way random, absolute agreement; wCV: within-subject coefficient of "
-            "variation; PB: Passing–Bablok regression a = intercept + slope · b."
+            "them. CIs are 95 %; limits-of-agreement CIs are exact (Carkeet 2015). CCC: Lin (Lin1989); "
+            "ICC(2,1): two-way random, absolute agreement (SF1979; MW1996); wCV: within-subject "
+            "coefficient of variation; PB: Passing–Bablok regression a = intercept + slope · b "
+            "(PB1983); Deming regression with jackknife CIs (Deming1943; Linnet1990)."
         )
     )
     computed: dict[str, pd.DataFrame] = {}

@@ -38,9 +38,7 @@ def _kappa_text(row: pd.Series) -> str:
         return f"not estimable ({_reason(row['note'])})"
     text = _ci(row["estimate"], row["ci_low"], row["ci_high"], fmt=_fixed)
     statistic = row["statistic"] if "statistic" in row.index else row.name
-    if statistic == "cohen_kappa" and not (
-        _finite(row["ci_low"]) and _finite(row["ci_high"])
-    ):
+    if statistic == "cohen_kappa" and not (_finite(row["ci_low"]) and _finite(row["ci_high"])):
         text += f" (CI not estimable: {_reason(row['note'])})"
     return text
 

@@ -77,6 +77,13 @@ _REFERENCES = {
         "Carkeet A. Exact parametric confidence intervals for Bland–Altman limits of "
         "agreement. Optom Vis Sci 2015;92:e71–e80. doi:10.1097/OPX.0000000000000513"
     ),
+    "BA1996a": (
+        "Bland JM, Altman DG. Measurement error. BMJ 1996;313:744. doi:10.1136/bmj.313.7059.744"
+    ),
+    "Lin2000": (
+        "Lin LI-K. A note on the concordance correlation coefficient. Biometrics "
+        "2000;56:324–325. doi:10.1111/j.0006-341X.2000.00324.x"
+    ),
     "Deming1943": "Deming WE. Statistical adjustment of data. Wiley, 1943",
     "Linnet1990": (
         "Linnet K. Estimation of the linear relationship between the measurements of two "
@@ -99,17 +106,34 @@ _REFERENCES = {
 #: How a citation appears in the page: "Carkeet2015", "Carkeet 2015" or "Brosch-Lenz 2024".
 _CITATION = re.compile(r"\b([A-Z][A-Za-z]*(?:-[A-Z][A-Za-z]*)?|BA|SF|MW|PB) ?((?:19|20)\d\d)\b")
 #: Words followed by a year that are not citations (a drug label, a schema version, ...).
-_NOT_CITATIONS = frozenset({"ICRP", "NETTER", "SNMMI", "EANM", "MIRD", "ISO", "Lutathera"})
+#: ("J Nucl Med 2024", "Eur J Nucl Med Mol Imaging 2024" are journal names in a source column).
+_NOT_CITATIONS = frozenset(
+    {"ICRP", "NETTER", "SNMMI", "EANM", "MIRD", "ISO", "Lutathera", "Med", "Imaging"}
+)
+
+
+#: Spellings of a citation in method texts -> the bibliography key.
+_ALIASES = {
+    "BlandAltman1986": "BA1986",
+    "BlandAltman1996": "BA1996a",  # "within-subject SD, Bland-Altman 1996" (compare.agreement)
+    "BlandAltman1999": "BA1999",
+    "BlandAltman2007": "BA2007",
+    "ShroutFleiss1979": "SF1979",
+    "PassingBablok1983": "PB1983",
+}
 
 
 def cited_keys(text: str) -> set[str]:
     """Citation keys ("Name2024") found in a page's text (figures excluded)."""
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)
-    return {
+    # "Bland-Altman 1986/1999": the second year cites the same authors
+    text = re.sub(r"\b([A-Z][A-Za-z-]+) ((?:19|20)\d\d)/((?:19|20)\d\d)\b", r"\1 \2, \1 \3", text)
+    keys = {
         (name + year).replace("-", "")
         for name, year in _CITATION.findall(text)
         if name not in _NOT_CITATIONS
     }
+    return {_ALIASES.get(k, k) for k in keys}
 
 
 def _version(dist: str) -> str:
