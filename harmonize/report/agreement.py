@@ -127,7 +127,7 @@ def _index_block(
         .itertuples(index=False)
     ]
     try:
-        body += _pair_figure(table, spec, pairs, colours)
+        body += _pair_figure(table, spec, pairs, colours, agr)
     except CompareError as exc:
         body += _note(f"Figure not drawn: {exc}")
     body += _details(
