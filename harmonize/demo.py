@@ -37,7 +37,7 @@ def demo_dose_scales(patients: int) -> tuple[float, ...]:
     """Per-patient lesion dose factors of the demo: geometric from 0.3 to 4.
 
     >>> [round(v, 2) for v in demo_dose_scales(6)]
-    [0.3, 0.51, 0.85, 1.42, 2.4, 4.0]
+    [0.3, 0.5, 0.85, 1.42, 2.38, 4.0]
     """
     import numpy as np
 
