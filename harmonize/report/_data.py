@@ -57,8 +57,9 @@ class DoseIndex:
         Column of ``voi_dose`` (``level == "lesion"``) or ``patient_index``.
     level : {"lesion", "patient"}
     cycles : {"each", "last"}
-        ``"each"``: every cycle's value, pooled over cycles; ``"last"``: only the last
-        cycle of each patient (cumulative indices at treatment end).
+        ``"each"``: every cycle's value, pooled over cycles; ``"last"``: once per patient,
+        the total over the planned treatment (cumulative indices, selected by
+        :func:`harmonize.compare.treatment_end`).
     label : str
         Human-readable name.
     """
@@ -74,9 +75,24 @@ DOSE_INDICES: tuple[DoseIndex, ...] = (
     DoseIndex("dose_mean_gy", "lesion", "each", "lesion mean absorbed dose"),
     DoseIndex("lesion_dose_min_gy", "patient", "each", "minimum lesion dose of a patient"),
     DoseIndex("global_mean_dose_gy", "patient", "each", "global mean lesion dose (GTD)"),
-    DoseIndex("cum_lesion_dose_min_gy", "patient", "last", "cumulative minimum lesion dose (end)"),
-    DoseIndex("cum_lesion_dose_mean_gy", "patient", "last", "cumulative mean lesion dose (end)"),
-    DoseIndex("cum_global_mean_dose_gy", "patient", "last", "cumulative global mean dose (end)"),
+    DoseIndex(
+        "cum_lesion_dose_min_gy",
+        "patient",
+        "last",
+        "cumulative minimum lesion dose (treatment total)",
+    ),
+    DoseIndex(
+        "cum_lesion_dose_mean_gy",
+        "patient",
+        "last",
+        "cumulative mean lesion dose (treatment total)",
+    ),
+    DoseIndex(
+        "cum_global_mean_dose_gy",
+        "patient",
+        "last",
+        "cumulative global mean dose (treatment total)",
+    ),
 )
 
 
