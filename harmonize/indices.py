@@ -621,12 +621,22 @@ def _cumulative_indices(
     out.loc[incomplete, cum_cols] = np.nan
     out["cum_n_cycles"] = np.where(incomplete, 0, planned_cycles)
     cycles_text = measured.apply(lambda r: ",".join(str(c) for c in r.index[r.to_numpy()]), axis=1)
+    # incomplete because a needed cycle is missing, or because a measured cycle has no
+    # lesion dose (no lesion, or lesions not matched across the measured cycles)
+    missing = gmd.isna().to_numpy() & measured.reindex(gmd.index).to_numpy()
+    no_dose = pd.Series(missing.any(axis=1), index=gmd.index).reindex(out.index, fill_value=False)
+    why = np.where(
+        no_dose,
+        ": incomplete, a measured cycle has no lesion dose (cycles ",
+        ": incomplete, cycles ",
+    )
     out["cum_rule"] = np.where(
         incomplete,
         rule
-        + ": incomplete, cycles "
+        + why
         + cycles_text.reindex(out.index).astype(str)
-        + f" measured of 1-{planned_cycles} planned",
+        + f" measured of 1-{planned_cycles} planned"
+        + np.where(no_dose, ")", ""),
         rule,
     )
     return out

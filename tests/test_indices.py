@@ -396,6 +396,8 @@ def test_cumulative_is_the_total_over_the_planned_treatment(voi_dose):
         assert row["cum_basis"] == "incomplete" and row["cum_n_cycles"] == 0
         assert np.isnan(row["cum_global_mean_dose_gy"]) and np.isnan(row["cum_lesion_dose_mean_gy"])
         assert row["cum_rule"] == f"sum: incomplete, cycles {measured} measured of 1-4 planned"
+    # P3 has no lesion: no total either, and the reason says so
+    assert "has no lesion dose" in out.loc[("P3", 1), "cum_rule"]
 
 
 def test_cumulative_sum_interpolated_and_extrapolated(voi_dose):
