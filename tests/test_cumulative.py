@@ -139,3 +139,25 @@ def test_compare_finds_milan_on_a_cycles_1_2_cohort():
     assert "maccauro2024_gmd_c1" in set(tr["cutoff_key"])
     assert not set(tr["cutoff_key"]) & {"maccauro2024_gmd_cum", "hebert2024_cum"}
     assert (pi["cum_basis"] == "incomplete").all()
+
+
+@pytest.mark.slow
+def test_issue_reproducer_on_the_default_grid(tmp_path):
+    # the reproducer exactly as filed: default phantom grid, cycles 1 and 4, montpellier,milan
+    write_cohort(tmp_path / "c", n_patients=3, seed=1, config=PhantomConfig(cycles=(1, 4)))
+    assert run_cohort(tmp_path / "c", "montpellier,milan", tmp_path / "r").ok
+    pi = schema.read_results(tmp_path / "r")["patient_index"]
+    end = pi.loc[pi["cycle"] == 4].set_index(["patient_id", "workflow"])
+    assert (end["cum_cycles_planned"] == 4).all()
+    truth = end.xs("truth", level="workflow")["cum_global_mean_dose_gy"]
+    for workflow, basis in (("milan", "interpolated"), ("montpellier", "interpolated")):
+        rows = end.xs(workflow, level="workflow")
+        assert (rows["cum_basis"] == basis).all()
+        ratio = rows["cum_global_mean_dose_gy"] / truth
+        assert ratio.between(1 / 1.5, 1.5).all(), (workflow, ratio.tolist())
+    summary = compare.cutoff_agreement(pi).summary
+    gmd = summary[summary["cutoff_key"] == "maccauro2024_gmd_cum"].set_index(
+        ["workflow_a", "workflow_b", "statistic"]
+    )
+    # before: raw agreement milan vs montpellier 0.0 (2-cycle sum against a 4-cycle total)
+    assert gmd.loc[("milan", "montpellier", "raw_agreement"), "estimate"] == 1.0
