@@ -76,6 +76,12 @@ def written(tmp_path_factory):
     return results, tables
 
 
+@pytest.fixture(scope="module")
+def page(written):
+    results, tables = written
+    return build_report(results, comparison=tables)
+
+
 def _close(text: str, value: float, digits: int = 3) -> bool:
     """``text`` is ``value`` shown to ``digits`` significant figures (or 2 decimals)."""
     shown = float(text.replace(",", ""))
@@ -180,10 +186,9 @@ def test_every_number_in_the_key_findings_is_a_table_cell(written):
     assert kinds["ratio"] == 3 and kinds["kappa"] == 5 and kinds["translation"] >= 3
 
 
-def test_the_report_shows_the_same_findings_and_no_other_numbers(written):
+def test_the_report_shows_the_same_findings_and_no_other_numbers(written, page):
     results, tables = written
     lines = key_findings(results, comparison=tables)
-    page = build_report(results, comparison=tables)
     for line in lines:
         assert html.escape(line) in page
     # the truth is not a rater: Fleiss kappa of the page equals the table's (workflows only)
@@ -210,11 +215,9 @@ def test_report_without_comparison_uses_compare_defaults(written):
         assert html.escape(sentence) in page
 
 
-def test_report_references_resolve_and_cohort_line_reads_plainly(written):
+def test_report_references_resolve_and_cohort_line_reads_plainly(page):
     from harmonize.report.provenance import _REFERENCES, cited_keys
 
-    results, tables = written
-    page = build_report(results, comparison=tables)
     body, _, references = page.partition('<h2 id="references">')
     cited = cited_keys(body)
     # every key the page cites is resolved in its References section
