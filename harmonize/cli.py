@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from harmonize.errors import HarmonizeError
 
@@ -27,14 +28,18 @@ class CLIError(HarmonizeError):
 def _cmd_phantom(args: argparse.Namespace) -> int:
     from harmonize.phantom import PhantomConfig, write_cohort
 
-    cycles = tuple(int(c) for c in args.cycles.split(",")) if args.cycles else (1, 2, 3, 4)
-    if any(c < 1 for c in cycles):
-        raise CLIError(f"--cycles: cycles must be integers ≥ 1, got {args.cycles!r}")
+    cycles = _cycles(args.cycles) if args.cycles is not None else (1, 2, 3, 4)
     if args.patients < 1:
         raise CLIError(f"--patients: must be ≥ 1, got {args.patients}")
+    planned = _planned_cycles(args.planned_cycles)
+    if planned is not None and max(cycles) > planned:
+        raise CLIError(
+            f"--planned-cycles {planned} is below the highest imaged cycle {max(cycles)} (--cycles)"
+        )
     config = PhantomConfig(
         noise=not args.no_noise,
         cycles=cycles,
+        planned_cycles=planned,
         psf_fwhm_mm=args.fwhm,
         voxel_size_mm=args.voxel_size,
         motion_mm=args.motion,
@@ -52,6 +57,60 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
         n = args.patients * len(cycles)
         print(f"wrote {n} studies and truth.parquet to {out}")
     return EXIT_OK
+
+
+def _cycles(text: str) -> tuple[int, ...]:
+    """``--cycles 1,4`` → (1, 4); a clear message naming the option otherwise."""
+    try:
+        cycles = tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise CLIError(
+            f"--cycles: expected comma-separated cycle numbers such as 1,2,3,4, got {text!r}"
+        ) from None
+    if any(c < 1 for c in cycles) or len(set(cycles)) != len(cycles):
+        raise CLIError(f"--cycles: cycles must be distinct integers ≥ 1, got {text!r}")
+    return tuple(sorted(cycles))
+
+
+def _planned_cycles(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise CLIError(f"--planned-cycles: must be an integer ≥ 1, got {value}")
+    return value
+
+
+def _workers(value: int) -> int:
+    if value < 1:
+        raise CLIError(f"--workers: must be ≥ 1, got {value}")
+    return value
+
+
+def _cutoffs(path: Path | None) -> Any:
+    """The cutoff table of ``--cutoffs FILE.csv`` (None: the packaged one), checked now."""
+    if path is None:
+        return None
+    from harmonize.compare import CompareError, load_cutoffs
+
+    if not path.is_file():
+        raise CLIError(f"--cutoffs: {path} is not a file")
+    try:
+        return load_cutoffs(path)
+    except CompareError as exc:
+        raise CLIError(f"--cutoffs: {exc}") from None
+
+
+def _check_overrides(overrides: dict[str, dict[str, str]]) -> None:
+    """Build every adapter's config with its ``--set`` values before any study is read."""
+    from harmonize.registry import get_workflow
+    from harmonize.workflow import WorkflowError
+
+    for name, values in overrides.items():
+        if name == "truth" or not values:
+            continue
+        try:
+            get_workflow(name).Config().with_overrides(values)
+        except WorkflowError as exc:
+            keys = ", ".join(f"{name}.{k}={v}" for k, v in values.items())
+            raise CLIError(f"--set {keys}: {exc}") from None
 
 
 def _parse_sets(items: Sequence[str] | None) -> dict[str, dict[str, str]]:
@@ -106,6 +165,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     names = _workflow_names(args.workflow)
     overrides = _overrides_for(_parse_sets(args.set), names)
+    _check_overrides(overrides)
+    _workers(args.workers)
     report = run_cohort(
         args.cohort,
         names,
@@ -118,6 +179,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         save_maps=args.save_maps,
         key=_read_key(args.key),
         append=args.append,
+        planned_cycles=_planned_cycles(args.planned_cycles),
     )
     for failure in report.failures:
         print(
@@ -157,8 +219,17 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from harmonize.schema import validate_path
+    from harmonize.cohort import TRUTH_FILE
+    from harmonize.schema import table_names, validate_path
 
+    path: Path = args.path
+    if path.is_dir() and not any((path / t).is_dir() for t in table_names()):
+        studies = (path / TRUTH_FILE).exists() or any(path.glob("*.nc"))
+        if studies:
+            raise CLIError(
+                f"{path} is a cohort folder (studies), not a results folder; validate checks "
+                f"the results that `harmonize run --cohort {path} --out RESULTS` writes"
+            )
     problems = validate_path(args.path)
     for problem in problems:
         print(f"harmonize validate: {problem}", file=sys.stderr)
@@ -186,7 +257,13 @@ def _cmd_workflows(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from harmonize.pipeline import compare_results, read_merged, write_comparison
 
-    tables = compare_results(read_merged(args.results), n_boot=args.n_boot, seed=args.seed)
+    cutoffs = _cutoffs(args.cutoffs)
+    tables = compare_results(
+        read_merged(args.results),
+        n_boot=args.n_boot,
+        seed=args.seed,
+        cutoffs=cutoffs,
+    )
     files = write_comparison(tables, args.out, overwrite=args.overwrite)
     for note in tables.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -199,7 +276,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from harmonize.report import write_report
 
     path = write_report(
-        args.results, args.out, agreement_dir=args.agreement, overwrite=args.overwrite
+        args.results,
+        args.out,
+        agreement_dir=args.agreement,
+        overwrite=args.overwrite,
+        cutoffs=_cutoffs(args.cutoffs),
     )
     if not args.quiet:
         print(f"wrote {path}")
@@ -209,13 +290,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from harmonize.demo import run_demo
 
+    if args.patients < 1:
+        raise CLIError(f"--patients: must be ≥ 1, got {args.patients}")
     return run_demo(
         args.out,
         patients=args.patients,
         seed=args.seed,
-        workers=args.workers,
+        workers=_workers(args.workers),
         overwrite=args.overwrite,
         quiet=args.quiet,
+        cutoffs=_cutoffs(args.cutoffs),
+        planned_cycles=_planned_cycles(args.planned_cycles),
     )
 
 
@@ -233,6 +318,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--patients", type=int, default=5, help="number of patients (default 5)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--cycles", default=None, help="comma-separated cycles (default 1,2,3,4)")
+    p.add_argument(
+        "--planned-cycles",
+        type=int,
+        default=None,
+        help="cycles of the planned treatment; the truth covers all of them (default 4)",
+    )
     p.add_argument("--no-noise", action="store_true", help="no counting noise")
     p.add_argument("--fwhm", type=float, default=11.0, help="PSF FWHM in mm (default 11)")
     p.add_argument("--voxel-size", type=float, default=4.8, help="voxel size in mm (default 4.8)")
@@ -296,6 +387,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add this cohort's results to an OUT holding another cohort's",
     )
+    p.add_argument(
+        "--planned-cycles",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cycles of the planned treatment: cumulative indices are totals over N cycles "
+        "(default: the cohort's, else 4)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_run)
 
@@ -323,6 +422,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for the agreement tables")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument(
+        "--cutoffs",
+        type=Path,
+        default=None,
+        metavar="FILE.csv",
+        help="cutoff table (columns of harmonize/data/CUTOFFS.md; default the published five)",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_compare)
@@ -333,6 +439,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--agreement", type=Path, default=None, help="folder written by harmonize compare"
     )
+    p.add_argument(
+        "--cutoffs",
+        type=Path,
+        default=None,
+        metavar="FILE.csv",
+        help="cutoff table (columns of harmonize/data/CUTOFFS.md; default the published five)",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_report)
@@ -342,6 +455,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--patients", type=int, default=6, help="number of patients (default 6)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument(
+        "--cutoffs",
+        type=Path,
+        default=None,
+        metavar="FILE.csv",
+        help="cutoff table (columns of harmonize/data/CUTOFFS.md; default the published five)",
+    )
+    p.add_argument(
+        "--planned-cycles",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cycles of the planned treatment: cumulative indices are totals over N cycles "
+        "(default: the cohort's, else 4)",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)

@@ -1,53 +1,77 @@
 """``harmonize demo``: the embedded default job, from nothing to a report.
 
 Synthetic cohort (seeded) → every installed workflow plus the phantom's truth → Parquet
-results → agreement tables → ``report.html``, then a short summary on the terminal.
+results → agreement tables → ``report.html`` (rendering those tables), then the report's
+key findings on the terminal.
+
+**A cohort that spans the cutoffs.** A cutoff comparison says something only when patients
+fall on both sides of the cutoff; with the phantom's default spread (lesion specific dose
+3.41 Gy/GBq, log-normal between lesions) every patient's global mean dose lies above
+10.6 Gy and no minimum lesion dose reaches 35 Gy, so several kappas are not estimable. The
+demo therefore designs its cohort: patient ``i`` of ``n`` has its lesions' specific dose
+multiplied by :func:`demo_dose_scales` — a geometric grid from
+:data:`DEMO_DOSE_SCALE_RANGE` ``[0]`` to ``[1]`` (×0.3 to ×4: cycle-1 lesion doses of about
+2 to 100 Gy) — through :attr:`harmonize.phantom.PhantomConfig.lesion_dose_scale`. The grid
+is a design of the *true* doses only: it is set before any workflow runs, is the same for
+every workflow, and nothing in it depends on what a workflow reads. Whether every cutoff is
+spanned is a property of the truth (``tests/test_demo.py`` checks it for the default demo).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-__all__ = ["run_demo", "summary_lines"]
+__all__ = ["DEMO_DOSE_SCALE_RANGE", "demo_config", "demo_dose_scales", "run_demo", "summary_lines"]
+
+#: Lowest and highest per-patient factor on the lesions' specific dose in the demo cohort
+#: (a design choice, see the module docstring): ×0.3 puts the global mean dose of cycle 1
+#: below 10.6 Gy, ×4 lifts a patient's minimum lesion dose above 35 Gy.
+DEMO_DOSE_SCALE_RANGE = (0.3, 4.0)
 
 
-def summary_lines(tables: object) -> list[str]:
-    """A few sentences summarising a comparison (bias/LoA of lesion mean dose, cutoffs)."""
+def demo_dose_scales(patients: int) -> tuple[float, ...]:
+    """Per-patient lesion dose factors of the demo: geometric from 0.3 to 4.
+
+    >>> [round(v, 2) for v in demo_dose_scales(6)]
+    [0.3, 0.5, 0.85, 1.42, 2.38, 4.0]
+    """
+    import numpy as np
+
+    if patients < 2:
+        return (1.0,)
+    low, high = DEMO_DOSE_SCALE_RANGE
+    return tuple(float(v) for v in np.geomspace(low, high, patients))
+
+
+def demo_config(patients: int, planned_cycles: int | None = None) -> Any:
+    """The demo's :class:`harmonize.phantom.PhantomConfig` (cycles 1-4, designed dose spread)."""
+    from harmonize.phantom import PhantomConfig
+
+    return PhantomConfig(
+        lesion_dose_scale=demo_dose_scales(patients), planned_cycles=planned_cycles
+    )
+
+
+def summary_lines(tables: object, results: object = None) -> list[str]:
+    """The report's key findings for a comparison (the same sentences as the report).
+
+    Parameters
+    ----------
+    tables : harmonize.pipeline.ComparisonTables
+        What ``compare`` computed.
+    results : mapping of str to pandas.DataFrame
+        The results tables (``voi_dose``, ``patient_index``) the comparison was made from.
+    """
     from harmonize.pipeline import ComparisonTables
+    from harmonize.report import key_findings
 
-    assert isinstance(tables, ComparisonTables)
-    lines = []
-    ag = tables.agreement
-    sel = ag[(ag["index"] == "dose_mean_gy") & (ag["level"] == "lesion") & (ag["workflow_b"] != "")]
-    for (wa, wb), rows in sel.groupby(["workflow_a", "workflow_b"], sort=True):
-        stats = rows.set_index("statistic")
-        if {"ratio_bias", "ratio_loa_lower", "ratio_loa_upper"} <= set(stats.index):
-            lines.append(
-                f"{wa} vs {wb}, lesion mean dose: ratio {stats.at['ratio_bias', 'estimate']:.2f}, "
-                f"95% limits {stats.at['ratio_loa_lower', 'estimate']:.2f}–"
-                f"{stats.at['ratio_loa_upper', 'estimate']:.2f} (n={int(stats['n_pairs'].max())})"
-            )
-        elif {"bias", "loa_lower", "loa_upper"} <= set(stats.index):
-            lines.append(
-                f"{wa} vs {wb}, lesion mean dose: bias {stats.at['bias', 'estimate']:.1f} Gy, "
-                f"LoA {stats.at['loa_lower', 'estimate']:.1f} to {stats.at['loa_upper', 'estimate']:.1f} Gy"
-            )
-    summary = tables.cutoff_summary
-    fleiss = summary[(summary["statistic"] == "fleiss_kappa")]
-    for row in fleiss.itertuples(index=False):
-        n_disc = int((tables.cutoff_discordant["cutoff_key"] == row.cutoff_key).sum())
-        kappa = "undefined" if math.isnan(row.estimate) else f"{row.estimate:.2f}"
-        lines.append(f"cutoff {row.cutoff_key}: Fleiss κ = {kappa}, {n_disc} discordant patient(s)")
-    from harmonize.report import UNSTABLE_CI_FACTOR
-
-    for row in tables.cutoff_translation.itertuples(index=False):
-        wide = row.ci_low_gy <= 0 or row.ci_high_gy / row.ci_low_gy > UNSTABLE_CI_FACTOR
-        lines.append(row.sentence + (" (CI not informative: too few patients)" if wide else ""))
-    return lines
+    if not isinstance(tables, ComparisonTables) or results is None:
+        raise TypeError("summary_lines needs the ComparisonTables and the results tables")
+    return key_findings(results, comparison=tables.as_dict())  # type: ignore[arg-type]
 
 
 def run_demo(
@@ -58,9 +82,18 @@ def run_demo(
     workers: int = 2,
     overwrite: bool = False,
     quiet: bool = False,
+    cutoffs: pd.DataFrame | None = None,
+    planned_cycles: int | None = None,
 ) -> int:
-    """Run the whole demo into ``out_dir``; return the exit code (0 on success)."""
-    from harmonize.phantom import PhantomConfig, write_cohort
+    """Run the whole demo into ``out_dir``; return the exit code (0 on success).
+
+    Arguments are checked before anything is written (``workers`` ≥ 1, ``patients`` ≥ 1).
+    """
+    if int(workers) < 1:
+        raise ValueError(f"workers must be ≥ 1 (CLI: --workers), got {workers}")
+    if int(patients) < 1:
+        raise ValueError(f"patients must be ≥ 1 (CLI: --patients), got {patients}")
+    from harmonize.phantom import write_cohort
     from harmonize.pipeline import compare_results, read_merged, write_comparison
     from harmonize.report import write_report
     from harmonize.runner import run_cohort
@@ -74,7 +107,7 @@ def run_demo(
         cohort_dir,
         n_patients=patients,
         seed=seed,
-        config=PhantomConfig(),
+        config=demo_config(patients, planned_cycles),
         overwrite=overwrite,
         progress=not quiet,
     )
@@ -87,14 +120,17 @@ def run_demo(
             f"  FAILED {failure.patient_id} cycle {failure.cycle} {failure.workflow}: {failure.reason}"
         )
     say(f"[3/4] comparison → {agreement_dir}")
-    tables = compare_results(read_merged([results_dir]), seed=seed)
+    merged = read_merged([results_dir])
+    tables = compare_results(merged, seed=seed, cutoffs=cutoffs)
     write_comparison(tables, agreement_dir, overwrite=overwrite)
     say(f"[4/4] report → {report_path}")
-    write_report(results_dir, report_path, agreement_dir=agreement_dir, overwrite=overwrite)
+    write_report(
+        results_dir, report_path, agreement_dir=agreement_dir, overwrite=overwrite, cutoffs=cutoffs
+    )
     if not quiet:
         with pd.option_context("display.width", 120):
             print()
-            for line in summary_lines(tables):
+            for line in summary_lines(tables, merged):
                 print("  " + line)
             print(
                 f"\nresults: {results_dir}\nagreement tables: {agreement_dir}\nreport: {report_path}"

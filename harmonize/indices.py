@@ -24,7 +24,10 @@ Patient level
 results schema: per patient x cycle x workflow, the minimum / median / arithmetic mean /
 maximum over lesions of the lesion mean dose and the mass-weighted global mean dose
 ``GMD = sum(D_i m_i) / sum(m_i)`` over lesions (Maccauro 2024, "GTD"), plus cumulative
-forms over cycles 1..c under a declared rule (``"sum"`` or ``"milan_interpolated"``).
+indices: the **total over the planned treatment** (default 4 cycles), formed from the
+cycles measured under the adapter's declared rule, with ``cum_basis`` saying how
+(``measured_sum``, ``interpolated``, ``extrapolated`` or ``incomplete``). It is built in
+named steps: per-cycle indices, treatment totals, assembly.
 
 Examples
 --------
@@ -47,13 +50,17 @@ import numpy.typing as npt
 import pandas as pd
 
 __all__ = [
+    "CUMULATIVE_BASES",
     "CUMULATIVE_RULES",
+    "DEFAULT_PLANNED_CYCLES",
     "DVH",
     "DVH_VOLUME_PCT",
     "DX_PERCENTS",
     "MILAN_N_CYCLES",
+    "PATIENT_INDEX_COLUMNS",
     "dvh",
     "dvh_table",
+    "fill_cumulative_basis",
     "patient_index",
     "voi_dose_indices",
 ]
@@ -70,8 +77,20 @@ DVH_VOLUME_PCT.flags.writeable = False
 #: METHODS.md from "cycles 2-3 interpolated").
 MILAN_N_CYCLES = 4
 
+#: Default number of planned cycles of a treatment: 4 x 7.4 GBq (Lutathera SmPC; NETTER-1,
+#: Strosberg 2017 N Engl J Med 376:125-135).
+DEFAULT_PLANNED_CYCLES = 4
+
 #: Rules accepted by :func:`patient_index` for cumulative indices.
-CUMULATIVE_RULES: tuple[str, ...] = ("sum", "milan_interpolated")
+CUMULATIVE_RULES: tuple[str, ...] = (
+    "sum",
+    "sum_interpolated",
+    "sum_extrapolated",
+    "milan_interpolated",
+)
+
+#: Values of the ``cum_basis`` column: how a treatment total was obtained.
+CUMULATIVE_BASES: tuple[str, ...] = ("measured_sum", "interpolated", "extrapolated", "incomplete")
 
 _KEYS = ["patient_id", "cycle", "workflow"]
 _PAIR = ["patient_id", "workflow"]
@@ -481,12 +500,158 @@ def _lesion_stats(frame: pd.DataFrame, by: list[str], value: str, prefix: str) -
     return stats.rename(columns={s: f"{prefix}_{s}_gy" for s in _LESION_STATS})
 
 
+def _check_arguments(cumulative_rule: str, planned_cycles: int) -> None:
+    if cumulative_rule not in CUMULATIVE_RULES:
+        raise ValueError(
+            f"cumulative_rule must be one of {list(CUMULATIVE_RULES)}, got {cumulative_rule!r}"
+        )
+    if (
+        isinstance(planned_cycles, bool)
+        or not isinstance(planned_cycles, int | np.integer)
+        or planned_cycles < 1
+    ):
+        raise ValueError(f"planned_cycles must be an integer >= 1, got {planned_cycles!r}")
+
+
+def _lesion_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The lesion rows of a checked ``voi_dose`` table, doses and masses as float64."""
+    lesions = df[df["voi_kind"] == "lesion"].copy()
+    lesions["dose_mean_gy"] = lesions["dose_mean_gy"].astype(np.float64)
+    lesions["mass_g"] = lesions["mass_g"].astype(np.float64)
+    return lesions
+
+
+def _per_cycle_indices(df: pd.DataFrame, lesions: pd.DataFrame) -> pd.DataFrame:
+    """Step 1: lesion statistics and global mean dose of every patient x cycle x workflow.
+
+    Indexed by (patient_id, cycle, workflow); every group of ``df`` gets a row, with
+    ``n_lesions`` 0 and null doses when it holds no lesion.
+    """
+    base = df.groupby(_KEYS, sort=True)[["center", "workflow_version"]].first()
+    per_cycle = _lesion_stats(lesions, _KEYS, "dose_mean_gy", "lesion_dose")
+    weighted = lesions.assign(dose_x_mass=lesions["dose_mean_gy"] * lesions["mass_g"])
+    sums = weighted.groupby(_KEYS, sort=True)[["dose_x_mass", "mass_g"]].sum()
+    per_cycle["global_mean_dose_gy"] = sums["dose_x_mass"] / sums["mass_g"]
+    per_cycle["n_lesions"] = lesions.groupby(_KEYS, sort=True).size()
+    out = base.join(per_cycle, how="left")
+    out["n_lesions"] = out["n_lesions"].fillna(0)
+    return out
+
+
+def _by_planned_cycle(values: pd.Series, planned_cycles: int) -> pd.DataFrame:
+    """Pivot a series indexed by (..., cycle) to one column per planned cycle 1..N (NaN: not
+    measured)."""
+    wide = values.unstack("cycle")
+    return wide.reindex(columns=pd.RangeIndex(1, planned_cycles + 1, name="cycle"))
+
+
+def _treatment_total(
+    wide: pd.DataFrame, measured: pd.DataFrame, rule: str
+) -> tuple[pd.Series, pd.Series]:
+    """Step 2: total over the planned cycles of each row of ``wide``, and its basis.
+
+    ``wide`` holds one column per planned cycle (NaN where the value is missing);
+    ``measured`` (same shape, bool) says which cycles the row's patient x workflow
+    measured. A row's values must be present exactly in its measured cycles, otherwise
+    its total is incomplete (a lesion missing from a measured cycle is not guessed).
+    Vectorised over rows (no loop).
+    """
+    values = wide.to_numpy(np.float64)
+    meas = measured.to_numpy(bool)
+    n_planned = values.shape[1]
+    consistent = (np.isfinite(values) == meas).all(axis=1) & meas.any(axis=1)
+    complete = consistent & meas.all(axis=1)
+    ends = consistent & meas[:, 0] & meas[:, -1]
+    total = np.full(values.shape[0], np.nan)
+    basis = np.full(values.shape[0], "incomplete", dtype=object)
+    if rule == "milan_interpolated":
+        # LUTADOSE: GTD_TOT = N x (GTD_1 + GTD_N) / 2 (cycles between interpolated linearly;
+        # the sum of the linear interpolation over 1..N is exactly this)
+        total[ends] = n_planned * (values[ends, 0] + values[ends, -1]) / 2.0
+        basis[ends] = "measured_sum" if n_planned <= 2 else "interpolated"
+        return pd.Series(total, index=wide.index), pd.Series(basis, index=wide.index)
+    total[complete] = values[complete].sum(axis=1)
+    basis[complete] = "measured_sum"
+    if rule in ("sum_interpolated", "sum_extrapolated"):
+        filled = wide.where(meas).interpolate(axis=1, method="index", limit_area="inside")
+        if rule == "sum_extrapolated":
+            filled = filled.ffill(axis=1).bfill(axis=1)
+            gap = consistent & ~complete
+            extrap = gap & ~(meas[:, 0] & meas[:, -1])
+        else:
+            gap = ends & ~complete
+            extrap = np.zeros_like(gap)
+        total[gap] = filled.to_numpy(np.float64)[gap].sum(axis=1)
+        basis[gap] = "interpolated"
+        basis[extrap] = "extrapolated"
+    return pd.Series(total, index=wide.index), pd.Series(basis, index=wide.index)
+
+
+def _cumulative_indices(
+    per_cycle: pd.DataFrame, lesions: pd.DataFrame, rule: str, planned_cycles: int
+) -> pd.DataFrame:
+    """Step 3: the cumulative columns of every patient x workflow (total over the plan).
+
+    The global mean dose is totalled from the per-cycle global mean doses; each lesion
+    (matched across cycles by ``voi_id``) is totalled from its per-cycle doses, and the
+    cumulative lesion statistics are taken over the lesions whose total is defined.
+    """
+    measured_cycles = per_cycle.index.to_frame(index=False)[_KEYS].assign(measured=True)
+    measured = (
+        _by_planned_cycle(measured_cycles.set_index(_KEYS)["measured"], planned_cycles)
+        .reindex(columns=pd.RangeIndex(1, planned_cycles + 1, name="cycle"))
+        .notna()
+    )
+    gmd = _by_planned_cycle(per_cycle["global_mean_dose_gy"], planned_cycles)
+    gmd_total, basis = _treatment_total(gmd, measured.reindex(gmd.index), rule)
+    lesion_dose = lesions.set_index([*_PAIR, "voi_id", "cycle"])["dose_mean_gy"]
+    per_lesion = _by_planned_cycle(lesion_dose, planned_cycles)
+    lesion_measured = measured.reindex(per_lesion.index.droplevel("voi_id"))
+    lesion_measured.index = per_lesion.index
+    lesion_total, _ = _treatment_total(per_lesion, lesion_measured, rule)
+    defined = lesion_total.dropna().rename("dose_mean_gy").reset_index()
+    out = pd.DataFrame(index=measured.index)
+    out = out.join(_lesion_stats(defined, _PAIR, "dose_mean_gy", "cum_lesion_dose"))
+    out["cum_global_mean_dose_gy"] = gmd_total
+    out["cum_basis"] = basis.reindex(out.index).fillna("incomplete")
+    out["cum_cycles_planned"] = planned_cycles
+    out["cum_cycles_measured"] = measured.sum(axis=1)
+    incomplete = out["cum_basis"] == "incomplete"
+    cum_cols = [c for c in out.columns if c.startswith("cum_") and c.endswith("_gy")]
+    out.loc[incomplete, cum_cols] = np.nan
+    out["cum_n_cycles"] = np.where(incomplete, 0, planned_cycles)
+    cycles_text = measured.apply(lambda r: ",".join(str(c) for c in r.index[r.to_numpy()]), axis=1)
+    # incomplete because a needed cycle is missing, or because a measured cycle has no
+    # lesion dose (no lesion, or lesions not matched across the measured cycles)
+    missing = gmd.isna().to_numpy() & measured.reindex(gmd.index).to_numpy()
+    no_dose = pd.Series(missing.any(axis=1), index=gmd.index).reindex(out.index, fill_value=False)
+    why = np.where(
+        no_dose,
+        ": incomplete, a measured cycle has no lesion dose (cycles ",
+        ": incomplete, cycles ",
+    )
+    out["cum_rule"] = np.where(
+        incomplete,
+        rule
+        + why
+        + cycles_text.reindex(out.index).astype(str)
+        + f" measured of 1-{planned_cycles} planned"
+        + np.where(no_dose, ")", ""),
+        rule,
+    )
+    return out
+
+
 def patient_index(
     voi_dose: pd.DataFrame,
     cumulative_rule: str = "sum",
-    n_cycles: int = MILAN_N_CYCLES,
+    planned_cycles: int = DEFAULT_PLANNED_CYCLES,
 ) -> pd.DataFrame:
     """Patient-level lesion dose indices per patient x cycle x workflow, with cumulatives.
+
+    Three named steps: :func:`_per_cycle_indices` (lesion statistics and global mean dose
+    of each cycle), :func:`_cumulative_indices` (the treatment totals, with
+    :func:`_treatment_total` applying the rule), and the assembly in schema order.
 
     Parameters
     ----------
@@ -496,28 +661,30 @@ def patient_index(
         ``mass_g``). Only lesions (``voi_kind == "lesion"``) enter the dose indices; every
         patient x cycle x workflow present gets a row, with ``n_lesions`` 0 and null lesion
         doses when it has no lesion.
-    cumulative_rule : {"sum", "milan_interpolated"}, default "sum"
-        How the cumulative columns of the row of cycle ``c`` are formed from the cycles
-        ``1..c`` measured for that patient x workflow, lesions matched across cycles by
-        ``voi_id``:
+    cumulative_rule : {"sum", "sum_interpolated", "sum_extrapolated", "milan_interpolated"}
+        How the cumulative columns — always the **total over the planned treatment**,
+        cycles ``1..planned_cycles`` — are formed from the cycles a patient x workflow
+        measured (lesions matched across cycles by ``voi_id``). ``cum_basis`` records how:
 
-        * ``"sum"``: each lesion's dose is summed over the measured cycles ``<= c`` in which
-          it appears; the cumulative global mean dose is the sum of the per-cycle global
-          mean doses; ``cum_n_cycles`` is the number of measured cycles ``<= c``. Unmeasured
-          cycles contribute nothing (no interpolation).
-        * ``"milan_interpolated"``: Maccauro 2024 (LUTADOSE) measure cycles 1 and 4 and
-          interpolate cycles 2-3, GTD_TOT = 4 x (GTD1 + GTD4) / 2 [inferred, METHODS.md].
-          Generalised here to ``c x mean over the measured cycles <= c`` (for each lesion,
-          and for the global mean dose), which at ``c = n_cycles`` with cycles 1 and
-          ``n_cycles`` measured is exactly ``n_cycles x (GTD1 + GTD_n) / 2`` and at ``c = 1``
-          is the cycle-1 value. It is defined only when cycle 1 is measured (cycle ``c`` is,
-          since the row exists); otherwise the cumulative columns are null,
-          ``cum_n_cycles`` is 0 and ``cum_rule`` says why. A lesion enters the cumulative
-          lesion statistics only if it is measured in both cycle 1 and cycle ``c``.
-          ``cum_n_cycles`` is ``c`` (measured plus interpolated cycles).
-    n_cycles : int, default 4
-        Planned number of cycles (used by ``"milan_interpolated"``: cycles above it are
-        refused).
+        * every rule: all planned cycles measured → their sum (``measured_sum``);
+        * ``"sum"``: otherwise ``incomplete`` (null);
+        * ``"sum_interpolated"``: a missing cycle between two measured ones is linearly
+          interpolated between them (``interpolated``); a missing first or last planned
+          cycle leaves it ``incomplete``;
+        * ``"sum_extrapolated"``: as ``"sum_interpolated"``, and a missing leading or
+          trailing cycle takes the value of the nearest measured cycle (``extrapolated``);
+        * ``"milan_interpolated"``: Maccauro 2024 (LUTADOSE), GTD_TOT = 4 x (GTD1 + GTD4)
+          / 2 [inferred, METHODS.md], generalised to ``N x (x_1 + x_N) / 2`` — which is the
+          sum over 1..N of the linear interpolation between cycles 1 and N — whatever
+          other cycles were measured (``interpolated``; ``measured_sum`` when N <= 2);
+          ``incomplete`` without cycle 1 or cycle N.
+
+        A lesion enters the cumulative lesion statistics only when it is present in every
+        cycle its patient x workflow measured (a lesion missing from a measured cycle is not
+        guessed). The cumulative columns are the same on every row of a patient x workflow.
+    planned_cycles : int, default 4
+        Number of planned cycles N (Lutathera: 4 cycles, SmPC). A measured cycle above N
+        is refused.
 
     Returns
     -------
@@ -526,14 +693,17 @@ def patient_index(
         sorted by (patient_id, cycle, workflow), with a RangeIndex. The lesion statistics
         are taken over each lesion's ``dose_mean_gy``; ``global_mean_dose_gy`` is
         ``sum(D_i m_i) / sum(m_i)`` with ``m_i`` the lesion ``mass_g`` (Maccauro 2024).
+        ``cum_cycles_planned`` is N, ``cum_cycles_measured`` the number of cycles measured
+        within 1..N, ``cum_basis`` one of :data:`CUMULATIVE_BASES`, ``cum_n_cycles`` N
+        when the total is defined (0 when incomplete) and ``cum_rule`` the rule (with
+        the reason when incomplete).
 
     Raises
     ------
     ValueError
         If a required column is missing, keys are missing or duplicated, ``center`` or
         ``workflow_version`` vary within a group, a lesion dose is not finite or a lesion
-        mass not positive, the rule is unknown, or (Milan rule) a cycle exceeds
-        ``n_cycles``.
+        mass not positive, the rule is unknown, or a cycle exceeds ``planned_cycles``.
 
     Examples
     --------
@@ -543,101 +713,103 @@ def patient_index(
     ...     "workflow_version": "1", "voi_id": [5, 6, 5, 6], "voi_kind": "lesion",
     ...     "dose_mean_gy": [10.0, 30.0, 6.0, 14.0], "mass_g": [3.0, 1.0, 3.0, 1.0]})
     >>> out = patient_index(rows, cumulative_rule="milan_interpolated")
-    >>> out[["cycle", "global_mean_dose_gy", "cum_global_mean_dose_gy"]]
-       cycle  global_mean_dose_gy  cum_global_mean_dose_gy
-    0      1                 15.0                     15.0
-    1      4                  8.0                     46.0
+    >>> out[["cycle", "global_mean_dose_gy", "cum_global_mean_dose_gy", "cum_basis"]]
+       cycle  global_mean_dose_gy  cum_global_mean_dose_gy     cum_basis
+    0      1                 15.0                     46.0  interpolated
+    1      4                  8.0                     46.0  interpolated
     """
-    if cumulative_rule not in CUMULATIVE_RULES:
-        raise ValueError(
-            f"cumulative_rule must be one of {list(CUMULATIVE_RULES)}, got {cumulative_rule!r}"
-        )
-    if isinstance(n_cycles, bool) or not isinstance(n_cycles, int | np.integer) or n_cycles < 1:
-        raise ValueError(f"n_cycles must be an integer >= 1, got {n_cycles!r}")
+    _check_arguments(cumulative_rule, planned_cycles)
     df = _check_voi_dose(voi_dose)
-    if cumulative_rule == "milan_interpolated" and (df["cycle"] > n_cycles).any():
+    if (df["cycle"] > planned_cycles).any():
         raise ValueError(
-            f"cycle {int(df['cycle'].max())} exceeds n_cycles={n_cycles} of the "
-            "'milan_interpolated' rule"
+            f"voi_dose has cycle {int(df['cycle'].max())} but the treatment plans "
+            f"{planned_cycles} cycles: set planned_cycles (CLI: --planned-cycles) to the "
+            "number of planned cycles"
         )
-    base = df.groupby(_KEYS, sort=True)[["center", "workflow_version"]].first()
+    lesions = _lesion_rows(df)
+    per_cycle = _per_cycle_indices(df, lesions)
+    cumulative = _cumulative_indices(per_cycle, lesions, cumulative_rule, int(planned_cycles))
+    return _assemble(per_cycle, cumulative)
 
-    lesions = df[df["voi_kind"] == "lesion"].copy()
-    lesions["dose_mean_gy"] = lesions["dose_mean_gy"].astype(np.float64)
-    lesions["mass_g"] = lesions["mass_g"].astype(np.float64)
-    lesions["dose_x_mass"] = lesions["dose_mean_gy"] * lesions["mass_g"]
-    per_cycle = _lesion_stats(lesions, _KEYS, "dose_mean_gy", "lesion_dose")
-    sums = lesions.groupby(_KEYS, sort=True)[["dose_x_mass", "mass_g"]].sum()
-    per_cycle["global_mean_dose_gy"] = sums["dose_x_mass"] / sums["mass_g"]
-    per_cycle["n_lesions"] = lesions.groupby(_KEYS, sort=True).size()
-    out = base.join(per_cycle, how="left")
-    out["n_lesions"] = out["n_lesions"].fillna(0)
 
-    measured = out.reset_index()[_KEYS]
-    cum_parts = []
-    for c in np.unique(measured["cycle"]):  # a handful of cycles
-        pairs = measured.loc[measured["cycle"] == c, _PAIR]
-        upto = measured[measured["cycle"] <= c].merge(pairs, on=_PAIR)
-        les = lesions[lesions["cycle"] <= c].merge(pairs, on=_PAIR)
-        gmd = out["global_mean_dose_gy"].reset_index().merge(upto, on=_KEYS)
-        part = pairs.set_index(_PAIR)
-        n_measured = upto.groupby(_PAIR).size()
-        if cumulative_rule == "sum":
-            per_lesion = les.groupby([*_PAIR, "voi_id"])["dose_mean_gy"].sum().reset_index()
-            part = part.join(_lesion_stats(per_lesion, _PAIR, "dose_mean_gy", "cum_lesion_dose"))
-            part["cum_global_mean_dose_gy"] = gmd.groupby(_PAIR)["global_mean_dose_gy"].sum(
-                min_count=1
-            )
-            part["cum_n_cycles"] = n_measured
-            part["cum_rule"] = "sum"
-        else:
-            has_first = upto.assign(first=upto["cycle"] == 1).groupby(_PAIR)["first"].any()
-            lesion_cycles = les.groupby([*_PAIR, "voi_id"])["cycle"]
-            per_lesion = les.groupby([*_PAIR, "voi_id"])["dose_mean_gy"].mean().mul(c)
-            matched = (lesion_cycles.min() == 1) & (lesion_cycles.max() == c)
-            per_lesion = per_lesion[matched].reset_index()
-            part = part.join(_lesion_stats(per_lesion, _PAIR, "dose_mean_gy", "cum_lesion_dose"))
-            ends = gmd[gmd["cycle"].isin([1, c])].groupby(_PAIR)["global_mean_dose_gy"]
-            gmd_ok = ends.count() == (2 if c > 1 else 1)
-            part["cum_global_mean_dose_gy"] = (
-                gmd.groupby(_PAIR)["global_mean_dose_gy"].mean().mul(c).where(gmd_ok)
-            )
-            defined = has_first.reindex(part.index, fill_value=False)
-            cum_cols = [col for col in part.columns if col.startswith("cum_")]
-            part.loc[~defined, cum_cols] = np.nan
-            part["cum_n_cycles"] = np.where(defined, c, 0)
-            no_lesion = part["cum_lesion_dose_mean_gy"].isna() & defined
-            part["cum_rule"] = np.where(
-                defined,
-                np.where(
-                    no_lesion,
-                    "milan_interpolated: lesion cumulative undefined, no lesion measured "
-                    f"in both cycle 1 and cycle {c}",
-                    "milan_interpolated",
-                ),
-                "milan_interpolated: undefined, cycle 1 not measured",
-            )
-        part["cycle"] = c
-        cum_parts.append(part.reset_index())
-    cum = pd.concat(cum_parts, ignore_index=True).set_index(_KEYS)
-    out = out.join(cum, how="left").reset_index()
-    for col in ("cycle", "n_lesions", "cum_n_cycles"):
+#: Columns of the ``patient_index`` table, in schema order.
+PATIENT_INDEX_COLUMNS: tuple[str, ...] = (
+    "patient_id",
+    "cycle",
+    "center",
+    "workflow",
+    "workflow_version",
+    "n_lesions",
+    *(f"lesion_dose_{s}_gy" for s in _LESION_STATS),
+    "global_mean_dose_gy",
+    "cum_n_cycles",
+    *(f"cum_lesion_dose_{s}_gy" for s in _LESION_STATS),
+    "cum_global_mean_dose_gy",
+    "cum_rule",
+    "cum_cycles_planned",
+    "cum_cycles_measured",
+    "cum_basis",
+)
+
+
+def _assemble(per_cycle: pd.DataFrame, cumulative: pd.DataFrame) -> pd.DataFrame:
+    """Step 4: per-cycle rows joined with their patient x workflow totals, schema order."""
+    out = per_cycle.join(cumulative, on=_PAIR, how="left").reset_index()
+    for col in ("cycle", "n_lesions", "cum_n_cycles", "cum_cycles_planned", "cum_cycles_measured"):
         out[col] = out[col].astype(np.int32)
-    columns = [
-        "patient_id",
-        "cycle",
-        "center",
-        "workflow",
-        "workflow_version",
-        "n_lesions",
-        *(f"lesion_dose_{s}_gy" for s in _LESION_STATS),
-        "global_mean_dose_gy",
-        "cum_n_cycles",
-        *(f"cum_lesion_dose_{s}_gy" for s in _LESION_STATS),
-        "cum_global_mean_dose_gy",
-        "cum_rule",
-    ]
-    for col in columns:
+    for col in PATIENT_INDEX_COLUMNS:
         if col.endswith("_gy"):
             out[col] = out[col].astype(np.float64)
+    columns = list(PATIENT_INDEX_COLUMNS)
     return out[columns].sort_values(_KEYS, kind="stable").reset_index(drop=True)
+
+
+def fill_cumulative_basis(patient_index: pd.DataFrame) -> pd.DataFrame:
+    """Derive ``cum_cycles_planned``, ``cum_cycles_measured`` and ``cum_basis`` where null.
+
+    Files written before schema 1.2.0 lack these columns (read as null). In them the
+    cumulative columns of the row of cycle ``c`` covered cycles ``1..c``, so the derived
+    values are: planned = ``c``; measured = ``cum_n_cycles`` (rule ``sum``) or the row's
+    cycle count as recorded; basis ``measured_sum`` when rule ``sum`` covered every cycle
+    ``1..c``, ``interpolated`` for a defined ``milan_interpolated`` total at ``c > 2``,
+    otherwise ``incomplete`` — and the cumulative values of an incomplete row are set to
+    null (a partial sum is not a treatment total). Rows that already have a basis are
+    returned unchanged.
+
+    Parameters
+    ----------
+    patient_index : pandas.DataFrame
+        A ``patient_index`` table, possibly from older files.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with the three columns filled.
+    """
+    out = patient_index.copy()
+    for col in ("cum_cycles_planned", "cum_cycles_measured", "cum_basis"):
+        if col not in out.columns:
+            out[col] = pd.NA
+    old = out["cum_basis"].isna()
+    if not old.any():
+        return out
+    cycle = out.loc[old, "cycle"].astype("int64")
+    rule = out.loc[old, "cum_rule"].astype(str) if "cum_rule" in out else "sum"
+    n_cov = out.loc[old, "cum_n_cycles"].astype("int64") if "cum_n_cycles" in out else cycle
+    undefined = pd.Series(rule, index=cycle.index).str.contains(":")
+    is_sum = pd.Series(rule, index=cycle.index).str.fullmatch("sum")
+    basis = np.where(
+        is_sum & (n_cov == cycle),
+        "measured_sum",
+        np.where(
+            ~is_sum & ~undefined, np.where(cycle > 2, "interpolated", "measured_sum"), "incomplete"
+        ),
+    )
+    out.loc[old, "cum_cycles_planned"] = cycle
+    out.loc[old, "cum_cycles_measured"] = n_cov.where(is_sum, np.minimum(cycle, 2))
+    out.loc[old, "cum_basis"] = basis
+    cum_cols = [c for c in out.columns if c.startswith("cum_") and c.endswith("_gy")]
+    out.loc[old & (out["cum_basis"] == "incomplete"), cum_cols] = np.nan
+    out["cum_cycles_planned"] = out["cum_cycles_planned"].astype("Int32")
+    out["cum_cycles_measured"] = out["cum_cycles_measured"].astype("Int32")
+    return out

@@ -66,6 +66,7 @@ __all__ = [
     "PhantomPatient",
     "make_patient",
     "simulate_study",
+    "truth_table",
     "write_cohort",
 ]
 
@@ -133,9 +134,18 @@ class PhantomConfig:
     liver_lesion_fraction : float
         Probability that a lesion is placed inside the liver.
     cycles : tuple of int
-        Therapy cycles simulated per patient.
+        Therapy cycles imaged per patient (one study each).
+    planned_cycles : int, optional
+        Cycles of the planned treatment (default: 4, the Lutathera SmPC's 4 x 7.4 GBq, or
+        the highest imaged cycle if larger). The truth table holds the true doses of every
+        planned cycle, imaged or not (column ``imaged``), so that the true cumulative dose is
+        the total over the planned treatment whatever cycles were imaged.
     tumour_cycle_factor : float
         Multiplier of tumour uptake per cycle after the first [assumed].
+    lesion_dose_scale : tuple of float
+        Cohort design: patient ``i`` has its lesions' specific dose multiplied by
+        ``lesion_dose_scale[i % len]`` (empty: 1 for everyone). The demo uses it to give the
+        cohort patients on both sides of every published cutoff (:mod:`harmonize.demo`).
     nuclide : str
         Radionuclide.
     injected_activity_mbq : float
@@ -156,10 +166,18 @@ class PhantomConfig:
     lesion_volume_ml: tuple[float, float] = (1.0, 200.0)
     liver_lesion_fraction: float = 0.5
     cycles: tuple[int, ...] = (1, 2, 3, 4)
+    planned_cycles: int | None = None
     tumour_cycle_factor: float = 0.9
+    lesion_dose_scale: tuple[float, ...] = ()
     nuclide: str = "Lu-177"
     injected_activity_mbq: float = 7400.0
     motion_mm: float = 0.0
+
+    @property
+    def all_cycles(self) -> tuple[int, ...]:
+        """Every cycle with kinetics and truth: the planned cycles 1..N and the imaged ones."""
+        planned = self.planned_cycles or max(4, *self.cycles)
+        return tuple(sorted(set(range(1, int(planned) + 1)) | set(self.cycles)))
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -346,9 +364,12 @@ def _draw_kinetics(
         else:
             mean, sd = SPECIFIC_DOSE_GY_PER_GBQ[cls]
             base_dose[i] = max(rng.normal(mean, sd), 0.2 * mean)
+    if config.lesion_dose_scale:
+        scale = float(config.lesion_dose_scale[patient.index % len(config.lesion_dose_scale)])
+        base_dose = np.where([c == "lesion" for c in classes], base_dose * scale, base_dose)
     t_wash = np.array([rng.uniform(*WASHOUT_HALF_LIFE_H[c]) for c in classes])
     t_up = rng.uniform(*UPTAKE_HALF_LIFE_H, size=n)
-    for cycle in config.cycles:
+    for cycle in config.all_cycles:
         # each cycle has its own stream, so a cycle's kinetics do not depend on which
         # other cycles are simulated
         crng = np.random.default_rng(
@@ -396,32 +417,19 @@ def _voi_lookup(patient: PhantomPatient, values: np.ndarray) -> np.ndarray:
     return lut[patient.labels]
 
 
-def simulate_study(
-    patient: PhantomPatient, cycle: int, seed: int, config: PhantomConfig | None = None
-) -> tuple[xr.Dataset, pd.DataFrame]:
-    """Image one cycle of a phantom patient; return the Study and its truth table.
+def truth_table(
+    patient: PhantomPatient, cycle: int, config: PhantomConfig | None = None
+) -> pd.DataFrame:
+    """True VOI doses of one cycle of a phantom patient (no imaging).
 
-    The truth table has one row per VOI: patient_id, cycle, voi_id, voi_name, voi_kind,
-    tia_mbq_h, mass_g, volume_ml, dose_mean_gy and the kinetic parameters.
+    One row per VOI: patient_id, cycle, voi_id, voi_name, voi_kind, parent_voi_id,
+    volume_ml, mass_g, tia_mbq_h, dose_mean_gy (see :mod:`harmonize.truth`), the kinetic
+    parameters, injected_activity_mbq and n_time_points.
     """
     config = config or PhantomConfig()
     times = np.asarray(config.times_h, dtype=np.float64)
     kin = patient.kinetics[cycle]
     voxel_ml = config.voxel_size_mm**3 / 1000.0
-    conc = _concentration_mbq_ml(kin, times)  # (n_voi, n_t) MBq/mL
-    true_maps = np.moveaxis(_voi_lookup(patient, conc), -1, 0)  # (t, z, y, x) MBq/mL
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), patient.index, 3, cycle]))
-    images = np.empty(true_maps.shape, dtype=np.float32)
-    sigma_vox = config.psf_fwhm_mm / (2.0 * math.sqrt(2.0 * math.log(2.0))) / config.voxel_size_mm
-    counts_per_mbq = SENSITIVITY_CPS_PER_MBQ * config.acquisition_s
-    for i in range(times.size):
-        img = true_maps[i]
-        if config.noise:
-            expected = img * voxel_ml * counts_per_mbq
-            img = rng.poisson(expected) / (voxel_ml * counts_per_mbq)
-        if config.psf_fwhm_mm > 0:
-            img = ndimage.gaussian_filter(img, sigma_vox, mode="constant", truncate=4.0)
-        images[i] = np.clip(img, 0.0, None) * 1e6  # MBq/mL -> Bq/mL
     tia_map = _voi_lookup(patient, kin["tia_per_ml_mbq_h"].to_numpy()) * voxel_ml  # MBq·h per voxel
     dose_map = reference_dose_gy(
         tia_map, (config.voxel_size_mm,) * 3, patient.density_g_ml, config.nuclide
@@ -453,6 +461,36 @@ def simulate_study(
             "n_time_points": np.int32(times.size),
         }
     )
+    return truth
+
+
+def simulate_study(
+    patient: PhantomPatient, cycle: int, seed: int, config: PhantomConfig | None = None
+) -> tuple[xr.Dataset, pd.DataFrame]:
+    """Image one cycle of a phantom patient; return the Study and its truth table.
+
+    The truth table has one row per VOI: patient_id, cycle, voi_id, voi_name, voi_kind,
+    tia_mbq_h, mass_g, volume_ml, dose_mean_gy and the kinetic parameters.
+    """
+    config = config or PhantomConfig()
+    times = np.asarray(config.times_h, dtype=np.float64)
+    kin = patient.kinetics[cycle]
+    voxel_ml = config.voxel_size_mm**3 / 1000.0
+    conc = _concentration_mbq_ml(kin, times)  # (n_voi, n_t) MBq/mL
+    true_maps = np.moveaxis(_voi_lookup(patient, conc), -1, 0)  # (t, z, y, x) MBq/mL
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), patient.index, 3, cycle]))
+    images = np.empty(true_maps.shape, dtype=np.float32)
+    sigma_vox = config.psf_fwhm_mm / (2.0 * math.sqrt(2.0 * math.log(2.0))) / config.voxel_size_mm
+    counts_per_mbq = SENSITIVITY_CPS_PER_MBQ * config.acquisition_s
+    for i in range(times.size):
+        img = true_maps[i]
+        if config.noise:
+            expected = img * voxel_ml * counts_per_mbq
+            img = rng.poisson(expected) / (voxel_ml * counts_per_mbq)
+        if config.psf_fwhm_mm > 0:
+            img = ndimage.gaussian_filter(img, sigma_vox, mode="constant", truncate=4.0)
+        images[i] = np.clip(img, 0.0, None) * 1e6  # MBq/mL -> Bq/mL
+    truth = truth_table(patient, cycle, config)
     # a synthetic injection date: cycles 8 weeks apart from an arbitrary epoch
     injection = np.datetime64("2000-01-03T09:00:00") + np.timedelta64(56 * (cycle - 1), "D")
     study = make_study(
@@ -542,14 +580,18 @@ def write_cohort(
                 "pass overwrite=True (CLI: --overwrite) to replace them"
             )
     truths = []
-    tasks = [(i, c) for i in range(n_patients) for c in config.cycles]
+    tasks = [(i, c) for i in range(n_patients) for c in config.all_cycles]
     from harmonize._progress import progress_iter
 
     patient = None
     for i, cycle in progress_iter(tasks, "phantom", enabled=progress):
         if patient is None or patient.patient_id != _pid(i):
             patient = make_patient(i, seed, config)
+        if cycle not in config.cycles:  # planned but not imaged: truth only
+            truths.append(truth_table(patient, cycle, config).assign(imaged=False))
+            continue
         study, truth = simulate_study(patient, cycle, seed, config)
+        truth = truth.assign(imaged=True)
         study.attrs["phantom_seed"] = int(seed)
         if format == "bundle":
             save_study(study, out / f"{patient.patient_id}_C{cycle}.nc", overwrite=overwrite)

@@ -3,11 +3,16 @@
 ``compare_results`` reads one or more results datasets (tables only, never images), merges
 them, and computes the agreement tables the report shows:
 
-* lesion level: every dose index of every lesion, for every workflow pair (truth included
-  when present), cycles pooled;
-* patient level: the lesion min/median/max, global mean and cumulative indices;
-* cutoff agreement at the published cutoffs (``harmonize/data/cutoffs.csv``);
-* cutoff translation of each published cutoff from its centre's workflow to the others.
+* lesion level: every dose index of every lesion, for every workflow pair and each
+  workflow against the phantom truth when present, cycles pooled;
+* patient level: the lesion min/median/max and global mean per cycle, and the cumulative
+  indices once per patient (treatment totals on a common planned treatment);
+* cutoff agreement at the published cutoffs (``harmonize/data/cutoffs.csv`` or
+  ``--cutoffs FILE.csv``), truth reported beside the workflows, not as a rater;
+* cutoff translation of each published cutoff from its centre's workflow to the others,
+  flagged ``extrapolated`` when the cutoff lies outside the source's observed range.
+
+The report (:mod:`harmonize.report`) renders exactly these tables.
 
 ``run_demo`` is the README's main job: the embedded synthetic cohort → every installed
 workflow (+ truth) → Parquet → comparison → ``report.html``.
@@ -26,10 +31,17 @@ import pandas as pd
 
 from harmonize import compare, schema
 from harmonize._warnings import HarmonizeWarning
+from harmonize.indices import fill_cumulative_basis
+
+#: The phantom's ground truth in the results (see harmonize.runner).
+TRUTH = "truth"
 
 __all__ = [
+    "DEFAULT_N_BOOT",
+    "DEFAULT_SEED",
     "LESION_INDICES",
     "PATIENT_INDICES",
+    "TRANSLATION_COLUMNS",
     "ComparisonTables",
     "compare_results",
     "read_merged",
@@ -113,79 +125,153 @@ def _quiet(func: Any, *args: Any, **kwargs: Any) -> Any:
     return out
 
 
+#: Bootstrap replicates and seed of the cutoff translations written by ``harmonize compare``
+#: (the report renders these tables; it draws no bootstrap of its own).
+DEFAULT_N_BOOT = 1000
+DEFAULT_SEED = 0
+#: Columns of the ``cutoff_classifications`` and ``cutoff_summary`` tables.
+CLASSIFICATION_COLUMNS = (
+    "cutoff_key",
+    "index",
+    "cutoff_gy",
+    "operator",
+    "patient_id",
+    "cycle",
+    "workflow",
+    "value_gy",
+    "above",
+)
+SUMMARY_COLUMNS = (
+    "cutoff_key",
+    "workflow_a",
+    "workflow_b",
+    "statistic",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "n_patients",
+    "note",
+)
+#: Columns of the ``cutoff_translation`` table.
+TRANSLATION_COLUMNS = (
+    "cutoff_key",
+    "label",
+    "index",
+    "from_workflow",
+    "to_workflow",
+    "cutoff_gy",
+    "estimate_gy",
+    "ci_low_gy",
+    "ci_high_gy",
+    "ci_level",
+    "observed_min_gy",
+    "observed_max_gy",
+    "extrapolated",
+    "slope",
+    "intercept",
+    "method",
+    "n_pairs",
+    "n_patients",
+    "n_boot",
+    "seed",
+    "sentence",
+)
+
+
+def _index_agreement(
+    table: pd.DataFrame, index: str, level: str, names: list[str], notes: list[str]
+) -> list[pd.DataFrame]:
+    """Agreement of one index: between the workflows (truth excluded), and each vs truth."""
+    if index not in table.columns:
+        notes.append(f"{index}: not in the results; skipped")
+        return []
+    data = table.dropna(subset=[index])
+    present = set(data["workflow"])
+    compared = [w for w in names if w in present and w != TRUTH]
+    parts = []
+    if len(compared) >= 2:
+        try:
+            parts.append(
+                _quiet(compare.agreement, data, index=index, level=level, workflows=compared)
+            )
+        except compare.CompareError as exc:
+            notes.append(f"{index}: {exc}")
+    else:
+        notes.append(f"{index}: fewer than two workflows report it; no agreement between workflows")
+    if TRUTH in present and compared:
+        try:
+            vs = _quiet(
+                compare.agreement,
+                data,
+                index=index,
+                level=level,
+                workflows=[*compared, TRUTH],
+                reference=TRUTH,
+            )
+            parts.append(vs.loc[vs["workflow_b"] == TRUTH])
+        except compare.CompareError as exc:
+            notes.append(f"{index} against truth: {exc}")
+    return parts
+
+
 def compare_results(
     results: dict[str, pd.DataFrame],
     *,
-    n_boot: int = 1000,
-    seed: int = 0,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = DEFAULT_SEED,
+    cutoffs: pd.DataFrame | None = None,
 ) -> ComparisonTables:
-    """Agreement, cutoff agreement and cutoff translation on merged results tables."""
+    """Agreement, cutoff agreement and cutoff translation on merged results tables.
+
+    Lesion indices are compared pooled over cycles; per-cycle patient indices pooled over
+    cycles; cumulative indices once per patient, on the treatment totals of
+    :func:`harmonize.compare.treatment_end` (a common planned treatment is required: a
+    mismatch is refused and noted, never compared). Agreement between workflows excludes
+    the phantom truth; each workflow is also compared with the truth (``workflow_b =
+    "truth"``). Every published cutoff (``cutoffs``, default the packaged table) is
+    translated from its centre's workflow to every other workflow with ``n_boot`` bootstrap
+    replicates seeded by ``seed``.
+    """
     notes: list[str] = []
     voi = results.get("voi_dose")
     pindex = results.get("patient_index")
     if voi is None or pindex is None:
         raise ValueError("results need both voi_dose and patient_index tables")
+    pindex = fill_cumulative_basis(pindex)
+    names = sorted(set(voi["workflow"]) | set(pindex["workflow"]))
     parts = []
     lesions = voi.loc[voi["voi_kind"] == "lesion"]
-    jobs = [(lesions, i, "lesion") for i in LESION_INDICES]
-    jobs += [(pindex, i, "patient") for i in PATIENT_INDICES]
-    for table, index, level in jobs:
-        data = table.dropna(subset=[index])
-        names = sorted(data["workflow"].unique())
-        if len(names) < 2:
-            notes.append(f"{index}: fewer than two workflows report it; skipped")
-            continue
-        try:
-            parts.append(_quiet(compare.agreement, data, index=index, level=level, workflows=names))
-        except compare.CompareError as exc:
-            notes.append(f"{index}: {exc}")
+    for index in LESION_INDICES:
+        parts += _index_agreement(lesions, index, "lesion", names, notes)
+    try:
+        end: pd.DataFrame | None = compare.treatment_end(pindex)
+    except compare.CompareError as exc:
+        end = None
+        notes.append(f"cumulative indices not compared: {exc}")
+    for index in PATIENT_INDICES:
+        if index.startswith("cum_"):
+            if end is not None:
+                parts += _index_agreement(end, index, "patient", names, notes)
+        else:
+            parts += _index_agreement(pindex, index, "patient", names, notes)
     agreement = (
         pd.concat(parts, ignore_index=True)
         if parts
         else pd.DataFrame(columns=compare.AGREEMENT_COLUMNS)
     )
-
-    cut = _quiet(compare.cutoff_agreement, pindex)
-    cutoffs = compare.load_cutoffs()
-    rows = []
-    workflows = sorted(set(pindex["workflow"]) - {"truth"})
-    for spec in cutoffs.itertuples(index=False):
-        # a cutoff was derived with its centre's workflow (cutoffs.csv column "centre")
-        home = str(spec.centre).strip().lower()
-        if home not in workflows:
-            continue
-        for target in [w for w in workflows if w != home]:
-            try:
-                tr = _quiet(
-                    compare.translate_cutoff,
-                    {"patient_index": pindex},
-                    home,
-                    target,
-                    float(spec.cutoff_gy),
-                    spec.index,
-                    n_boot=n_boot,
-                    seed=seed,
-                    cycle=_cycle_of(pindex, spec),
-                )
-            except (compare.CompareError, TypeError) as exc:
-                notes.append(f"translate {spec.key} {home}→{target}: {exc}")
-                continue
-            rows.append(
-                {
-                    "cutoff_key": spec.key,
-                    "index": spec.index,
-                    "from_workflow": home,
-                    "to_workflow": target,
-                    "cutoff_gy": float(spec.cutoff_gy),
-                    "estimate_gy": tr.estimate_gy,
-                    "ci_low_gy": tr.ci_low_gy,
-                    "ci_high_gy": tr.ci_high_gy,
-                    "method": tr.method,
-                    "n_pairs": tr.n_pairs,
-                    "sentence": tr.sentence,
-                }
-            )
-    translation = pd.DataFrame(rows)
+    cuts = compare.load_cutoffs() if cutoffs is None else cutoffs
+    try:
+        cut = _quiet(compare.cutoff_agreement, pindex, cuts)
+    except compare.CompareError as exc:
+        notes.append(f"cutoff agreement: {exc}")
+        cut = compare.CutoffAgreement(
+            pd.DataFrame(columns=list(CLASSIFICATION_COLUMNS)),
+            pd.DataFrame(columns=list(SUMMARY_COLUMNS)),
+            pd.DataFrame(columns=["cutoff_key", "patient_id", "above", "below"]),
+        )
+    refused = cut.summary.loc[cut.summary["statistic"] == "not_compared"]
+    notes += [f"cutoff {r.cutoff_key}: {r.note}" for r in refused.itertuples(index=False)]
+    translation = _translations(pindex, cuts, n_boot, seed, notes)
     return ComparisonTables(
         agreement=agreement,
         cutoff_classifications=cut.classifications,
@@ -196,10 +282,67 @@ def compare_results(
     )
 
 
-def _cycle_of(pindex: pd.DataFrame, spec: Any) -> int | None:
-    if str(spec.cycle) == "1":
-        return 1
-    return int(pindex["cycle"].max())
+def _translations(
+    pindex: pd.DataFrame, cutoffs: pd.DataFrame, n_boot: int, seed: int, notes: list[str]
+) -> pd.DataFrame:
+    """Each cutoff translated from its centre's workflow to every other workflow."""
+    rows = []
+    workflows = sorted(set(pindex["workflow"]) - {TRUTH})
+    for spec in cutoffs.itertuples(index=False):
+        # a cutoff was derived with its centre's workflow (cutoffs.csv column "centre")
+        home = str(spec.centre).strip().lower()
+        if home not in workflows:
+            continue
+        try:
+            if str(spec.cycle) == compare.END_OF_TREATMENT:
+                table, cycle = compare.treatment_end(pindex, f"cutoff {spec.key}"), None
+            else:
+                table, cycle = pindex, int(spec.cycle)
+        except compare.CompareError as exc:
+            notes.append(f"translate {spec.key}: {exc}")
+            continue
+        for target in [w for w in workflows if w != home]:
+            try:
+                tr = _quiet(
+                    compare.translate_cutoff,
+                    {"patient_index": table},
+                    home,
+                    target,
+                    float(spec.cutoff_gy),
+                    spec.index,
+                    n_boot=n_boot,
+                    seed=seed,
+                    cycle=cycle,
+                )
+            except compare.CompareError as exc:
+                notes.append(f"translate {spec.key} {home}→{target}: {exc}")
+                continue
+            rows.append(
+                {
+                    "cutoff_key": spec.key,
+                    "label": spec.label,
+                    "index": spec.index,
+                    "from_workflow": home,
+                    "to_workflow": target,
+                    "cutoff_gy": float(spec.cutoff_gy),
+                    "estimate_gy": tr.estimate_gy,
+                    "ci_low_gy": tr.ci_low_gy,
+                    "ci_high_gy": tr.ci_high_gy,
+                    "ci_level": tr.ci_level,
+                    "observed_min_gy": tr.observed_min_gy,
+                    "observed_max_gy": tr.observed_max_gy,
+                    "extrapolated": tr.extrapolated,
+                    "slope": tr.slope,
+                    "intercept": tr.intercept,
+                    "method": tr.method + (" on ln doses" if tr.log else ""),
+                    "n_pairs": tr.n_pairs,
+                    "n_patients": tr.n_patients,
+                    "n_boot": tr.n_boot,
+                    "seed": seed,
+                    "sentence": tr.sentence,
+                }
+            )
+    return pd.DataFrame(rows, columns=list(TRANSLATION_COLUMNS))
 
 
 def write_comparison(

@@ -249,11 +249,35 @@ def _write_map(
     return write_bytes_atomic(path, data, overwrite)
 
 
-def truth_tables(cohort: Cohort) -> pd.DataFrame:
-    """The phantom's ground truth as ``voi_dose`` rows of a workflow named ``truth``."""
+def _planned_cycles(cohort: Cohort, planned_cycles: int | None) -> int:
+    """The planned number of cycles: given, else the phantom truth's, else 4 (or more)."""
+    highest = max((int(c) for _, c in cohort.paths), default=1)
+    if planned_cycles is not None:
+        if isinstance(planned_cycles, bool) or int(planned_cycles) < 1:
+            raise ValueError(f"planned_cycles must be an integer >= 1, got {planned_cycles!r}")
+        if highest > int(planned_cycles):
+            raise ValueError(
+                f"cohort {cohort.root} holds cycle {highest} but --planned-cycles is "
+                f"{planned_cycles}: the plan must cover every cycle"
+            )
+        return int(planned_cycles)
+    if cohort.truth is not None and len(cohort.truth):
+        highest = max(highest, int(cohort.truth["cycle"].max()))
+    return max(indices.DEFAULT_PLANNED_CYCLES, highest)
+
+
+def truth_tables(cohort: Cohort, *, imaged_only: bool = True) -> pd.DataFrame:
+    """The phantom's ground truth as ``voi_dose`` rows of a workflow named ``truth``.
+
+    With ``imaged_only`` (default) only the cycles that have a study; otherwise every
+    cycle of the truth table (a phantom cohort holds the truth of every planned cycle,
+    column ``imaged``).
+    """
     if cohort.truth is None:
         raise ValueError(f"cohort {cohort.root} has no truth table")
     t = cohort.truth
+    if imaged_only and "imaged" in t.columns:
+        t = t.loc[t["imaged"].astype(bool)].reset_index(drop=True)
     nan = float("nan")
     return pd.DataFrame(
         {
@@ -309,6 +333,7 @@ def run_cohort(
     save_maps: str | None = None,
     key: bytes | None = None,
     append: bool = False,
+    planned_cycles: int | None = None,
 ) -> RunReport:
     """Run adapters over every study of a cohort and write the results dataset.
 
@@ -350,12 +375,19 @@ def run_cohort(
     save_maps : {"dicom", "nifti"}, optional
         Also write each dose map as ``OUT/dose_maps/<workflow>/<patient>_c<cycle>`` (DICOM
         RT Dose or NIfTI) for viewing in the centre's own software.
+    planned_cycles : int, optional
+        Cycles of the planned treatment, over which every cumulative index is a total
+        (:func:`harmonize.indices.patient_index`). Default: the cohort's own (a phantom
+        cohort's truth table covers its planned cycles), else
+        :data:`harmonize.indices.DEFAULT_PLANNED_CYCLES` (4), or the highest cycle present
+        if larger.
     """
     if save_maps not in (None, "dicom", "nifti"):
         raise ValueError(f"save_maps must be 'dicom', 'nifti' or None, got {save_maps!r}")
     if workers < 1:
         raise ValueError(f"workers must be ≥ 1, got {workers}")
     cohort = cohort if isinstance(cohort, Cohort) else open_cohort(cohort)
+    planned = _planned_cycles(cohort, planned_cycles)
     # the PHI gate, before any computation: raw studies are refused without a key (once
     # each, naming the folder only); with a key their failures are reported by pseudonym
     from harmonize.io.phi import require_deidentified
@@ -370,11 +402,15 @@ def run_cohort(
                 "version": a.version,
                 "parameters": a.config.to_dict(),
                 "overrides": a.overrides,
+                # the cumulative indices depend on the planned treatment too
+                "planned_cycles": planned,
             }
             for a in adapters
         }
         if include_truth and cohort.truth is not None:
-            specs[TRUTH_WORKFLOW] = {"version": "1", "parameters": {}, "overrides": {}}
+            specs[TRUTH_WORKFLOW] = {
+                "version": "1", "parameters": {}, "overrides": {}, "planned_cycles": planned
+            }
         inputs = runfolder.input_hashes(cohort.paths)
         old = runfolder.check_folder(out, specs, inputs, overwrite=overwrite, append=append)
         old_files: dict[str, Any] = dict(old.get("files", {})) if old else {}
@@ -448,7 +484,12 @@ def _run_locked(
     # a workflow that images only some cycles (Milan: 1 and 4) builds its patient indices
     # from those cycles only, whatever else the cohort holds
     imaged = {a.name: getattr(a.config, "imaged_cycles", None) for a in adapters}
+    truth_all_cycles = None
     if include_truth and cohort.truth is not None:
+        # the truth's cumulative is the sum over every planned cycle the phantom simulated,
+        # imaged or not; its voi_dose rows are those of the imaged cycles only
+        truth_all_cycles = truth_tables(cohort, imaged_only=False)
+        truth_all_cycles = truth_all_cycles.loc[truth_all_cycles["cycle"] <= planned]
         truth = truth_tables(cohort)
         rules[TRUTH_WORKFLOW] = "sum"
         for patient_id, rows in truth.groupby("patient_id", sort=True):
@@ -469,7 +510,13 @@ def _run_locked(
             table = table[table["cycle"].isin(imaged[name])]
             if table.empty:
                 continue
-        index = indices.patient_index(table, cumulative_rule=rules[name])
+        if name == TRUTH_WORKFLOW and truth_all_cycles is not None:
+            index = indices.patient_index(truth_all_cycles, rules[name], planned)
+            index = index.loc[index["cycle"].isin(set(table["cycle"]))]
+        else:
+            index = indices.patient_index(
+                table, cumulative_rule=rules[name], planned_cycles=planned
+            )
         for patient_id, rows in index.groupby("patient_id", sort=True):
             report.files += schema.write_results(
                 {"patient_index": rows},

@@ -50,11 +50,18 @@ class WorkflowError(HarmonizeError, ValueError):
     """A workflow cannot process a study (missing time points, bad parameter, ...)."""
 
 
-def param(default: Any, *, source: str, doc: str) -> Any:
-    """A config field with its source ("Hebert2024", "assumed", ...) and a description."""
+def param(default: Any, *, source: str, doc: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A config field with its source ("Hebert2024", "assumed", ...) and a description.
+
+    ``choices``, when given, lists the accepted values: an override outside them is
+    refused when the config is built (before any study is processed).
+    """
     if not source:
         raise ValueError("every workflow parameter needs a source or 'assumed'")
-    return field(default=default, metadata={"source": source, "doc": doc})
+    metadata: dict[str, Any] = {"source": source, "doc": doc}
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,13 @@ class WorkflowConfig:
             )
         hints = typing.get_type_hints(type(self))
         coerced = {k: _coerce(k, v, hints[k]) for k, v in changes.items()}
+        choices = {f.name: f.metadata.get("choices") for f in dataclasses.fields(self)}
+        for key, value in coerced.items():
+            allowed = choices.get(key)
+            if allowed is not None and value not in allowed:
+                raise WorkflowError(
+                    f"parameter {key!r} must be one of {list(allowed)}, got {value!r}"
+                )
         return dataclasses.replace(self, **coerced)
 
     def with_overrides(self, overrides: Mapping[str, str]) -> WorkflowConfig:
@@ -135,7 +149,8 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         if hint is str:
             return str(value)
     except (TypeError, ValueError):
-        raise WorkflowError(f"parameter {name!r}: cannot read {value!r} as {hint}") from None
+        kind = getattr(hint, "__name__", str(hint))
+        raise WorkflowError(f"parameter {name!r}: cannot read {value!r} as {kind}") from None
     return value
 
 
@@ -225,7 +240,9 @@ class WorkflowAdapter:
     url: ClassVar[str] = ""
     #: Capability tags.
     tags: ClassVar[WorkflowTags] = WorkflowTags()
-    #: Rule for cumulative indices over cycles (see harmonize.indices.patient_index).
+    #: Rule for cumulative indices: how the total over the planned treatment is formed from
+    #: the cycles measured (one of harmonize.indices.CUMULATIVE_RULES; see
+    #: harmonize.indices.patient_index).
     cumulative_rule: ClassVar[str] = "sum"
     #: The config class.
     Config: ClassVar[type[WorkflowConfig]] = WorkflowConfig

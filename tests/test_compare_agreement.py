@@ -214,9 +214,37 @@ def test_load_cutoffs_packaged_and_custom(tmp_path) -> None:
     assert c["operator"].tolist() == [">=", ">", ">=", ">=", ">="]
     assert c.loc["hebert2024_cum", "interpretation"] == "assumed"
     assert c.loc["hebert2024_cum", "index"] == "cum_lesion_dose_mean_gy"
+    # every cutoff is defined exactly (CUTOFFS.md): level, cycle 1 or end of treatment,
+    # lesions counted (and whether the paper says so), unit and a readable label
+    assert c["cycle"].tolist() == ["1", "end", "end", "1", "end"]
+    assert set(c["level"]) == {"patient"} and set(c["unit"]) == {"Gy"}
+    assert c.loc["mileva2024_min_c1", "eligibility"] == "target lesions"
+    assert c.loc["hebert2024_cum", "eligibility_source"] == "assumed"
+    assert c.loc["hebert2024_cum", "label"] == (
+        "Hebert 2024 — cumulative mean lesion dose > 91.4 Gy"
+    )
     bad = tmp_path / "mine.csv"
-    c.reset_index().drop(columns="operator").to_csv(bad, index=False)
-    with pytest.raises(CompareError, match=r"mine\.csv.*operator"):
+    c.reset_index().drop(columns=["operator", "direction"]).to_csv(bad, index=False)
+    with pytest.raises(CompareError, match=r"mine\.csv.*direction"):
+        compare.load_cutoffs(bad)
+    # a table in the older layout (operator, cutoff_gy, cycle 'last') is still read
+    old = c.reset_index()[["key", "study", "centre", "source", "source_doi", "index"]]
+    old = old.assign(
+        cycle=["1", "last", "last", "1", "last"],
+        operator=c["operator"].to_numpy(),
+        cutoff_gy=c["cutoff_gy"].to_numpy(),
+        interpretation=c["interpretation"].to_numpy(),
+        note="",
+    )
+    old.to_csv(bad, index=False)
+    back = compare.load_cutoffs(bad).set_index("key")
+    assert back["cycle"].tolist() == ["1", "end", "end", "1", "end"]
+    assert back.loc["hebert2024_cum", "label"] == "Hebert 2024 — cum_lesion_dose_mean_gy > 91.4 Gy"
+    # an end-of-treatment cutoff needs a cumulative index
+    wrong = c.reset_index()
+    wrong.loc[0, "cycle"] = "end"
+    wrong.to_csv(bad, index=False)
+    with pytest.raises(CompareError, match="cumulative index"):
         compare.load_cutoffs(bad)
     c2 = c.reset_index()
     c2.loc[0, "cycle"] = "first"
@@ -244,7 +272,11 @@ def test_cutoff_agreement_known_classes() -> None:
     s = res.summary.set_index(["cutoff_key", "workflow_a", "workflow_b", "statistic"])
     raw = s.loc[(key, "bordet", "milan", "raw_agreement"), "estimate"]
     assert raw == pytest.approx(1 - len(expected_split) / 12)
-    assert (key, "all", "", "fleiss_kappa") in s.index
+    # the truth is paired with each workflow but is not a rater: two workflows, no Fleiss
+    assert (key, "bordet", "truth", "cohen_kappa") in s.index
+    assert (key, "all", "", "fleiss_kappa") not in s.index
+    kappa = res.summary[res.summary["statistic"] == "cohen_kappa"]
+    assert (kappa["ci_low"].dropna() >= -1).all() and (kappa["ci_high"].dropna() <= 1).all()
 
 
 def test_cutoff_agreement_identical_workflows_kappa_one() -> None:
@@ -271,7 +303,17 @@ def test_translate_cutoff_noise_free_power_law() -> None:
     tr = compare.translate_cutoff(two, "truth", "b", 35.0, "lesion_dose_min_gy", n_boot=200)
     assert tr.estimate_gy == pytest.approx(42.0, rel=1e-9)
     assert (tr.ci_low_gy, tr.ci_high_gy) == pytest.approx((42.0, 42.0), rel=1e-9)
-    assert tr.sentence == "35 Gy in truth is 42.0 Gy [42.0, 42.0] in b"
+    # the source's minimum lesion doses lie below 35 Gy: the translation is extrapolated,
+    # and says so with the observed range
+    lo, hi = pi["lesion_dose_min_gy"].min(), pi["lesion_dose_min_gy"].max()
+    assert (tr.observed_min_gy, tr.observed_max_gy) == (lo, hi) and hi < 35.0
+    assert tr.extrapolated
+    assert tr.sentence == (
+        f"35 Gy in truth is 42.0 Gy [42.0, 42.0] in b (extrapolated: truth observed "
+        f"{lo:.1f}–{hi:.1f} Gy)"
+    )
+    inside = compare.translate_cutoff(two, "truth", "b", 20.0, "lesion_dose_min_gy", n_boot=200)
+    assert not inside.extrapolated and "extrapolated" not in inside.sentence
     pb = compare.translate_cutoff(
         two, "truth", "b", 35.0, "lesion_dose_min_gy", method="passing_bablok", n_boot=100
     )

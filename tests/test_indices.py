@@ -14,6 +14,7 @@ from harmonize.indices import (
     DX_PERCENTS,
     dvh,
     dvh_table,
+    fill_cumulative_basis,
     patient_index,
     voi_dose_indices,
 )
@@ -359,66 +360,126 @@ def test_per_cycle_indices(voi_dose):
     assert out.loc[("P3", 1), "center"] == "C1"
 
 
-def test_cumulative_sum(voi_dose):
-    out = patient_index(voi_dose, cumulative_rule="sum").set_index(["patient_id", "cycle"])
-    cum = [
-        "cum_lesion_dose_min_gy",
-        "cum_lesion_dose_median_gy",
-        "cum_lesion_dose_mean_gy",
-        "cum_lesion_dose_max_gy",
-    ]
-    # cycle 2: lesion 10 = 10 + 8 = 18, lesion 11 = 20 (absent in cycle 2)
-    assert out.loc[("P1", 2), cum].tolist() == [18.0, 19.0, 19.0, 20.0]
-    # cycle 4: lesion 10 = 24, lesion 11 = 32
-    assert out.loc[("P1", 4), cum].tolist() == [24.0, 28.0, 28.0, 32.0]
-    assert out.loc[("P1", 4), "cum_n_cycles"] == 3  # cycles 1, 2, 4 measured
-    # GMDs 40/3, 8, 8 summed; float sums -> 1e-14 relative
-    assert out.loc[("P1", 4), "cum_global_mean_dose_gy"] == pytest.approx(88 / 3, rel=1e-14)
-    assert out.loc[("P2", 4), "cum_global_mean_dose_gy"] == 7.0
-    assert (out["cum_rule"] == "sum").all()
+_CUM_LESION = [
+    "cum_lesion_dose_min_gy",
+    "cum_lesion_dose_median_gy",
+    "cum_lesion_dose_mean_gy",
+    "cum_lesion_dose_max_gy",
+]
+
+
+def _four_cycles(pid="P4"):
+    # every planned cycle measured: lesion 1 (2 g) and lesion 2 (1 g)
+    doses = {1: (10.0, 40.0), 2: (9.0, 36.0), 3: (8.0, 32.0), 4: (7.0, 28.0)}
+    return pd.concat(
+        [
+            _rows(pid, "w", c, [(1, "lesion", d1, 2.0), (2, "lesion", d2, 1.0)])
+            for c, (d1, d2) in doses.items()
+        ]
+    )
+
+
+def test_cumulative_is_the_total_over_the_planned_treatment(voi_dose):
+    rows = pd.concat([voi_dose, _four_cycles()], ignore_index=True)
+    out = patient_index(rows, cumulative_rule="sum").set_index(["patient_id", "cycle"])
+    # P4 measured 1..4: lesion 1 = 10 + 9 + 8 + 7 = 34, lesion 2 = 136; GMD per cycle
+    # (2 d1 + d2) / 3 = 2 d1, total 2 * 34 = 68; the same on every row of the patient
+    for c in (1, 2, 3, 4):
+        row = out.loc[("P4", c)]
+        assert row[_CUM_LESION].tolist() == [34.0, 85.0, 85.0, 136.0]
+        assert row["cum_global_mean_dose_gy"] == pytest.approx(68.0, rel=1e-15)
+        assert row["cum_basis"] == "measured_sum"
+        assert (row["cum_cycles_planned"], row["cum_cycles_measured"]) == (4, 4)
+    # P1 misses cycle 3, P2 cycles 1-3: the strict sum rule gives no total, and says why
+    for pid, cycle, measured in (("P1", 4, "1,2,4"), ("P2", 4, "4")):
+        row = out.loc[(pid, cycle)]
+        assert row["cum_basis"] == "incomplete" and row["cum_n_cycles"] == 0
+        assert np.isnan(row["cum_global_mean_dose_gy"]) and np.isnan(row["cum_lesion_dose_mean_gy"])
+        assert row["cum_rule"] == f"sum: incomplete, cycles {measured} measured of 1-4 planned"
+    # P3 has no lesion: no total either, and the reason says so
+    assert "has no lesion dose" in out.loc[("P3", 1), "cum_rule"]
+
+
+def test_cumulative_sum_interpolated_and_extrapolated(voi_dose):
+    out = patient_index(voi_dose, cumulative_rule="sum_interpolated").set_index(
+        ["patient_id", "cycle"]
+    )
+    # P1: GMD 40/3, 8, (8), 8 with cycle 3 interpolated between cycles 2 and 4 -> 112/3;
+    # lesion 10: 10 + 8 + 7 + 6 = 31; lesion 11 is absent from measured cycle 2: left out
+    p1 = out.loc[("P1", 1)]
+    assert p1["cum_global_mean_dose_gy"] == pytest.approx(112 / 3, rel=1e-15)
+    assert p1[_CUM_LESION].tolist() == [31.0] * 4
+    assert (p1["cum_basis"], p1["cum_cycles_measured"], p1["cum_n_cycles"]) == (
+        "interpolated",
+        3,
+        4,
+    )
+    # P2 lacks cycle 1: interpolation cannot reach it
+    assert out.loc[("P2", 4), "cum_basis"] == "incomplete"
+    ext = patient_index(voi_dose, cumulative_rule="sum_extrapolated").set_index(
+        ["patient_id", "cycle"]
+    )
+    # P2: cycle 4 carried back to cycles 1-3: 4 x 7 Gy
+    assert ext.loc[("P2", 4), "cum_global_mean_dose_gy"] == 28.0
+    assert ext.loc[("P2", 4), "cum_basis"] == "extrapolated"
+    assert ext.loc[("P1", 4), "cum_basis"] == "interpolated"
 
 
 def test_cumulative_milan_interpolated(voi_dose):
     out = patient_index(voi_dose, cumulative_rule="milan_interpolated").set_index(
         ["patient_id", "cycle"]
     )
-    cum = [
-        "cum_lesion_dose_min_gy",
-        "cum_lesion_dose_median_gy",
-        "cum_lesion_dose_mean_gy",
-        "cum_lesion_dose_max_gy",
-    ]
-    # c = 1: the cycle-1 values themselves
-    assert out.loc[("P1", 1), cum].tolist() == [10.0, 15.0, 15.0, 20.0]
-    # c = 2: only lesion 10 is measured in cycles 1 and 2: 2 * (10 + 8) / 2 = 18
-    assert out.loc[("P1", 2), cum].tolist() == [18.0] * 4
-    # c = 4: lesion 10 = 4 * mean(10, 8, 6) = 32; lesion 11 = 4 * mean(20, 12) = 64
-    assert out.loc[("P1", 4), cum].tolist() == [32.0, 48.0, 48.0, 64.0]
-    assert out.loc[("P1", 4), "cum_n_cycles"] == 4
-    # GMD: 4 * mean(40/3, 8, 8) = 352/9; float arithmetic -> 1e-14 relative
-    assert out.loc[("P1", 4), "cum_global_mean_dose_gy"] == pytest.approx(352 / 9, rel=1e-14)
-    # P2 lacks cycle 1: undefined, said so
+    # P1: GTD_TOT = 4 (GTD1 + GTD4) / 2 = 2 (40/3 + 8) = 128/3, whatever cycle 2 measured;
+    # lesion 10: 4 (10 + 6) / 2 = 32 (lesion 11 is absent from measured cycle 2)
+    row = out.loc[("P1", 2)]
+    assert row["cum_global_mean_dose_gy"] == pytest.approx(128 / 3, rel=1e-15)
+    assert row[_CUM_LESION].tolist() == [32.0] * 4
+    assert (row["cum_basis"], row["cum_cycles_measured"]) == ("interpolated", 3)
+    # P2 lacks cycle 1: incomplete, said so
     p2 = out.loc[("P2", 4)]
-    assert np.isnan(p2["cum_global_mean_dose_gy"]) and np.isnan(p2["cum_lesion_dose_mean_gy"])
-    assert p2["cum_n_cycles"] == 0
-    assert "undefined" in p2["cum_rule"] and "cycle 1" in p2["cum_rule"]
+    assert np.isnan(p2["cum_global_mean_dose_gy"]) and p2["cum_n_cycles"] == 0
+    assert p2["cum_rule"].startswith("milan_interpolated: incomplete")
 
 
-def test_milan_formula_two_measured_cycles():
-    # LUTADOSE: GTD_TOT = 4 x (GTD1 + GTD4) / 2 with cycles 2-3 interpolated.
+def test_milan_formula_is_the_sum_of_the_linear_interpolation():
+    # LUTADOSE: GTD_TOT = 4 x (GTD1 + GTD4) / 2 with cycles 2-3 interpolated; the same total
+    # as sum_interpolated (linear interpolation of cycles 2-3, then the sum)
     rows = pd.concat(
         [
             _rows("P", "milan", 1, [(1, "lesion", 12.0, 4.0), (2, "lesion", 30.0, 2.0)]),
             _rows("P", "milan", 4, [(1, "lesion", 9.0, 4.0), (2, "lesion", 15.0, 2.0)]),
         ]
     )
-    out = patient_index(rows, cumulative_rule="milan_interpolated", n_cycles=4)
+    out = patient_index(rows, cumulative_rule="milan_interpolated", planned_cycles=4)
     gtd1 = (12 * 4 + 30 * 2) / 6  # 18
     gtd4 = (9 * 4 + 15 * 2) / 6  # 11
     assert out["global_mean_dose_gy"].tolist() == [gtd1, gtd4]
-    assert out["cum_global_mean_dose_gy"].iloc[1] == 4 * (gtd1 + gtd4) / 2
-    with pytest.raises(ValueError, match="n_cycles"):
-        patient_index(rows, cumulative_rule="milan_interpolated", n_cycles=3)
+    assert out["cum_global_mean_dose_gy"].tolist() == [4 * (gtd1 + gtd4) / 2] * 2
+    same = patient_index(rows, cumulative_rule="sum_interpolated", planned_cycles=4)
+    np.testing.assert_allclose(
+        same["cum_global_mean_dose_gy"], out["cum_global_mean_dose_gy"], rtol=1e-14
+    )
+    with pytest.raises(ValueError, match="planned_cycles"):
+        patient_index(rows, cumulative_rule="milan_interpolated", planned_cycles=3)
+
+
+def test_fill_cumulative_basis_derives_old_files():
+    # a schema-1.1.0 table: cumulative of row c over cycles 1..c, no basis columns
+    old = pd.DataFrame(
+        {
+            "patient_id": ["P", "P", "Q"],
+            "cycle": [1, 4, 4],
+            "cum_n_cycles": [1, 2, 4],
+            "cum_rule": ["sum", "sum", "milan_interpolated"],
+            "cum_global_mean_dose_gy": [10.0, 18.0, 40.0],
+        }
+    )
+    out = fill_cumulative_basis(old)
+    assert out["cum_cycles_planned"].tolist() == [1, 4, 4]
+    assert out["cum_basis"].tolist() == ["measured_sum", "incomplete", "interpolated"]
+    # a partial sum is not a treatment total
+    assert np.isnan(out.loc[1, "cum_global_mean_dose_gy"])
+    assert out.loc[2, "cum_global_mean_dose_gy"] == 40.0
 
 
 def test_workflows_are_separate_and_output_is_schema_valid(voi_dose):
@@ -431,7 +492,7 @@ def test_workflows_are_separate_and_output_is_schema_valid(voi_dose):
     w = out[out.workflow == "w"].reset_index(drop=True)
     v = out[out.workflow == "v"].reset_index(drop=True)
     np.testing.assert_array_equal(v["global_mean_dose_gy"], 2 * w["global_mean_dose_gy"])
-    for rule in ("sum", "milan_interpolated"):
+    for rule in ("sum", "sum_interpolated", "sum_extrapolated", "milan_interpolated"):
         table = to_arrow_table(patient_index(both, cumulative_rule=rule), "patient_index")
         assert table.num_rows == len(out)
 
@@ -456,5 +517,5 @@ def test_patient_index_bad_input(voi_dose, change, message):
 def test_patient_index_bad_rule(voi_dose):
     with pytest.raises(ValueError, match="cumulative_rule"):
         patient_index(voi_dose, cumulative_rule="mean")
-    with pytest.raises(ValueError, match="n_cycles"):
-        patient_index(voi_dose, n_cycles=0)
+    with pytest.raises(ValueError, match="planned_cycles"):
+        patient_index(voi_dose, planned_cycles=0)

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from harmonize import schema as hs
+from harmonize.indices import fill_cumulative_basis
 from harmonize.schema import (
     SCHEMA_VERSION,
     SchemaError,
@@ -40,7 +41,8 @@ CONTRACT = {
     "patient_index": "patient_id cycle center workflow workflow_version n_lesions "
     "lesion_dose_min_gy lesion_dose_median_gy lesion_dose_mean_gy lesion_dose_max_gy "
     "global_mean_dose_gy cum_n_cycles cum_lesion_dose_min_gy cum_lesion_dose_median_gy "
-    "cum_lesion_dose_mean_gy cum_lesion_dose_max_gy cum_global_mean_dose_gy cum_rule",
+    "cum_lesion_dose_mean_gy cum_lesion_dose_max_gy cum_global_mean_dose_gy cum_rule "
+    "cum_cycles_planned cum_cycles_measured cum_basis",
     "tac": "patient_id cycle workflow voi_id time_h activity_measured_mbq activity_fitted_mbq "
     "recovery_corrected",
     "agreement": "index level cycle workflow_a workflow_b statistic estimate ci_low ci_high "
@@ -196,8 +198,8 @@ def voi_file(tmp_path, frames):
 
 
 def test_schema_version_is_1_2_with_dvh_as_a_minor_addition():
-    # the dvh table (1.1) and the flag tokens (1.2) are minor changes of major version 1
-    # (SPEC.md §5)
+    # the dvh table (1.1), the flag tokens and the cumulative-basis columns (1.2) are
+    # optional additions: minor changes of major version 1 (SPEC.md §5)
     assert hs._parse_version(SCHEMA_VERSION)[:2] == (1, 2)
     doc = load_schema_document()["tables"]["dvh"]
     assert doc["primary_key"] == ["patient_id", "cycle", "workflow", "voi_id", "volume_pct"]
@@ -234,6 +236,16 @@ def test_files_of_schema_1_0_0_are_read(tmp_path):
             assert df["schema_version"].tolist() == ["1.0.0"]
             df = df.drop(columns="schema_version")
             expected = expected.drop(columns="schema_version")
+        if name == "patient_index":
+            # 1.2.0 changed the cumulative columns from "cycles 1..cycle" to "the planned
+            # treatment" and added three optional columns, read as null from older files
+            # and derived by fill_cumulative_basis (SPEC.md §2)
+            assert df[["cum_cycles_planned", "cum_cycles_measured", "cum_basis"]].isna().all().all()
+            filled = fill_cumulative_basis(df)
+            assert filled["cum_cycles_planned"].tolist() == df["cycle"].tolist()
+            assert set(filled["cum_basis"]) <= {"measured_sum", "incomplete"}
+            same = [c for c in df.columns if not c.startswith("cum_")]
+            df, expected = df[same], expected[same]
         pd.testing.assert_frame_equal(df, expected, check_exact=True)
     # and a 1.0.0 dataset merges with 1.1.0 dvh files of the same study
     root = tmp_path / "mixed"

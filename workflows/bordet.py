@@ -25,6 +25,7 @@ import numpy as np
 import xarray as xr
 
 from harmonize import dose, kinetics, plausibility
+from harmonize.kinetics import HEAD_RULES, WEIGHTINGS
 from harmonize.study import voxel_size_mm, voxel_volume_ml
 from harmonize.workflow import (
     WorkflowAdapter,
@@ -51,9 +52,17 @@ class BordetConfig(WorkflowConfig):
         source="assumed",
         doc="largest distance between a wanted and an available time point, h",
     )
-    weighting: str = param("none", source="assumed", doc="least-squares weighting of the VOI fit")
+    weighting: str = param(
+        "none",
+        source="assumed",
+        doc="least-squares weighting of the VOI fit",
+        choices=WEIGHTINGS,
+    )
     head: str = param(
-        "linear_from_zero", source="assumed", doc="integration rule from t=0 to the first point"
+        "linear_from_zero",
+        source="assumed",
+        doc="integration rule from t=0 to the first point",
+        choices=HEAD_RULES,
     )
     density_from_ct: bool = param(
         True, source="assumed", doc="density scaling of the kernel dose from CT; else 1.04 g/mL"
@@ -61,7 +70,9 @@ class BordetConfig(WorkflowConfig):
     organ_includes_lesions: bool = param(
         False, source="assumed", doc="count lesion voxels inside an organ as organ"
     )
-    medium: str = param("soft_tissue", source="Lanconelli2012", doc="kernel medium")
+    medium: str = param(
+        "soft_tissue", source="Lanconelli2012", doc="kernel medium", choices=("soft_tissue", "bone")
+    )
 
 
 class BordetWorkflow(WorkflowAdapter):
@@ -81,7 +92,10 @@ class BordetWorkflow(WorkflowAdapter):
         truth_tolerance=0.25,
         truth_min_volume_ml=20.0,
     )
-    cumulative_rule = "sum"
+    # Bordet (LUMEN) performed dosimetry after every cycle; a cycle missing from
+    # the data is linearly interpolated between its measured neighbours, a missing first or
+    # last cycle leaves the total incomplete [assumed] (harmonize.indices.patient_index)
+    cumulative_rule = "sum_interpolated"
     Config = BordetConfig
     config: BordetConfig
 

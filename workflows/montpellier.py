@@ -25,6 +25,7 @@ import numpy as np
 import xarray as xr
 
 from harmonize import dose, kinetics, plausibility
+from harmonize.kinetics import HEAD_RULES, WEIGHTINGS
 from harmonize.study import voxel_volume_ml
 from harmonize.workflow import (
     WorkflowAdapter,
@@ -56,9 +57,17 @@ class MontpellierConfig(WorkflowConfig):
         3, source="assumed", doc="late points of the mono-exponential tail fit per voxel"
     )
     head: str = param(
-        "linear_from_zero", source="assumed", doc="integration rule from t=0 to the first point"
+        "linear_from_zero",
+        source="assumed",
+        doc="integration rule from t=0 to the first point",
+        choices=HEAD_RULES,
     )
-    weighting: str = param("none", source="assumed", doc="least-squares weighting of the tail fit")
+    weighting: str = param(
+        "none",
+        source="assumed",
+        doc="least-squares weighting of the tail fit",
+        choices=WEIGHTINGS,
+    )
     density_from_ct: bool = param(
         True, source="assumed", doc="voxel mass from CT (HU → density); else 1.04 g/mL"
     )
@@ -69,6 +78,7 @@ class MontpellierConfig(WorkflowConfig):
         "auto",
         source="assumed",
         doc="rigid registration of time points: auto (when the study has ct_by_time), always, never",
+        choices=("auto", "always", "never"),
     )
     include_photons: bool = param(
         False, source="Hebert2024", doc="deposit photon energy locally too (LDM of electrons only)"
@@ -92,7 +102,10 @@ class MontpellierWorkflow(WorkflowAdapter):
         truth_tolerance=0.25,
         truth_min_volume_ml=20.0,
     )
-    cumulative_rule = "sum"
+    # Montpellier (Hebert 2024) performed dosimetry after every cycle; a cycle missing from
+    # the data is linearly interpolated between its measured neighbours, a missing first or
+    # last cycle leaves the total incomplete [assumed] (harmonize.indices.patient_index)
+    cumulative_rule = "sum_interpolated"
     Config = MontpellierConfig
     config: MontpellierConfig
 

@@ -22,11 +22,13 @@ from harmonize.compare.blandaltman import (
 )
 from harmonize.compare.concordance import ConcordanceResult, lin_ccc
 from harmonize.compare.cutoffs import (
+    END_OF_TREATMENT,
     CutoffAgreement,
     CutoffTranslation,
     cutoff_agreement,
     load_cutoffs,
     translate_cutoff,
+    treatment_end,
 )
 from harmonize.compare.icc import icc, icc_mixed
 from harmonize.compare.kappa import (
@@ -49,6 +51,7 @@ from harmonize.compare.variance import (
 
 __all__ = [
     "AGREEMENT_COLUMNS",
+    "END_OF_TREATMENT",
     "BlandAltmanRegressionResult",
     "BlandAltmanResult",
     "CohenKappaResult",
@@ -77,6 +80,7 @@ __all__ = [
     "load_cutoffs",
     "passing_bablok",
     "translate_cutoff",
+    "treatment_end",
     "variance_components",
     "within_subject",
     "write_agreement",

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -26,31 +26,44 @@ from harmonize.compare.regression import deming_from_moments, passing_bablok
 
 __all__ = [
     "CUTOFF_COLUMNS",
+    "END_OF_TREATMENT",
     "CutoffAgreement",
     "CutoffTranslation",
     "cutoff_agreement",
     "load_cutoffs",
     "translate_cutoff",
+    "treatment_end",
 ]
 
-#: Required columns of a cutoff table.
+#: Required columns of a cutoff table (documented in ``harmonize/data/CUTOFFS.md``).
 CUTOFF_COLUMNS = (
     "key",
+    "label",
     "study",
     "centre",
     "source",
     "source_doi",
     "index",
+    "level",
     "cycle",
-    "operator",
-    "cutoff_gy",
+    "eligibility",
+    "eligibility_source",
+    "direction",
+    "value",
+    "unit",
     "interpretation",
     "note",
 )
+#: Columns of the cutoff tables of harmonize < 0.x (read, renamed): old name -> new name.
+_OLD_NAMES = {"operator": "direction", "cutoff_gy": "value"}
+#: The value of ``cycle`` meaning "end of treatment" (the total over the planned cycles).
+END_OF_TREATMENT = "end"
 _OPS: dict[str, Callable[[NDArray[np.float64], float], NDArray[np.bool_]]] = {
     ">=": operator.ge,
     ">": operator.gt,
 }
+_LEVELS = ("patient",)
+_UNITS = ("Gy",)
 
 
 def load_cutoffs(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
@@ -59,17 +72,21 @@ def load_cutoffs(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     Parameters
     ----------
     path : path-like, optional
-        A CSV with the columns ``CUTOFF_COLUMNS``.
+        A CSV with the columns ``CUTOFF_COLUMNS`` (see ``harmonize/data/CUTOFFS.md``).
+        Tables in the older layout (``operator``, ``cutoff_gy``, cycle ``last``, no
+        ``label``/``level``/``eligibility``/``unit``) are read too.
 
     Returns
     -------
     pandas.DataFrame
-        One row per cutoff; ``cutoff_gy`` float, ``cycle`` str ("1", … or "last").
+        One row per cutoff, columns ``CUTOFF_COLUMNS`` plus ``operator`` (= ``direction``)
+        and ``cutoff_gy`` (= ``value``, float); ``cycle`` is ``"1"``, ``"2"``, ... or
+        ``"end"``.
 
     Raises
     ------
     CompareError
-        Naming the file and the offending column/row.
+        Naming the file, the column and the offending values.
 
     Examples
     --------
@@ -87,37 +104,125 @@ def load_cutoffs(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
             df = pd.read_csv(name, dtype=str, keep_default_na=False)
         except FileNotFoundError as exc:
             raise CompareError(f"cutoff file {name} not found") from exc
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise CompareError(f"cutoff file {name} is not a readable CSV: {exc}") from exc
+    df = df.rename(columns={k: v for k, v in _OLD_NAMES.items() if v not in df.columns})
+    if "cycle" in df.columns:
+        df["cycle"] = df["cycle"].replace({"last": END_OF_TREATMENT})
+    defaults = {"level": "patient", "unit": "Gy", "eligibility": "all lesions"}
+    defaults |= {"eligibility_source": "assumed", "label": ""}
+    for col, value in defaults.items():
+        if col not in df.columns:
+            df[col] = value
     missing = [c for c in CUTOFF_COLUMNS if c not in df.columns]
     if missing:
         raise CompareError(f"{name}: missing column(s) {missing}; expected {list(CUTOFF_COLUMNS)}")
     if df["key"].duplicated().any() or (df["key"] == "").any():
         raise CompareError(f"{name}: column 'key' must be unique and non-empty")
-    bad_op = sorted(set(df["operator"]) - set(_OPS))
-    if bad_op:
-        raise CompareError(f"{name}: column 'operator' has {bad_op}; allowed: {list(_OPS)}")
-    cyc_ok = df["cycle"].str.fullmatch(r"last|[1-9][0-9]*")
+    _check_values(df, name, "direction", tuple(_OPS))
+    _check_values(df, name, "level", _LEVELS)
+    _check_values(df, name, "unit", _UNITS)
+    _check_values(df, name, "interpretation", ("pub", "assumed"))
+    _check_values(df, name, "eligibility_source", ("pub", "assumed"))
+    cyc_ok = df["cycle"].str.fullmatch(rf"{END_OF_TREATMENT}|[1-9][0-9]*")
     if not cyc_ok.all():
         raise CompareError(
-            f"{name}: column 'cycle' must be a positive integer or 'last', got "
-            f"{df.loc[~cyc_ok, 'cycle'].tolist()}"
+            f"{name}: column 'cycle' must be a positive integer or '{END_OF_TREATMENT}' (end of "
+            f"treatment), got {df.loc[~cyc_ok, 'cycle'].tolist()}"
         )
-    cut = pd.to_numeric(df["cutoff_gy"], errors="coerce")
-    if cut.isna().any() or not np.all(np.isfinite(cut)):
-        raise CompareError(f"{name}: column 'cutoff_gy' must be finite numbers")
-    bad_int = sorted(set(df["interpretation"]) - {"pub", "assumed"})
-    if bad_int:
+    end_not_cum = (df["cycle"] == END_OF_TREATMENT) & ~df["index"].str.startswith("cum_")
+    if end_not_cum.any():
         raise CompareError(
-            f"{name}: column 'interpretation' must be 'pub' or 'assumed', got {bad_int}"
+            f"{name}: cutoff(s) {df.loc[end_not_cum, 'key'].tolist()} have cycle "
+            f"'{END_OF_TREATMENT}' but a per-cycle index; the end of treatment needs a "
+            "cumulative index (cum_...)"
         )
-    df["cutoff_gy"] = cut.astype(np.float64)
-    return df
+    cut = pd.to_numeric(df["value"], errors="coerce")
+    if cut.isna().any() or not np.all(np.isfinite(cut)):
+        bad = df.loc[cut.isna(), "value"].tolist()
+        raise CompareError(f"{name}: column 'value' must be finite numbers, got {bad}")
+    df["value"] = cut.astype(np.float64)
+    df["cutoff_gy"] = df["value"]
+    df["operator"] = df["direction"]
+    no_label = df["label"].str.strip() == ""
+    df.loc[no_label, "label"] = [
+        f"{r.study} — {r.index} {_OPERATOR_TEXT[r.direction]} {r.value:g} {r.unit}"
+        for r in df.loc[no_label].itertuples(index=False)
+    ]
+    return df[[*CUTOFF_COLUMNS, "operator", "cutoff_gy"]].reset_index(drop=True)
 
 
-def _select_cycle(pi: pd.DataFrame, selector: str) -> pd.DataFrame:
-    if selector == "last":
-        last = pi.groupby(["patient_id", "workflow"])["cycle"].transform("max")
-        return pi.loc[pi["cycle"] == last]
-    return pi.loc[pi["cycle"] == int(selector)]
+_OPERATOR_TEXT = {">=": "≥", ">": ">"}
+
+
+def _check_values(df: pd.DataFrame, name: str, column: str, allowed: tuple[str, ...]) -> None:
+    bad = sorted(set(df[column]) - set(allowed))
+    if bad:
+        raise CompareError(f"{name}: column {column!r} has {bad}; allowed: {list(allowed)}")
+
+
+def treatment_end(patient_index: pd.DataFrame, what: str = "cumulative indices") -> pd.DataFrame:
+    """One row per patient x workflow carrying the treatment totals, on a common basis.
+
+    Cumulative indices are totals over the planned treatment (``cum_cycles_planned``
+    cycles, :func:`harmonize.indices.patient_index`); this takes each patient x workflow's
+    last row (files older than schema 1.2.0 are derived by
+    :func:`harmonize.indices.fill_cumulative_basis`), drops the totals whose
+    ``cum_basis`` is ``incomplete`` (their values are null) and refuses workflows whose
+    totals cover different planned treatments.
+
+    Parameters
+    ----------
+    patient_index : pandas.DataFrame
+        A ``patient_index`` table.
+    what : str
+        What is being compared, for the error message.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The selected rows, with ``cycle`` set to ``cum_cycles_planned`` (the totals are
+        over the planned treatment, whatever cycle a workflow measured last), so that the
+        workflows' totals pair on (patient_id, cycle).
+
+    Raises
+    ------
+    CompareError
+        When the workflows' totals cover different numbers of planned cycles, naming them.
+    """
+    from harmonize.indices import fill_cumulative_basis
+
+    pi = fill_cumulative_basis(patient_index)
+    last = pi.groupby(["patient_id", "workflow"])["cycle"].transform("max")
+    end = pi.loc[pi["cycle"] == last]
+    usable = end.loc[end["cum_basis"] != "incomplete"]
+    planned = usable.groupby("workflow")["cum_cycles_planned"].agg(lambda s: sorted(set(s)))
+    if len({v for values in planned for v in values}) > 1:
+        detail = "; ".join(
+            f"{w}: {', '.join(str(v) for v in values)} cycle(s)" for w, values in planned.items()
+        )
+        raise CompareError(
+            f"{what} are totals over different planned treatments ({detail}); compare them "
+            "only on a common basis: re-run every workflow with the same --planned-cycles"
+        )
+    return end.assign(cycle=end["cum_cycles_planned"].astype(np.int64)).reset_index(drop=True)
+
+
+#: Name of the phantom's ground truth in the results: reported beside the workflows'
+#: agreement (pairs "workflow vs truth"), never counted as a rater in Fleiss' kappa.
+TRUTH = "truth"
+
+_SUMMARY_COLUMNS = [
+    "cutoff_key",
+    "workflow_a",
+    "workflow_b",
+    "statistic",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "n_patients",
+    "note",
+]
 
 
 @dataclass(frozen=True)
@@ -128,20 +233,89 @@ class CutoffAgreement:
     ----------
     classifications : pandas.DataFrame
         ``cutoff_key, index, cutoff_gy, operator, patient_id, cycle, workflow, value_gy,
-        above`` — every workflow's class of every patient.
+        above`` — every workflow's (and the truth's) class of every patient.
     summary : pandas.DataFrame
-        One row per cutoff × workflow pair (``workflow_b == ""`` for Fleiss over all):
         ``cutoff_key, workflow_a, workflow_b, statistic, estimate, ci_low, ci_high,
-        n_patients, note`` with statistics cohen_kappa / fleiss_kappa /
-        raw_agreement / fraction_above_a / fraction_above_b.
+        n_patients, note``. Per workflow pair (truth included as ``workflow_b = "truth"``):
+        statistics ``cohen_kappa``, ``raw_agreement``, ``fraction_above_a``,
+        ``fraction_above_b``; over the workflows, truth excluded (``workflow_a = "all"``,
+        ``workflow_b = ""``): ``fleiss_kappa``; a cutoff that could not be compared has one
+        row ``not_compared`` with the reason in ``note``. A kappa that cannot be
+        estimated has a NaN estimate, a CI that cannot be estimated NaN limits; ``note``
+        says why. Kappa CIs are clipped to [-1, 1].
     discordant : pandas.DataFrame
         ``cutoff_key, patient_id, above, below`` — patients classified differently by
-        the workflows (comma-separated workflow names).
+        the workflows (comma-separated workflow names; truth excluded).
     """
 
     classifications: pd.DataFrame
     summary: pd.DataFrame
     discordant: pd.DataFrame
+
+
+def _select(pi: pd.DataFrame, cut: Any) -> pd.DataFrame:
+    if str(cut.cycle) == END_OF_TREATMENT:
+        return treatment_end(pi, f"cutoff {cut.key} ({cut.index})")
+    return pi.loc[pi["cycle"] == int(cut.cycle)]
+
+
+def _cohen_rows(
+    a: NDArray[np.bool_], b: NDArray[np.bool_], wa: str, wb: str, level: float
+) -> list[dict[str, Any]]:
+    n = int(a.size)
+    rows = [
+        dict(
+            statistic="raw_agreement",
+            estimate=float(np.mean(a == b)) if n else math.nan,
+            note="proportion classified alike",
+        ),
+        dict(
+            statistic="fraction_above_a",
+            estimate=float(a.mean()) if n else math.nan,
+            note=f"fraction above in {wa}",
+        ),
+        dict(
+            statistic="fraction_above_b",
+            estimate=float(b.mean()) if n else math.nan,
+            note=f"fraction above in {wb}",
+        ),
+    ]
+    if n and (a.all() or not a.any()) and (b.all() or not b.any()):
+        side = "above" if a.any() else "below"
+        why = f"not estimable: all {n} patients are {side} the cutoff in both workflows"
+        if a.any() != b.any():
+            why = f"not estimable: each workflow puts all {n} patients on one side (opposite sides)"
+        rows.append(dict(statistic="cohen_kappa", estimate=math.nan, note=why))
+        return rows
+    try:
+        k = cohen_kappa(a, b, ci_level=level)
+    except CompareError as exc:
+        rows.append(dict(statistic="cohen_kappa", estimate=math.nan, note=f"not estimable: {exc}"))
+        return rows
+    lo, hi = max(k.ci[0], -1.0), min(k.ci[1], 1.0)
+    note = "Cohen 1960, Wald CI clipped to [-1, 1]"
+    if not hi > lo:
+        lo = hi = math.nan
+        why = (
+            f"all {n} patients classified alike"
+            if np.all(a == b)
+            else f"one workflow puts all {n} patients on the same side"
+        )
+        note = f"Cohen 1960; CI not estimable: zero standard error ({why})"
+    rows.append(dict(statistic="cohen_kappa", estimate=k.kappa, ci_low=lo, ci_high=hi, note=note))
+    return rows
+
+
+def _fleiss_row(complete: pd.DataFrame) -> dict[str, Any]:
+    try:
+        fk = fleiss_kappa(complete.astype(bool).to_numpy())
+    except CompareError as exc:
+        return dict(statistic="fleiss_kappa", estimate=math.nan, note=f"not estimable: {exc}")
+    return dict(
+        statistic="fleiss_kappa",
+        estimate=fk.kappa,
+        note="Fleiss 1971 over the workflows (truth excluded); no CI",
+    )
 
 
 def cutoff_agreement(
@@ -153,12 +327,14 @@ def cutoff_agreement(
 ) -> CutoffAgreement:
     """Classify every patient at every cutoff by every workflow and measure agreement.
 
-    A patient is "above" when ``value <operator> cutoff_gy`` on the cutoff's index at the
-    selected cycle (``"last"`` = the patient's last cycle in that workflow). For each
-    workflow pair, Cohen's kappa (CI: large-sample Wald) and raw agreement on the patients
-    both classified; across all workflows, Fleiss' kappa on the patients every workflow
-    classified. When kappa is undefined (every patient in one class in both workflows) the
-    kappa row has NaN and the reason in ``note``; raw agreement is still given.
+    A patient is "above" when ``value <direction> cutoff`` on the cutoff's index, at cycle
+    1 (or the cutoff's cycle) or, for cycle ``"end"``, on the treatment totals of
+    :func:`treatment_end` (the same planned treatment for every workflow, incomplete
+    totals left out — a mismatch of planned cycles is not compared: the cutoff gets one
+    ``not_compared`` row saying what differs). For each workflow pair, Cohen's kappa
+    (Wald CI, clipped to [-1, 1]) and raw agreement on the patients both classified; the
+    phantom truth (workflow ``"truth"``) is paired with each workflow but is not a rater of
+    Fleiss' kappa, which is over the workflows on the patients every one classified.
 
     Parameters
     ----------
@@ -167,7 +343,7 @@ def cutoff_agreement(
     cutoffs : pandas.DataFrame, optional
         From :func:`load_cutoffs` (default: the packaged table).
     workflows : sequence of str, optional
-        Default: all workflows in ``patient_index``.
+        Default: all workflows in ``patient_index`` (truth included when present).
     ci_level : float, default 0.95
 
     Returns
@@ -183,7 +359,8 @@ def cutoff_agreement(
     if workflows is not None:
         pi = pi.loc[pi["workflow"].isin(list(workflows))]
     names = list(workflows) if workflows is not None else sorted(pi["workflow"].unique())
-    if len(names) < 2:
+    raters = [w for w in names if w != TRUTH]
+    if len(raters) < 2 and not (raters and TRUTH in names):
         raise CompareError(f"need at least 2 workflows, found {names}")
     cls_parts, summ, disc_parts = [], [], []
     for cut in cuts.itertuples(index=False):
@@ -191,7 +368,15 @@ def cutoff_agreement(
             raise CompareError(
                 f"cutoff {cut.key!r}: index column {cut.index!r} not in patient_index"
             )
-        sel = _select_cycle(pi, str(cut.cycle))[["patient_id", "cycle", "workflow", cut.index]]
+        try:
+            chosen = _select(pi, cut)
+        except CompareError as exc:
+            summ.append(
+                dict(cutoff_key=cut.key, workflow_a="all", workflow_b="", n_patients=0)
+                | dict(statistic="not_compared", estimate=math.nan, note=str(exc))
+            )
+            continue
+        sel = chosen[["patient_id", "cycle", "workflow", cut.index]]
         sel = sel.rename(columns={cut.index: "value_gy"}).dropna(subset=["value_gy"])
         sel = sel.assign(
             cutoff_key=cut.key,
@@ -204,95 +389,23 @@ def cutoff_agreement(
         wide = sel.pivot(index="patient_id", columns="workflow", values="above").reindex(
             columns=names
         )
-        for wa, wb in itertools.combinations(names, 2):
+        pairs = list(itertools.combinations(raters, 2))
+        pairs += [(w, TRUTH) for w in raters if TRUTH in names]
+        for wa, wb in pairs:
             both = wide[[wa, wb]].dropna()
             a, b = both[wa].astype(bool).to_numpy(), both[wb].astype(bool).to_numpy()
-            n = int(a.size)
-            base = dict(cutoff_key=cut.key, workflow_a=wa, workflow_b=wb, n_patients=n)
-            raw = float(np.mean(a == b)) if n else math.nan
-            summ.append(
-                base
-                | dict(
-                    statistic="raw_agreement",
-                    estimate=raw,
-                    ci_low=math.nan,
-                    ci_high=math.nan,
-                    note="proportion classified alike",
-                )
+            base = dict(cutoff_key=cut.key, workflow_a=wa, workflow_b=wb, n_patients=int(a.size))
+            summ += [base | row for row in _cohen_rows(a, b, wa, wb, level)]
+        complete = wide[raters].dropna()
+        if len(raters) >= 3:
+            base = dict(
+                cutoff_key=cut.key, workflow_a="all", workflow_b="", n_patients=len(complete)
             )
-            summ.append(
-                base
-                | dict(
-                    statistic="fraction_above_a",
-                    estimate=float(a.mean()) if n else math.nan,
-                    ci_low=math.nan,
-                    ci_high=math.nan,
-                    note=f"fraction above in {wa}",
-                )
-            )
-            summ.append(
-                base
-                | dict(
-                    statistic="fraction_above_b",
-                    estimate=float(b.mean()) if n else math.nan,
-                    ci_low=math.nan,
-                    ci_high=math.nan,
-                    note=f"fraction above in {wb}",
-                )
-            )
-            try:
-                k = cohen_kappa(a, b, ci_level=level)
-                summ.append(
-                    base
-                    | dict(
-                        statistic="cohen_kappa",
-                        estimate=k.kappa,
-                        ci_low=k.ci[0],
-                        ci_high=k.ci[1],
-                        note="Cohen 1960, Wald CI",
-                    )
-                )
-            except CompareError as exc:
-                summ.append(
-                    base
-                    | dict(
-                        statistic="cohen_kappa",
-                        estimate=math.nan,
-                        ci_low=math.nan,
-                        ci_high=math.nan,
-                        note=f"undefined: {exc}",
-                    )
-                )
-        complete = wide.dropna()
-        base = dict(cutoff_key=cut.key, workflow_a="all", workflow_b="", n_patients=len(complete))
-        if len(names) >= 3:
-            try:
-                fk = fleiss_kappa(complete.astype(bool).to_numpy())
-                summ.append(
-                    base
-                    | dict(
-                        statistic="fleiss_kappa",
-                        estimate=fk.kappa,
-                        ci_low=math.nan,
-                        ci_high=math.nan,
-                        note="Fleiss 1971 (no CI)",
-                    )
-                )
-            except CompareError as exc:
-                summ.append(
-                    base
-                    | dict(
-                        statistic="fleiss_kappa",
-                        estimate=math.nan,
-                        ci_low=math.nan,
-                        ci_high=math.nan,
-                        note=f"undefined: {exc}",
-                    )
-                )
+            summ.append(base | _fleiss_row(complete))
         arr = complete.astype(bool).to_numpy()
         split = arr.any(axis=1) & ~arr.all(axis=1)
         if split.any():
-            cols = np.array(names, dtype=object)
+            cols = np.array(raters, dtype=object)
             disc_parts.append(
                 pd.DataFrame(
                     {
@@ -303,33 +416,23 @@ def cutoff_agreement(
                     }
                 )
             )
-    classifications = pd.concat(cls_parts, ignore_index=True)[
-        [
-            "cutoff_key",
-            "index",
-            "cutoff_gy",
-            "operator",
-            "patient_id",
-            "cycle",
-            "workflow",
-            "value_gy",
-            "above",
-        ]
+    cls_columns = [
+        "cutoff_key",
+        "index",
+        "cutoff_gy",
+        "operator",
+        "patient_id",
+        "cycle",
+        "workflow",
+        "value_gy",
+        "above",
     ]
-    summary = pd.DataFrame(
-        summ,
-        columns=[
-            "cutoff_key",
-            "workflow_a",
-            "workflow_b",
-            "statistic",
-            "estimate",
-            "ci_low",
-            "ci_high",
-            "n_patients",
-            "note",
-        ],
+    classifications = (
+        pd.concat(cls_parts, ignore_index=True)[cls_columns]
+        if cls_parts
+        else pd.DataFrame(columns=cls_columns)
     )
+    summary = pd.DataFrame(summ, columns=_SUMMARY_COLUMNS)
     discordant = (
         pd.concat(disc_parts, ignore_index=True)
         if disc_parts
@@ -347,7 +450,14 @@ class CutoffTranslation:
     estimate_gy, ci_low_gy, ci_high_gy : float
         Translated cutoff and its percentile bootstrap CI.
     sentence : str
-        E.g. "35 Gy in bordet is 41.2 Gy [36.0, 47.9] in montpellier".
+        E.g. "35 Gy in bordet is 41.2 Gy [36.0, 47.9] in montpellier", followed by
+        "(extrapolated: bordet observed 5.1–15.7 Gy)" when the cutoff lies outside the
+        source workflow's observed range.
+    observed_min_gy, observed_max_gy : float
+        Range of the source workflow's paired values of the index.
+    extrapolated : bool
+        True when ``cutoff_gy`` lies outside ``[observed_min_gy, observed_max_gy]``: the
+        translation then rests on the fitted line beyond the data.
     slope, intercept : float
         Fitted ``to = intercept + slope · from`` (on ln doses when ``log``).
     n_pairs, n_patients, n_boot : int
@@ -371,6 +481,9 @@ class CutoffTranslation:
     method: str
     log: bool
     ci_level: float
+    observed_min_gy: float = math.nan
+    observed_max_gy: float = math.nan
+    extrapolated: bool = False
 
 
 def translate_cutoff(
@@ -456,6 +569,8 @@ def translate_cutoff(
     y = wide[to_workflow].to_numpy(np.float64)
     if x.size < MIN_PAIRS:
         raise CompareError(f"only {x.size} paired values of {index!r} (need ≥ {MIN_PAIRS})")
+    observed = (float(x.min()), float(x.max()))
+    extrapolated = not observed[0] <= cutoff <= observed[1]
     if log:
         if np.any(x <= 0) or np.any(y <= 0):
             raise CompareError(f"log=True needs positive {index!r} values in both workflows")
@@ -509,6 +624,10 @@ def translate_cutoff(
     sentence = (
         f"{cutoff:g} Gy in {from_workflow} is {est:.1f} Gy [{lo:.1f}, {hi:.1f}] in {to_workflow}"
     )
+    if extrapolated:
+        sentence += (
+            f" (extrapolated: {from_workflow} observed {observed[0]:.1f}–{observed[1]:.1f} Gy)"
+        )
     return CutoffTranslation(
         estimate_gy=float(est),
         ci_low_gy=float(lo),
@@ -526,4 +645,7 @@ def translate_cutoff(
         method=method,
         log=bool(log),
         ci_level=level,
+        observed_min_gy=observed[0],
+        observed_max_gy=observed[1],
+        extrapolated=extrapolated,
     )

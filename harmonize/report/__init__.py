@@ -1,8 +1,11 @@
 """One self-contained, reproducible HTML report of a harmonize results dataset.
 
 :func:`write_report` reads a results directory (the hive-partitioned Parquet dataset of
-:func:`harmonize.runner.run_cohort`), recomputes every comparison with
-:mod:`harmonize.compare` and writes **one** HTML file: inline CSS, figures embedded as
+:func:`harmonize.runner.run_cohort`) and the tables ``harmonize compare`` wrote, renders
+them — it computes no statistic of its own, so the page and the tables cannot disagree
+(without a comparison folder the tables are produced by the same engine,
+:func:`harmonize.pipeline.compare_results`, with ``compare``'s defaults) — and writes
+**one** HTML file: inline CSS, figures embedded as
 base64 PNG, no script, no font or stylesheet from the network, so it opens offline and can
 be mailed to a colleague. :func:`build_report` does the same from tables in memory and
 returns the text.
@@ -30,7 +33,8 @@ Determinism: the same tables give the same bytes. Figures are drawn with the Agg
 on :class:`matplotlib.figure.Figure` (no pyplot state) under the explicit style
 :data:`REPORT_RCPARAMS` applied on top of matplotlib's defaults (the user's matplotlibrc
 is ignored), saved as PNG without the ``Software`` text chunk and without a time chunk;
-every iteration is sorted; the bootstrap of the cutoff translation is seeded; nothing in
+every iteration is sorted; the bootstrap of the cutoff translation (in ``compare``) is
+seeded; nothing in
 the report depends on the clock, the host or the absolute paths of the inputs.
 
 Modules: :mod:`._data` reads, checks and sorts the tables (and defines
@@ -77,7 +81,7 @@ from harmonize.report._data import _prepare as _prepare
 from harmonize.report.checklist import CHECKLIST_ITEMS, NOT_REPORTED, ChecklistItem
 from harmonize.report.checklist import LASSMANN2011 as LASSMANN2011
 from harmonize.report.checklist import STOKKE2024 as STOKKE2024
-from harmonize.report.cutoffs import TRANSLATION_N_BOOT, TRANSLATION_SEED, UNSTABLE_CI_FACTOR
+from harmonize.report.cutoffs import UNSTABLE_CI_FACTOR
 from harmonize.report.document import build_report, key_findings, write_report
 from harmonize.report.dvh import _dvh_lesions as _dvh_lesions
 from harmonize.report.figures import REPORT_RCPARAMS
@@ -91,8 +95,6 @@ __all__ = [
     "LESION_SIZE_BANDS_ML",
     "NOT_REPORTED",
     "REPORT_RCPARAMS",
-    "TRANSLATION_N_BOOT",
-    "TRANSLATION_SEED",
     "UNSTABLE_CI_FACTOR",
     "ChecklistItem",
     "DoseIndex",

@@ -23,6 +23,7 @@ import pandas as pd
 from harmonize.errors import HarmonizeError
 
 __all__ = [
+    "COMPARISON_TABLES",
     "DOSE_INDICES",
     "DVH_POINTS",
     "TRUTH",
@@ -58,8 +59,9 @@ class DoseIndex:
         Column of ``voi_dose`` (``level == "lesion"``) or ``patient_index``.
     level : {"lesion", "patient"}
     cycles : {"each", "last"}
-        ``"each"``: every cycle's value, pooled over cycles; ``"last"``: only the last
-        cycle of each patient (cumulative indices at treatment end).
+        ``"each"``: every cycle's value, pooled over cycles; ``"last"``: once per patient,
+        the total over the planned treatment (cumulative indices, selected by
+        :func:`harmonize.compare.treatment_end`).
     label : str
         Human-readable name.
     """
@@ -75,9 +77,34 @@ DOSE_INDICES: tuple[DoseIndex, ...] = (
     DoseIndex("dose_mean_gy", "lesion", "each", "lesion mean absorbed dose"),
     DoseIndex("lesion_dose_min_gy", "patient", "each", "minimum lesion dose of a patient"),
     DoseIndex("global_mean_dose_gy", "patient", "each", "global mean lesion dose (GTD)"),
-    DoseIndex("cum_lesion_dose_min_gy", "patient", "last", "cumulative minimum lesion dose (end)"),
-    DoseIndex("cum_lesion_dose_mean_gy", "patient", "last", "cumulative mean lesion dose (end)"),
-    DoseIndex("cum_global_mean_dose_gy", "patient", "last", "cumulative global mean dose (end)"),
+    DoseIndex(
+        "cum_lesion_dose_min_gy",
+        "patient",
+        "last",
+        "cumulative minimum lesion dose (treatment total)",
+    ),
+    DoseIndex(
+        "cum_lesion_dose_mean_gy",
+        "patient",
+        "last",
+        "cumulative mean lesion dose (treatment total)",
+    ),
+    DoseIndex(
+        "cum_global_mean_dose_gy",
+        "patient",
+        "last",
+        "cumulative global mean dose (treatment total)",
+    ),
+)
+
+
+#: The comparison tables the report renders (written by ``harmonize compare``).
+COMPARISON_TABLES: tuple[str, ...] = (
+    "agreement",
+    "cutoff_classifications",
+    "cutoff_summary",
+    "cutoff_discordant",
+    "cutoff_translation",
 )
 
 
@@ -93,9 +120,41 @@ class _Data:
     compared: list[str]
     has_truth: bool
     notes: list[str]
+    tables: dict[str, pd.DataFrame]
+    cutoffs: pd.DataFrame
+    tables_source: str
 
 
-def _prepare(results: Mapping[str, pd.DataFrame]) -> _Data:
+def _comparison(
+    results: Mapping[str, pd.DataFrame],
+    comparison: Mapping[str, pd.DataFrame] | None,
+    cutoffs: pd.DataFrame | None,
+) -> tuple[dict[str, pd.DataFrame], str]:
+    """The comparison tables to render: given (read from ``harmonize compare``'s folder),
+    or produced here by the very function behind ``harmonize compare``, with its defaults."""
+    if comparison is not None:
+        missing = [t for t in COMPARISON_TABLES if t not in comparison]
+        if missing:
+            raise ReportError(
+                f"the comparison tables lack {missing} (expected the files `harmonize compare` "
+                f"writes: {', '.join(t + '.parquet' for t in COMPARISON_TABLES)})"
+            )
+        return {t: comparison[t] for t in COMPARISON_TABLES}, "read from the comparison folder"
+    from harmonize.pipeline import DEFAULT_N_BOOT, DEFAULT_SEED, compare_results
+
+    tables = compare_results(dict(results), cutoffs=cutoffs)
+    source = (
+        "produced by harmonize compare's engine (harmonize.pipeline.compare_results) with its "
+        f"defaults: {DEFAULT_N_BOOT} bootstrap replicates, seed {DEFAULT_SEED}"
+    )
+    return tables.as_dict(), source
+
+
+def _prepare(
+    results: Mapping[str, pd.DataFrame],
+    comparison: Mapping[str, pd.DataFrame] | None = None,
+    cutoffs: pd.DataFrame | None = None,
+) -> _Data:
     if not isinstance(results, Mapping):
         raise ReportError(
             f"results must be a mapping of table name to DataFrame, got {type(results).__name__}"
@@ -113,13 +172,13 @@ def _prepare(results: Mapping[str, pd.DataFrame]) -> _Data:
     notes: list[str] = []
     patient = results.get("patient_index")
     if patient is None or len(patient) == 0:
-        from harmonize.indices import patient_index
-
-        patient = patient_index(voi, cumulative_rule="sum")
-        notes.append(
-            "The results hold no patient_index table; it was computed here from voi_dose with "
-            "the cumulative rule 'sum' for every workflow."
+        raise ReportError(
+            "the results hold no patient_index table; `harmonize run` writes it (the report "
+            "computes no index of its own)"
         )
+    from harmonize.indices import fill_cumulative_basis
+
+    patient = fill_cumulative_basis(patient)
     empty = pd.DataFrame()
     tac = results.get("tac", empty)
     run = results.get("run", empty)
@@ -136,6 +195,12 @@ def _prepare(results: Mapping[str, pd.DataFrame]) -> _Data:
     patient = patient.sort_values(sort, kind="stable").reset_index(drop=True)
     workflows = sorted(str(w) for w in voi["workflow"].unique())
     compared = [w for w in workflows if w != TRUTH]
+    from harmonize import compare
+
+    cuts = compare.load_cutoffs() if cutoffs is None else cutoffs
+    tables, source = _comparison(
+        {**results, "voi_dose": voi, "patient_index": patient}, comparison, cuts
+    )
     return _Data(
         voi=voi,
         patient=patient,
@@ -147,18 +212,33 @@ def _prepare(results: Mapping[str, pd.DataFrame]) -> _Data:
         compared=compared,
         has_truth=TRUTH in workflows,
         notes=notes,
+        tables=tables,
+        cutoffs=cuts,
+        tables_source=source,
     )
 
 
-def _last_cycle(patient: pd.DataFrame) -> pd.DataFrame:
-    last = patient.groupby(["patient_id", "workflow"])["cycle"].transform("max")
-    return patient.loc[patient["cycle"] == last]
-
-
 def _index_table(data: _Data, spec: DoseIndex) -> pd.DataFrame:
+    """The rows an index is drawn from: cumulative indices once per patient (the treatment
+    totals selected by :func:`harmonize.compare.treatment_end`, as ``compare`` does)."""
     if spec.level == "lesion":
         return data.voi
-    return _last_cycle(data.patient) if spec.cycles == "last" else data.patient
+    if spec.cycles == "last":
+        from harmonize import compare
+
+        return compare.treatment_end(data.patient)
+    return data.patient
+
+
+def _agreement_rows(
+    data: _Data, column: str, level: str, *, against_truth: bool = False
+) -> pd.DataFrame:
+    """The rows of ``compare``'s agreement table for one index: between the workflows, or
+    each workflow against the truth."""
+    agr = data.tables["agreement"]
+    sel = agr.loc[(agr["index"] == column) & (agr["level"] == level)]
+    is_truth = (sel["workflow_a"] == TRUTH) | (sel["workflow_b"] == TRUTH)
+    return sel.loc[is_truth if against_truth else ~is_truth].reset_index(drop=True)
 
 
 def _reporting(table: pd.DataFrame, column: str, workflows: Sequence[str]) -> list[str]:

@@ -2,7 +2,7 @@
 
 Ratio Bland–Altman (BA1999 §3.1) is the primary analysis; absolute statistics,
 concordance and Passing–Bablok regression are shown next to it, every one with its 95 %
-CI, as computed by :func:`harmonize.compare.agreement`.
+CI, read from the agreement table ``harmonize compare`` writes (the report computes none).
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
-from harmonize import compare
 from harmonize.compare import CompareError
 from harmonize.report._data import (
     DOSE_INDICES,
     DoseIndex,
-    _captured,
+    _agreement_rows,
     _Data,
     _index_table,
     _reporting,
@@ -99,31 +98,28 @@ def _full(agr: pd.DataFrame) -> pd.DataFrame:
 def _index_block(
     data: _Data, spec: DoseIndex, colours: Mapping[str, str], number: str
 ) -> tuple[str, pd.DataFrame | None]:
-    table = _index_table(data, spec)
-    workflows = _reporting(table, spec.column, data.compared)
     scope = (
         "every cycle, pooled (pairs: patient × cycle × lesion)"
         if spec.level == "lesion"
         else (
             "every cycle, pooled (pairs: patient × cycle; a patient contributes one pair per cycle)"
             if spec.cycles == "each"
-            else "the last cycle of each patient (treatment end; one pair per patient)"
+            else "the total over the planned treatment, once per patient"
         )
     )
     head = f'<h3 id="{_slug("index", spec.column)}">{number} {_esc(spec.label)} (<code>{_esc(spec.column)}</code>)</h3>'
+    try:
+        table = _index_table(data, spec)
+    except CompareError as exc:
+        return head + _note(f"Not compared: {exc}"), None
+    workflows = _reporting(table, spec.column, data.compared)
     head += _p(
         f"Level: {spec.level}; cycles: {scope}. Workflows reporting it: {', '.join(workflows) or 'none'}."
     )
-    if len(workflows) < 2:
+    agr = _agreement_rows(data, spec.column, spec.level)
+    if len(workflows) < 2 or len(agr) == 0:
         return head + _p("Fewer than two workflows report this index: no comparison."), None
-    try:
-        agr, notes = _captured(
-            lambda: compare.agreement(table, spec.column, spec.level, workflows=workflows)
-        )
-    except CompareError as exc:
-        return head + _note(f"Not computed: {exc}"), None
-    body = "".join(_note(n) for n in notes)
-    body += _compact_tables(agr)
+    body = _compact_tables(agr)
     pairs = [
         tuple(p)
         for p in agr.loc[agr["workflow_b"] != "", ["workflow_a", "workflow_b"]]
@@ -131,7 +127,7 @@ def _index_block(
         .itertuples(index=False)
     ]
     try:
-        body += _pair_figure(table, spec, pairs, colours)
+        body += _pair_figure(table, spec, pairs, colours, agr)
     except CompareError as exc:
         body += _note(f"Figure not drawn: {exc}")
     body += _details(
@@ -153,9 +149,10 @@ def _agreement_section(
             "and dosimetry errors are proportional (calibration, recovery and S-value errors "
             "multiply the dose), so absolute differences grow with the dose and absolute limits "
             "of agreement would not hold over the range. Absolute statistics are shown next to "
-            "them. CIs are 95 %; limits-of-agreement CIs are exact (Carkeet 2015). CCC: Lin; "
-            "ICC(2,1): two-way random, absolute agreement; wCV: within-subject coefficient of "
-            "variation; PB: Passing–Bablok regression a = intercept + slope · b."
+            "them. CIs are 95 %; limits-of-agreement CIs are exact (Carkeet 2015). CCC: Lin (Lin1989); "
+            "ICC(2,1): two-way random, absolute agreement (SF1979; MW1996); wCV: within-subject "
+            "coefficient of variation; PB: Passing–Bablok regression a = intercept + slope · b "
+            "(PB1983); Deming regression with jackknife CIs (Deming1943; Linnet1990)."
         )
     )
     computed: dict[str, pd.DataFrame] = {}

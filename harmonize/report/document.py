@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from harmonize import compare
 from harmonize._fs import write_bytes_atomic
-from harmonize.compare import CompareError
 from harmonize.report._data import (
+    COMPARISON_TABLES,
+    TRUTH,
     ReportError,
     _adapter_info,
-    _captured,
+    _agreement_rows,
     _Data,
     _input_files,
     _prepare,
@@ -25,15 +24,14 @@ from harmonize.report._data import (
 from harmonize.report.agreement import _agreement_section
 from harmonize.report.checklist import _checklist_section
 from harmonize.report.cutoffs import (
-    UNSTABLE_CI_FACTOR,
-    _cutoff_tables,
     _cutoffs_section,
     _kappa_text,
     _translation_section,
+    _unstable,
 )
 from harmonize.report.dvh import _dvh_section, _dvh_summary
 from harmonize.report.figures import _colours
-from harmonize.report.html import _ci, _esc, _finite, _num, _page, _toc
+from harmonize.report.html import _esc, _finite, _num, _page, _toc
 from harmonize.report.overview import _cohort_section, _workflows_section
 from harmonize.report.provenance import _provenance_section, _references_section
 from harmonize.report.truth import _truth_section
@@ -47,65 +45,112 @@ __all__ = [
 _DATE = re.compile(r"(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])")
 
 
-def _findings(
-    data: _Data, computed: Mapping[str, pd.DataFrame], cutoffs: Any, translations: Sequence[Any]
-) -> list[str]:
+def _pair_finding(data: _Data) -> list[str]:
+    """Plain sentences on lesion mean dose: how much one workflow reads relative to another."""
+    agr = _agreement_rows(data, "dose_mean_gy", "lesion")
     lines = []
-    agr = computed.get("dose_mean_gy")
-    if agr is not None:
-        for (wa, wb), sub in agr.loc[agr["workflow_b"] != ""].groupby(
-            ["workflow_a", "workflow_b"], sort=True
-        ):
-            s = sub.set_index("statistic")
-            if "ratio_bias" in s.index and _finite(s.loc["ratio_bias", "estimate"]):
-                r = s.loc["ratio_bias"]
-                lines.append(
-                    f"{wa} vs {wb}, lesion mean dose: ratio bias {_ci(r['estimate'], r['ci_low'], r['ci_high'])}, "
-                    f"95 % LoA {_num(s.loc['ratio_loa_lower', 'estimate'])} to {_num(s.loc['ratio_loa_upper', 'estimate'])} "
-                    f"(n = {int(r['n_pairs'])} lesions)"
-                )
-    if cutoffs is not None:
-        summ = cutoffs.summary
-        for key, sub in summ.groupby("cutoff_key", sort=True):
-            s = sub.loc[sub["statistic"].isin(["fleiss_kappa", "cohen_kappa"])]
-            overall = s.loc[s["workflow_b"] == ""] if (s["workflow_b"] == "").any() else s
-            k = overall.iloc[0]
-            n_disc = int((cutoffs.discordant["cutoff_key"] == key).sum())
-            kname = (
-                "Fleiss κ"
-                if k["statistic"] == "fleiss_kappa"
-                else f"Cohen κ ({k['workflow_a']} vs {k['workflow_b']})"
-            )
-            lines.append(
-                f"cutoff {key}: {kname} = {_kappa_text(k)}, {n_disc} discordant patient(s) "
-                f"of {int(k['n_patients'])}"
-            )
-    by_cutoff: dict[tuple[float, str, str], list[str]] = {}
-    for t in translations:
-        head = (t.cutoff_gy, t.from_workflow, t.index)
-        by_cutoff.setdefault(head, []).append(
-            f"{t.estimate_gy:.1f} Gy [{t.ci_low_gy:.1f}, {t.ci_high_gy:.1f}] in {t.to_workflow}"
-            + (" (CI not informative)" if t.ci_high_gy > UNSTABLE_CI_FACTOR * t.ci_low_gy else "")
+    for (wa, wb), sub in agr.loc[agr["workflow_b"] != ""].groupby(
+        ["workflow_a", "workflow_b"], sort=True
+    ):
+        s = sub.set_index("statistic")
+        if "ratio_bias" not in s.index or not _finite(s.loc["ratio_bias", "estimate"]):
+            continue
+        r = s.loc["ratio_bias"]
+        lines.append(
+            f"{wa} reads {_num(r['estimate'])}× {wb} on lesion mean dose "
+            f"(95 % CI {_num(r['ci_low'])} to {_num(r['ci_high'])}; 95 % of lesions between "
+            f"{_num(s.loc['ratio_loa_lower', 'estimate'])}× and "
+            f"{_num(s.loc['ratio_loa_upper', 'estimate'])}×; {int(r['n_pairs'])} lesions)."
         )
-    for (cutoff, source, index), targets in sorted(by_cutoff.items(), key=lambda kv: kv[0][2]):
-        lines.append(f"{cutoff:g} Gy in {source} ({index}) corresponds to " + "; ".join(targets))
     return lines
 
 
-def key_findings(results: Mapping[str, pd.DataFrame]) -> list[str]:
+def _translation_findings(data: _Data) -> list[str]:
+    """ "91.4 Gy in montpellier ≈ 78.0 Gy [69.0, 93.0] in bordet", grouped by cutoff."""
+    tr = data.tables["cutoff_translation"]
+    lines = []
+    for key, sub in tr.groupby("cutoff_key", sort=False):
+        first = sub.iloc[0]
+        targets = []
+        for r in sub.itertuples(index=False):
+            text = f"{_num(r.estimate_gy)} Gy [{_num(r.ci_low_gy)}, {_num(r.ci_high_gy)}] in {r.to_workflow}"
+            if _unstable(pd.Series(r._asdict())):
+                text += " (CI not informative)"
+            targets.append(text)
+        extrapolated = bool(sub["extrapolated"].astype(bool).any())
+        line = (
+            f"{_num(first['cutoff_gy'])} Gy in {first['from_workflow']} ({key}) ≈ "
+            + "; ".join(targets)
+            + "."
+        )
+        if extrapolated:
+            line += (
+                f" Extrapolated: {first['from_workflow']} observed only "
+                f"{_num(first['observed_min_gy'])}–{_num(first['observed_max_gy'])} Gy on this "
+                "index, so no patient tests this cutoff."
+            )
+        lines.append(line)
+    return lines
+
+
+def _kappa_findings(data: _Data) -> list[str]:
+    summary = data.tables["cutoff_summary"]
+    disc = data.tables["cutoff_discordant"]
+    lines = []
+    for cut in data.cutoffs.itertuples(index=False):
+        sub = summary.loc[summary["cutoff_key"] == cut.key]
+        if len(sub) == 0:
+            continue
+        refused = sub.loc[sub["statistic"] == "not_compared"]
+        if len(refused):
+            lines.append(f"{cut.label}: not compared — {refused['note'].iloc[0]}")
+            continue
+        fleiss = sub.loc[sub["statistic"] == "fleiss_kappa"]
+        pairs = sub.loc[(sub["statistic"] == "cohen_kappa") & (sub["workflow_b"] != TRUTH)]
+        if len(fleiss):
+            k, name = fleiss.iloc[0], "Fleiss κ"
+        elif len(pairs):
+            k = pairs.iloc[0]
+            name = f"Cohen κ ({k['workflow_a']} vs {k['workflow_b']})"
+        else:
+            continue
+        n_disc = int((disc["cutoff_key"] == cut.key).sum())
+        lines.append(
+            f"{cut.label}: {name} {_kappa_text(k)}; {n_disc} of {int(k['n_patients'])} "
+            "patients classified differently by the workflows."
+        )
+    return lines
+
+
+def _findings(data: _Data) -> list[str]:
+    """The key findings: plain sentences, every number a cell of ``compare``'s tables."""
+    if len(data.compared) < 2:
+        return []
+    return _pair_finding(data) + _translation_findings(data) + _kappa_findings(data)
+
+
+def key_findings(
+    results: Mapping[str, pd.DataFrame],
+    comparison: Mapping[str, pd.DataFrame] | None = None,
+) -> list[str]:
     """Short sentences summarising a results dataset (what a CLI prints after a run).
 
     Parameters
     ----------
     results : mapping of str to pandas.DataFrame
-        Tables as returned by :func:`harmonize.schema.read_results` (``voi_dose`` needed).
+        Tables as returned by :func:`harmonize.schema.read_results` (``voi_dose`` and
+        ``patient_index`` needed).
+    comparison : mapping of str to pandas.DataFrame, optional
+        The tables ``harmonize compare`` wrote (default: produced by the same engine with
+        its defaults).
 
     Returns
     -------
     list of str
-        For each pair of workflows (truth excluded) the ratio bias and limits of agreement
-        of lesion mean dose; for each published cutoff the kappa and the number of
-        discordant patients; the translated cutoffs. Empty when fewer than two workflows.
+        For each pair of workflows (truth excluded) how much one reads relative to the
+        other on lesion mean dose; each translated cutoff, said to be extrapolated when it
+        is; for each published cutoff the kappa and the number of discordant patients.
+        Empty when fewer than two workflows.
 
     Examples
     --------
@@ -113,23 +158,7 @@ def key_findings(results: Mapping[str, pd.DataFrame]) -> list[str]:
     >>> key_findings(example_frames())
     []
     """
-    data = _prepare(results)
-    if len(data.compared) < 2:
-        return []
-    infos = {w: _adapter_info(w) for w in data.workflows}
-    computed: dict[str, pd.DataFrame] = {}
-    try:
-        computed["dose_mean_gy"], _ = _captured(
-            lambda: compare.agreement(data.voi, "dose_mean_gy", "lesion", workflows=data.compared)
-        )
-    except CompareError:
-        computed.clear()  # too few pairs for any statistic: the findings then omit agreement
-    try:
-        cut, _ = _cutoff_tables(data, data.compared)
-    except CompareError:
-        cut = None
-    _, translations = _translation_section(data, infos)
-    return _findings(data, computed, cut, translations)
+    return _findings(_prepare(results, comparison))
 
 
 def build_report(
@@ -138,6 +167,8 @@ def build_report(
     title: str | None = None,
     agreement_tables: Mapping[str, pd.DataFrame] | None = None,
     input_files: Mapping[str, tuple[int, str]] | None = None,
+    comparison: Mapping[str, pd.DataFrame] | None = None,
+    cutoffs: pd.DataFrame | None = None,
 ) -> str:
     """Build the HTML report of result tables in memory.
 
@@ -153,6 +184,12 @@ def build_report(
         Agreement tables delivered with the results (name → table), listed as delivered.
     input_files : mapping of str to (int, str), optional
         Relative file name → (size in bytes, SHA-256) of the inputs, for the provenance.
+    comparison : mapping of str to pandas.DataFrame, optional
+        The tables ``harmonize compare`` wrote (``agreement``, ``cutoff_summary``, ...),
+        which the report renders. Default: produced by the same engine
+        (:func:`harmonize.pipeline.compare_results`) with its defaults.
+    cutoffs : pandas.DataFrame, optional
+        The cutoff table (:func:`harmonize.compare.load_cutoffs`), default the packaged one.
 
     Returns
     -------
@@ -165,7 +202,7 @@ def build_report(
         If ``results`` is not a mapping or has no ``voi_dose`` rows, or a needed column is
         missing.
     """
-    data = _prepare(results)
+    data = _prepare(results, comparison, cutoffs)
     title = title or "harmonize — dosimetry workflow comparison"
     infos = {w: _adapter_info(w) for w in data.workflows}
     colours = _colours(data.workflows)
@@ -174,19 +211,16 @@ def build_report(
         stored.setdefault("results/agreement", data.stored_agreement)
 
     sections = [_cohort_section(data), _workflows_section(data, infos)]
-    agreement_html, computed = _agreement_section(data, colours)
+    agreement_html, _ = _agreement_section(data, colours)
     sections.append(agreement_html)
-    cut_html, cut = _cutoffs_section(data)
-    sections.append(cut_html)
-    tr_html, translations = _translation_section(data, infos)
-    sections.append(tr_html)
+    sections.append(_cutoffs_section(data))
+    sections.append(_translation_section(data))
     sections.append(_truth_section(data, colours))
     sections.append(_dvh_section(data, colours) if len(data.dvh) else _dvh_summary(data, colours))
     sections.append(_checklist_section(data, infos))
     sections.append(_provenance_section(data, input_files, stored))
-    sections.append(_references_section())
 
-    findings = _findings(data, computed, cut, translations)
+    findings = _findings(data)
     toc = [
         ("cohort", "Cohort"),
         ("workflows", "Workflows and parameters"),
@@ -202,6 +236,8 @@ def build_report(
     nav = _toc(toc)
     lead = (
         f"{data.voi['patient_id'].nunique()} patients · workflows: {', '.join(data.workflows)}. "
+        "Every statistic on this page is a cell of the tables harmonize compare writes "
+        f"({data.tables_source}). "
         "All times are hours after injection; patients are identified by their pseudonymous id "
         "only. This page is self-contained: it loads nothing from the network."
     )
@@ -213,6 +249,7 @@ def build_report(
             + "</ul>"
         )
     body = head + nav + "".join(sections)
+    body += _references_section(body)
     body += "<footer>Generated by harmonize.report from the tables listed under Provenance. Same inputs, same bytes.</footer>"
     document = _page(title, body)
     leaked = _DATE.search(re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", document))
@@ -231,6 +268,7 @@ def write_report(
     agreement_dir: str | os.PathLike[str] | None = None,
     title: str | None = None,
     overwrite: bool = False,
+    cutoffs: pd.DataFrame | None = None,
 ) -> Path:
     """Read a results dataset and write its self-contained HTML report, atomically.
 
@@ -240,16 +278,17 @@ def write_report(
         Root of the results dataset (``voi_dose/``, ``patient_index/``, ``tac/``, ``run/``),
         read and validated by :func:`harmonize.schema.read_results`.
     out_path : path-like
-        The HTML file to write (parent directories are created).
+        The HTML file to write; its folder must exist.
     agreement_dir : path-like, optional
-        A directory of agreement tables (Parquet or CSV, e.g. written by
-        :func:`harmonize.compare.write_agreement`) to list in the report as delivered,
-        with their hashes. The report's own statistics are always recomputed from the
-        results, so the report stands alone.
+        The folder ``harmonize compare`` wrote. The report renders its tables
+        (``agreement``, ``cutoff_summary``, ...), listed with their hashes. Without it
+        the same tables are produced by the same engine with ``compare``'s defaults.
     title : str, optional
         Page title.
     overwrite : bool, default False
         Replace an existing file with different content (an identical file is left as is).
+    cutoffs : pandas.DataFrame, optional
+        The cutoff table (:func:`harmonize.compare.load_cutoffs`, e.g. ``--cutoffs``).
 
     Returns
     -------
@@ -270,11 +309,28 @@ def write_report(
     root = Path(results_dir)
     if not root.is_dir():
         raise ReportError(f"results_dir {root} is not a directory")
+    out = Path(out_path)
+    if not out.parent.is_dir():
+        raise ReportError(
+            f"--out {out}: the folder {out.parent} does not exist (create it first; the report "
+            "does not create folders)"
+        )
     results = read_results(root)
     files = _input_files(root)
     tables: dict[str, pd.DataFrame] = {}
+    comparison = None
     if agreement_dir is not None:
         tables, more = _read_agreement_dir(Path(agreement_dir))
         files.update(more)
-    text = build_report(results, title=title, agreement_tables=tables, input_files=files)
-    return write_bytes_atomic(Path(out_path), text.encode("utf-8"), overwrite)
+        found = {t: tables.get(f"agreement/{t}.parquet") for t in COMPARISON_TABLES}
+        if all(v is not None for v in found.values()):
+            comparison = {t: v for t, v in found.items() if v is not None}
+    text = build_report(
+        results,
+        title=title,
+        agreement_tables=tables,
+        input_files=files,
+        comparison=comparison,
+        cutoffs=cutoffs,
+    )
+    return write_bytes_atomic(out, text.encode("utf-8"), overwrite)

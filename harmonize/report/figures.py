@@ -14,13 +14,12 @@ import functools
 import io
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from harmonize import compare
-from harmonize.compare import CompareError
 from harmonize.report._data import DVH_POINTS, TRUTH, DoseIndex, _captured, _Data
 from harmonize.report.html import _esc, _num
 
@@ -103,11 +102,49 @@ def _log_limits(values: np.ndarray) -> tuple[float, float]:
     return lo / 1.25, hi * 1.25
 
 
+class _Line(NamedTuple):
+    """A statistic of ``compare``'s agreement table: estimate and its CI."""
+
+    value: float
+    ci: tuple[float, float]
+
+
+class _PairStats(NamedTuple):
+    """The rows of the agreement table one pair's figure draws (nothing is computed here)."""
+
+    bias: _Line
+    loa_lower: _Line
+    loa_upper: _Line
+
+
+def _pair_stats(agr: pd.DataFrame, prefix: str) -> _PairStats:
+    s = agr.set_index("statistic")
+
+    def line(name: str) -> _Line:
+        row = s.loc[f"{prefix}{name}"]
+        return _Line(float(row["estimate"]), (float(row["ci_low"]), float(row["ci_high"])))
+
+    return _PairStats(line("bias"), line("loa_lower"), line("loa_upper"))
+
+
 def _ba_axes(
-    ax: Any, a: np.ndarray, b: np.ndarray, wa: str, wb: str, colour: str, cycles: np.ndarray
+    ax: Any,
+    a: np.ndarray,
+    b: np.ndarray,
+    wa: str,
+    wb: str,
+    colour: str,
+    cycles: np.ndarray,
+    agr: pd.DataFrame,
 ) -> None:
-    positive = bool(np.all(a > 0) and np.all(b > 0))
-    res = compare.bland_altman(a, b, log=positive)
+    ratio = agr.set_index("statistic")
+    positive = bool(
+        np.all(a > 0)
+        and np.all(b > 0)
+        and "ratio_bias" in ratio.index
+        and math.isfinite(float(ratio.loc["ratio_bias", "estimate"]))
+    )
+    res = _pair_stats(agr, "ratio_" if positive else "")
     if positive:
         x, y = np.sqrt(a * b), a / b
         ax.set_xscale("log")
@@ -123,20 +160,19 @@ def _ba_axes(
     _scatter_by_cycle(ax, x, y, colour, cycles)
     if len(set(cycles.tolist())) > 1:
         ax.legend(loc="upper right", ncols=len(set(cycles.tolist())))
-    for value, ci, style in (
-        (res.bias, res.bias_ci, "-"),
-        (res.loa_lower, res.loa_lower_ci, "--"),
-        (res.loa_upper, res.loa_upper_ci, "--"),
-    ):
-        ax.axhline(value, color=colour, linestyle=style, linewidth=1.1)
-        ax.axhspan(ci[0], ci[1], color=colour, alpha=0.12, linewidth=0)
+    for stat, style in ((res.bias, "-"), (res.loa_lower, "--"), (res.loa_upper, "--")):
+        ax.axhline(stat.value, color=colour, linestyle=style, linewidth=1.1)
+        if all(math.isfinite(c) for c in stat.ci):
+            ax.axhspan(stat.ci[0], stat.ci[1], color=colour, alpha=0.12, linewidth=0)
     kind = "ratio" if positive else "difference"
     ax.set_title(
-        f"{kind} bias {_num(res.bias)}, 95 % LoA {_num(res.loa_lower)} to {_num(res.loa_upper)}"
+        f"{kind} bias {_num(res.bias.value)}, 95 % LoA {_num(res.loa_lower.value)} to "
+        f"{_num(res.loa_upper.value)}"
     )
     if positive:
         # symmetric log range around 1 that holds every point and both LoA intervals
-        extremes = np.log([*y, res.loa_lower_ci[0], res.loa_upper_ci[1]])
+        limits = [v for v in (res.loa_lower.ci[0], res.loa_upper.ci[1]) if math.isfinite(v)]
+        extremes = np.log([*y, *limits])
         half = 1.15 * float(np.max(np.abs(extremes)))
         ax.set_ylim(math.exp(-half), math.exp(half))
         _plain_log_ticks(ax, "y")
@@ -200,7 +236,14 @@ def _scatter_by_cycle(
 
 
 def _scatter_axes(
-    ax: Any, a: np.ndarray, b: np.ndarray, wa: str, wb: str, colour: str, cycles: np.ndarray
+    ax: Any,
+    a: np.ndarray,
+    b: np.ndarray,
+    wa: str,
+    wb: str,
+    colour: str,
+    cycles: np.ndarray,
+    agr: pd.DataFrame,
 ) -> str:
     positive = bool(np.all(a > 0) and np.all(b > 0))
     _scatter_by_cycle(ax, b, a, colour, cycles)
@@ -215,17 +258,19 @@ def _scatter_axes(
         lo, hi = float(np.min(both)) - 0.05 * span, float(np.max(both)) + 0.05 * span
         grid = np.linspace(lo, hi, 200)
     ax.plot(grid, grid, color="#888888", linestyle=":", linewidth=1.0, label="identity")
-    fit: compare.PassingBablokResult | compare.DemingResult
-    try:
-        fit = compare.passing_bablok(b, a)
-        name = "Passing–Bablok"
-    except CompareError:
-        fit = compare.deming(b, a, 1.0)
+    # the regression line of compare's table: Passing–Bablok, or Deming where it was skipped
+    s = agr.set_index("statistic")["estimate"].astype(float)
+    name, slope, intercept = "Passing–Bablok", np.nan, np.nan
+    if {"passing_bablok_slope", "passing_bablok_intercept"} <= set(s.index):
+        slope, intercept = s["passing_bablok_slope"], s["passing_bablok_intercept"]
+    if not (math.isfinite(slope) and math.isfinite(intercept)):
         name = "Deming"
-    line = fit.intercept + fit.slope * grid
+        slope, intercept = s.get("deming_slope", np.nan), s.get("deming_intercept", np.nan)
+    slope, intercept = float(slope), float(intercept)
+    line = intercept + slope * grid
     keep = line > 0 if positive else np.ones_like(line, dtype=bool)
     ax.plot(grid[keep], line[keep], color=colour, linewidth=1.4, label=name)
-    ax.set_title(f"{name}: {wa} = {_num(fit.intercept)} Gy + {_num(fit.slope)} · {wb}")
+    ax.set_title(f"{name}: {wa} = {_num(intercept)} Gy + {_num(slope)} · {wb}")
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
     ax.set_xlabel(f"{wb} (Gy)")
@@ -243,7 +288,10 @@ def _pair_figure(
     spec: DoseIndex,
     pairs: Sequence[tuple[str, str]],
     colours: Mapping[str, str],
+    agr: pd.DataFrame,
 ) -> str:
+    """Bland–Altman and scatter plots of each pair: the points are the paired values, every
+    line and band a row of ``compare``'s agreement table ``agr`` (nothing computed here)."""
     with _style():
         fig = _new_figure(10.0, 3.6 * len(pairs))
         axes = fig.subplots(len(pairs), 2, squeeze=False)
@@ -255,8 +303,9 @@ def _pair_figure(
             wide = wide.dropna()
             a, b = wide[wa].to_numpy(float), wide[wb].to_numpy(float)
             cycles = wide.index.get_level_values("cycle").to_numpy()
-            _ba_axes(axes[row, 0], a, b, wa, wb, colours[wa], cycles)
-            names.append(_scatter_axes(axes[row, 1], a, b, wa, wb, colours[wa], cycles))
+            rows = agr.loc[(agr["workflow_a"] == wa) & (agr["workflow_b"] == wb)]
+            _ba_axes(axes[row, 0], a, b, wa, wb, colours[wa], cycles, rows)
+            names.append(_scatter_axes(axes[row, 1], a, b, wa, wb, colours[wa], cycles, rows))
         caption = (
             f"{spec.label}: left, ratio Bland–Altman plots (log scale; solid line bias, dashed "
             "lines 95 % limits of agreement, shaded bands their 95 % CIs); right, the same "

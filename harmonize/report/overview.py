@@ -14,6 +14,17 @@ from harmonize.report.html import _esc, _num, _p, _table
 __all__: list[str] = []
 
 
+def _cycle_ranges(cycles: list[int]) -> str:
+    """``[1, 2, 3, 4]`` → "1–4"; ``[1, 2, 4]`` → "1–2, 4"; ``[1, 4]`` → "1, 4"."""
+    runs: list[list[int]] = []
+    for c in sorted(cycles):
+        if runs and c == runs[-1][-1] + 1:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
 def _cohort_section(data: _Data) -> str:
     voi = data.voi
     ref = TRUTH if data.has_truth else data.workflows[0]
@@ -48,8 +59,8 @@ def _cohort_section(data: _Data) -> str:
         )
     kinds = voi.loc[voi["workflow"] == ref].groupby("voi_kind")["voi_id"].nunique()
     intro = (
-        f"{len(patients)} patients, cycles {', '.join(map(str, cycles))}, {len(studies)} "
-        f"patient-cycles; {int(lesions[['patient_id', 'voi_id']].drop_duplicates().shape[0])} "
+        f"{len(patients)} patients · cycles {_cycle_ranges(cycles)} · {len(studies)} "
+        f"patient-cycles · {int(lesions[['patient_id', 'voi_id']].drop_duplicates().shape[0])} "
         f"distinct lesions (counted in workflow '{ref}'). VOI kinds: "
         + ", ".join(f"{k} {int(v)}" for k, v in sorted(kinds.items()))
         + ". Administered activity is derived as TIA / TIA coefficient (the results hold no "

@@ -7,6 +7,7 @@ as delivered.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 
@@ -46,7 +47,93 @@ _REFERENCES = {
         "Cohen J. A coefficient of agreement for nominal scales. Educ Psychol Meas "
         "1960;20:37–46. doi:10.1177/001316446002000104"
     ),
+    # the published cutoffs and the centres' methods (shared/design/METHODS.md)
+    "Mileva2024": "Mileva M et al. J Nucl Med 2024;65:236–244 (LUMEN, NCT01842165)",
+    "Hebert2024": "Hebert K et al. J Nucl Med 2024;65:923–930. doi:10.2967/jnumed.123.267023",
+    "Maccauro2024": ("Maccauro M et al. Eur J Nucl Med Mol Imaging 2024;52:291–304 (LUTADOSE)"),
+    "Santoro2018": "Santoro L et al. EJNMMI Res 2018. doi:10.1186/s13550-018-0459-4",
+    "Santoro2021": "Santoro L et al. EJNMMI Res 2021. doi:10.1186/s13550-020-00737-8",
+    "Marin2017": "Marin G et al. EJNMMI Phys 2017. doi:10.1186/s40658-017-0174-7",
+    "Lanconelli2012": (
+        "Lanconelli N, Pacilio M, Lo Meo S, et al. A free database of radionuclide voxel S "
+        "values for the dosimetry of nonuniform activity distributions. Phys Med Biol "
+        "2012;57:517–545. doi:10.1088/0031-9155/57/2/517"
+    ),
+    "BroschLenz2024": (
+        "Brosch-Lenz J et al. SNMMI 177Lu Dosimetry Challenge, part 3. J Nucl Med "
+        "2024;65:1166. doi:10.2967/jnumed.123.267293"
+    ),
+    # the statistics
+    "BA1986": (
+        "Bland JM, Altman DG. Statistical methods for assessing agreement between two methods "
+        "of clinical measurement. Lancet 1986;327:307–310. doi:10.1016/S0140-6736(86)90837-8"
+    ),
+    "BA2007": (
+        "Bland JM, Altman DG. Agreement between methods of measurement with multiple "
+        "observations per individual. J Biopharm Stat 2007;17:571–582. "
+        "doi:10.1080/10543400701329422"
+    ),
+    "Carkeet2015": (
+        "Carkeet A. Exact parametric confidence intervals for Bland–Altman limits of "
+        "agreement. Optom Vis Sci 2015;92:e71–e80. doi:10.1097/OPX.0000000000000513"
+    ),
+    "BA1996a": (
+        "Bland JM, Altman DG. Measurement error. BMJ 1996;313:744. doi:10.1136/bmj.313.7059.744"
+    ),
+    "Lin2000": (
+        "Lin LI-K. A note on the concordance correlation coefficient. Biometrics "
+        "2000;56:324–325. doi:10.1111/j.0006-341X.2000.00324.x"
+    ),
+    "Deming1943": "Deming WE. Statistical adjustment of data. Wiley, 1943",
+    "Linnet1990": (
+        "Linnet K. Estimation of the linear relationship between the measurements of two "
+        "methods with proportional errors. Stat Med 1990;9:1463–1473. doi:10.1002/sim.4780091210"
+    ),
+    "Fleiss1971": (
+        "Fleiss JL. Measuring nominal scale agreement among many raters. Psychol Bull "
+        "1971;76:378–382. doi:10.1037/h0031619"
+    ),
+    "SF1979": (
+        "Shrout PE, Fleiss JL. Intraclass correlations: uses in assessing rater reliability. "
+        "Psychol Bull 1979;86:420–428. doi:10.1037/0033-2909.86.2.420"
+    ),
+    "MW1996": (
+        "McGraw KO, Wong SP. Forming inferences about some intraclass correlation "
+        "coefficients. Psychol Methods 1996;1:30–46. doi:10.1037/1082-989X.1.1.30"
+    ),
 }
+
+#: How a citation appears in the page: "Carkeet2015", "Carkeet 2015" or "Brosch-Lenz 2024".
+_CITATION = re.compile(r"\b([A-Z][A-Za-z]*(?:-[A-Z][A-Za-z]*)?|BA|SF|MW|PB) ?((?:19|20)\d\d)\b")
+#: Words followed by a year that are not citations (a drug label, a schema version, ...).
+#: ("J Nucl Med 2024", "Eur J Nucl Med Mol Imaging 2024" are journal names in a source column).
+_NOT_CITATIONS = frozenset(
+    {"ICRP", "NETTER", "SNMMI", "EANM", "MIRD", "ISO", "Lutathera", "Med", "Imaging"}
+)
+
+
+#: Spellings of a citation in method texts -> the bibliography key.
+_ALIASES = {
+    "BlandAltman1986": "BA1986",
+    "BlandAltman1996": "BA1996a",  # "within-subject SD, Bland-Altman 1996" (compare.agreement)
+    "BlandAltman1999": "BA1999",
+    "BlandAltman2007": "BA2007",
+    "ShroutFleiss1979": "SF1979",
+    "PassingBablok1983": "PB1983",
+}
+
+
+def cited_keys(text: str) -> set[str]:
+    """Citation keys ("Name2024") found in a page's text (figures excluded)."""
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)
+    # "Bland-Altman 1986/1999": the second year cites the same authors
+    text = re.sub(r"\b([A-Z][A-Za-z-]+) ((?:19|20)\d\d)/((?:19|20)\d\d)\b", r"\1 \2, \1 \3", text)
+    keys = {
+        (name + year).replace("-", "")
+        for name, year in _CITATION.findall(text)
+        if name not in _NOT_CITATIONS
+    }
+    return {_ALIASES.get(k, k) for k in keys}
 
 
 def _version(dist: str) -> str:
@@ -159,6 +246,12 @@ def _provenance_section(
     return "".join(parts)
 
 
-def _references_section() -> str:
-    items = "".join(f"<li><b>{_esc(k)}</b>: {_esc(v)}</li>" for k, v in sorted(_REFERENCES.items()))
+def _references_section(cited_text: str = "") -> str:
+    """Every reference the page cites (resolved by key), then the methods' own sources."""
+    keys = cited_keys(cited_text)
+    unresolved = sorted(keys - set(_REFERENCES))
+    shown = sorted(keys & set(_REFERENCES)) or sorted(_REFERENCES)
+    items = "".join(f"<li><b>{_esc(k)}</b>: {_esc(_REFERENCES[k])}</li>" for k in shown)
+    if unresolved:
+        items += "".join(f"<li><b>{_esc(k)}</b>: not in the bibliography</li>" for k in unresolved)
     return f'<h2 id="references">10. References</h2><ul>{items}</ul>'

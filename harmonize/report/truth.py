@@ -6,26 +6,21 @@ lesion size (:func:`truth_error_by_size`) and the cutoff classification against 
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from harmonize import compare
-from harmonize.compare import CompareError
 from harmonize.report._data import (
     DOSE_INDICES,
     TRUTH,
     ReportError,
-    _captured,
+    _agreement_rows,
     _Data,
-    _index_table,
-    _reporting,
 )
 from harmonize.report.agreement import _compact_tables
-from harmonize.report.cutoffs import _kappa_text
+from harmonize.report.cutoffs import _truth_rows
 from harmonize.report.figures import _truth_figure
 from harmonize.report.html import _esc, _note, _num, _p, _table
 
@@ -163,26 +158,10 @@ def _truth_section(data: _Data, colours: Mapping[str, str]) -> str:
         )
     )
     for spec in (DOSE_INDICES[0], DOSE_INDICES[1], DOSE_INDICES[2]):
-        table = _index_table(data, spec)
-        workflows = _reporting(table, spec.column, data.workflows)
-        if TRUTH not in workflows or len(workflows) < 2:
-            continue
-        try:
-            agr, notes = _captured(
-                functools.partial(
-                    compare.agreement,
-                    table,
-                    spec.column,
-                    spec.level,
-                    workflows=workflows,
-                    reference=TRUTH,
-                )
-            )
-        except CompareError as exc:
-            parts.append(_note(f"{spec.column}: not computed: {exc}"))
+        agr = _agreement_rows(data, spec.column, spec.level, against_truth=True)
+        if len(agr) == 0:
             continue
         parts.append(f"<h3>{_esc(spec.label)} vs truth (<code>{_esc(spec.column)}</code>)</h3>")
-        parts += [_note(n) for n in notes]
         parts.append(_compact_tables(agr))
     try:
         bands = truth_error_by_size(data.voi)
@@ -215,38 +194,8 @@ def _truth_section(data: _Data, colours: Mapping[str, str]) -> str:
         _table(show, numeric=["lesions", "median error (%)", "mean |error| (%)", "max |error| (%)"])
     )
     parts.append(_truth_figure(data, colours, LESION_SIZE_BANDS_ML))
-    if len(data.compared) >= 1:
-        try:
-            res, notes = _captured(
-                lambda: compare.cutoff_agreement(data.patient, workflows=[*data.compared, TRUTH])
-            )
-        except CompareError as exc:
-            parts.append(_note(f"Cutoff classification vs truth not computed: {exc}"))
-        else:
-            summ = res.summary.loc[
-                (res.summary["workflow_b"] == TRUTH) | (res.summary["workflow_a"] == TRUTH)
-            ]
-            rows = []
-            for (key, wa, wb), sub in summ.groupby(
-                ["cutoff_key", "workflow_a", "workflow_b"], sort=True
-            ):
-                s = sub.set_index("statistic")
-                w = wb if wa == TRUTH else wa
-                k = s.loc["cohen_kappa"]
-                cls = res.classifications
-                sel = cls.loc[(cls["cutoff_key"] == key) & cls["workflow"].isin([w, TRUTH])]
-                wide = sel.pivot(index="patient_id", columns="workflow", values="above").dropna()
-                wrong = int((wide[w] != wide[TRUTH]).sum()) if len(wide.columns) == 2 else 0
-                n = int(sub["n_patients"].max())
-                rows.append(
-                    {
-                        "cutoff": key,
-                        "workflow": w,
-                        "patients": str(n),
-                        "misclassified vs truth": str(wrong),
-                        "kappa vs truth": _kappa_text(k),
-                    }
-                )
-            parts.append("<h3>Cutoff classification against truth</h3>")
-            parts.append(_table(pd.DataFrame(rows), numeric=["patients", "misclassified vs truth"]))
+    rows = _truth_rows(data)
+    if len(rows):
+        parts.append("<h3>Cutoff classification against truth</h3>")
+        parts.append(_table(rows, numeric=["patients", "misclassified vs truth"]))
     return "".join(parts)
