@@ -428,7 +428,7 @@ def run_cohort(
         runfolder.write_manifest(out, manifest)
         report = _run_locked(
             cohort, adapters, out, workers, scheduler, include_truth, overwrite, progress,
-            save_maps, key, raw,
+            save_maps, key, raw, planned,
         )  # fmt: skip
         manifest["files"] = {
             **old_files,
@@ -456,6 +456,7 @@ def _run_locked(
     save_maps: str | None,
     key: bytes | None,
     raw: set[tuple[str, int]],
+    planned: int,
 ) -> RunReport:
     report = RunReport(out_dir=out)
     for path, reason in sorted(cohort.unreadable.items()):
