@@ -20,6 +20,7 @@ from harmonize.uncertainty.boundary import boundary_slopes
 from harmonize.uncertainty.chain import COMPONENTS, SHARED_COMPONENTS, ComponentValues, VoiChain
 from harmonize.uncertainty.config import UncertaintyConfig
 from harmonize.uncertainty.montecarlo import monte_carlo
+from harmonize.uncertainty.patient import INDEX_COLUMNS, patient_index_uncertainty
 from harmonize.uncertainty.tia import (
     TiaRule,
     head_bounds,
@@ -30,6 +31,7 @@ from harmonize.uncertainty.tia import (
 
 __all__ = [
     "COMPONENTS",
+    "INDEX_COLUMNS",
     "SHARED_COMPONENTS",
     "ComponentValues",
     "TiaRule",
@@ -40,6 +42,7 @@ __all__ = [
     "head_bounds",
     "integral_sensitivity",
     "monte_carlo",
+    "patient_index_uncertainty",
     "summarise_budget",
     "tia_columns",
     "tia_gradient",
