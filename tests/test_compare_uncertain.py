@@ -91,3 +91,18 @@ def test_discordance_beyond_uncertainty_counts_only_sure_disagreements():
         1,
     )
     assert (out["n_uncertain_a"], out["n_uncertain_b"]) == (1, 0)
+
+
+def test_budget_shares_add_to_one_per_voi():
+    from harmonize.compare.uncertain import budget_shares
+    from harmonize.schema import example_frames
+
+    frames = example_frames()
+    out = budget_shares(frames["uncertainty"], frames["voi_dose"]).set_index("component")
+    # lesion 10: 1, 4, 3, 10 % → shares of 126 (%²); lesion 11: 2, 5, 3, 5, 16 % → of 319
+    expected_volume = (100 / 126 + 256 / 319) / 2
+    assert out.loc["volume", "mean_share"] == pytest.approx(expected_volume)
+    assert out.loc["volume", "n_vois"] == 2 and out.loc["fit", "n_vois"] == 1
+    assert out.loc["fit", "mean_share"] == pytest.approx(16 / 126 / 2)  # 0 in lesion 11
+    # over both lesions the mean shares add to one (each lesion's shares do)
+    assert out["mean_share"].sum() == pytest.approx(1.0)

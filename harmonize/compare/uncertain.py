@@ -37,11 +37,12 @@ import pandas as pd
 from scipy.stats import norm
 
 from harmonize.compare._common import CompareError
-from harmonize.compare.agreement import LESION_KEYS, PATIENT_KEYS, align
+from harmonize.compare.agreement import LESION_KEYS, PATIENT_KEYS, Level, align
 
 __all__ = [
     "CLASS_LEVELS",
     "NormalisedDifferences",
+    "budget_shares",
     "cutoff_probabilities",
     "normalised_differences",
     "uncertain_discordance",
@@ -83,7 +84,7 @@ class NormalisedDifferences:
 def normalised_differences(
     results: pd.DataFrame | Mapping[str, pd.DataFrame],
     index: str = "dose_mean_gy",
-    level: str = "lesion",
+    level: Level = "lesion",
     *,
     workflows: Sequence[str] | None = None,
     reference: str | None = None,
@@ -104,7 +105,7 @@ def normalised_differences(
         ``|En| <= 1`` is the k = 2 coverage).
     """
     u_col = uncertainty_column(index)
-    x, _ = align(results, index, level, workflows=workflows)  # type: ignore[arg-type]
+    x, _ = align(results, index, level, workflows=workflows)
     table = (
         results
         if isinstance(results, pd.DataFrame)
@@ -113,7 +114,7 @@ def normalised_differences(
     if u_col in table.columns:
         u, _ = align(
             table.assign(**{u_col: table[u_col].fillna(0.0)}), u_col, level, workflows=workflows
-        )  # type: ignore[arg-type]
+        )
         u = u.reindex(index=x.index, columns=x.columns)
     else:
         u = pd.DataFrame(0.0, index=x.index, columns=x.columns)
@@ -252,3 +253,44 @@ def uncertain_discordance(probabilities: pd.DataFrame) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def budget_shares(
+    uncertainty: pd.DataFrame, voi_dose: pd.DataFrame, kind: str = "lesion"
+) -> pd.DataFrame:
+    """The uncertainty budget per workflow: each component's share of the dose variance.
+
+    For every VOI of ``kind`` the share of a component is ``dose_u_rel² / Σ dose_u_rel²``
+    (the components are independent, so the shares add to one, as in Gear 2018's worked
+    example); the table gives their mean over the workflow's VOIs (0 for a VOI without the
+    component, so the means add to one too), ``n_vois`` the VOIs that have the component,
+    and its median contribution over them.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``workflow, component, n_vois, mean_share, median_dose_u_rel``.
+    """
+    key = ["patient_id", "cycle", "workflow", "voi_id"]
+    kinds = voi_dose[[*key, "voi_kind"]]
+    rows = uncertainty.merge(kinds, on=key, how="inner")
+    rows = rows.loc[rows["voi_kind"] == kind].copy()
+    columns = ["workflow", "component", "n_vois", "mean_share", "median_dose_u_rel"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    variance = rows["dose_u_rel"] ** 2
+    total = variance.groupby([rows[k] for k in key]).transform("sum")
+    rows["share"] = np.where(total > 0, variance / total, np.nan)
+    out = (
+        rows.groupby(["workflow", "component"], sort=True)
+        .agg(
+            n_vois=("share", "size"),
+            share_sum=("share", "sum"),
+            median_dose_u_rel=("dose_u_rel", "median"),
+        )
+        .reset_index()
+    )
+    # a component a VOI does not have contributes a share of 0 to the mean over the VOIs
+    vois = rows.groupby("workflow")[key].apply(lambda f: len(f.drop_duplicates()))
+    out["mean_share"] = out["share_sum"] / out["workflow"].map(vois)
+    return out[columns]

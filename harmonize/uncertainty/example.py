@@ -31,6 +31,7 @@ Stage 3: dose
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -41,23 +42,29 @@ from harmonize.uncertainty.analytic import analytic_budget
 from harmonize.uncertainty.chain import ComponentValues, VoiChain
 from harmonize.uncertainty.tia import TiaRule
 
-__all__ = ["WORKED_EXAMPLE", "worked_example", "worked_example_by_hand"]
+__all__ = ["WORKED_EXAMPLE", "WorkedExample", "worked_example", "worked_example_by_hand"]
 
-#: The inputs of the worked example (module docstring).
-WORKED_EXAMPLE = {
-    "volume_ml": 10.0,
-    "times_h": (24.0, 168.0),
-    "activity_mbq": (10.0, 4.0),
-    "counts_per_mbq": 9.87 * 1200.0,
-    "rc_v_half_ml": 2.0,
-    "rc_n": 1.0,
-    "calibration_u_rel": 0.03,
-    "rc_curve_u_rel": 0.05,
-    "volume_u_rel": 0.10,
-    "density_u_rel": 0.02,
-    "dose_factor_u_rel": 0.03,
-    "dose_gy": 20.0,
-}
+
+@dataclass(frozen=True)
+class WorkedExample:
+    """The inputs of the worked example (module docstring)."""
+
+    volume_ml: float = 10.0
+    times_h: tuple[float, float] = (24.0, 168.0)
+    activity_mbq: tuple[float, float] = (10.0, 4.0)
+    counts_per_mbq: float = 9.87 * 1200.0
+    rc_v_half_ml: float = 2.0
+    rc_n: float = 1.0
+    calibration_u_rel: float = 0.03
+    rc_curve_u_rel: float = 0.05
+    volume_u_rel: float = 0.10
+    density_u_rel: float = 0.02
+    dose_factor_u_rel: float = 0.03
+    dose_gy: float = 20.0
+
+
+#: The worked example's inputs.
+WORKED_EXAMPLE = WorkedExample()
 
 
 def worked_example() -> tuple[VoiChain, pd.DataFrame]:
@@ -66,29 +73,29 @@ def worked_example() -> tuple[VoiChain, pd.DataFrame]:
     ``share`` is each component's fraction of the dose variance (contribution² / u²).
     """
     ex = WORKED_EXAMPLE
-    curve = RecoveryCurve.parametric(ex["rc_v_half_ml"], ex["rc_n"], 1.0)
-    t = np.asarray(ex["times_h"])
-    y = np.asarray(ex["activity_mbq"])
+    curve = RecoveryCurve.parametric(ex.rc_v_half_ml, ex.rc_n, 1.0)
+    t = np.asarray(ex.times_h)
+    y = np.asarray(ex.activity_mbq)
     rule = TiaRule("monoexp_from_zero")
     lam = math.log(y[0] / y[1]) / (t[1] - t[0])
-    tia = y[0] * math.exp(lam * t[0]) / lam / float(curve(np.array([ex["volume_ml"]]))[0])
+    tia = y[0] * math.exp(lam * t[0]) / lam / float(curve(np.array([ex.volume_ml]))[0])
     chain = VoiChain(
         times_h=t,
         measured_mbq=y[None, :],
         rule=rule,
         lambda_phys_per_h=get_nuclide("Lu-177").decay_constant_per_h,
         tia_mbq_h=np.array([tia]),
-        dose_gy=np.array([ex["dose_gy"]]),
-        volume_ml=np.array([ex["volume_ml"]]),
-        counts_per_mbq=ex["counts_per_mbq"],
+        dose_gy=np.array([ex.dose_gy]),
+        volume_ml=np.array([ex.volume_ml]),
+        counts_per_mbq=ex.counts_per_mbq,
         capture_slope=np.zeros(1),
-        volume_u_rel=np.array([ex["volume_u_rel"]]),
+        volume_u_rel=np.array([ex.volume_u_rel]),
         dose_mass_slope=np.array([-1.0]),
         values=ComponentValues(
-            calibration_u_rel=ex["calibration_u_rel"],
-            rc_curve_u_rel=ex["rc_curve_u_rel"],
-            density_u_rel=ex["density_u_rel"],
-            dose_factor_u_rel=ex["dose_factor_u_rel"],
+            calibration_u_rel=ex.calibration_u_rel,
+            rc_curve_u_rel=ex.rc_curve_u_rel,
+            density_u_rel=ex.density_u_rel,
+            dose_factor_u_rel=ex.dose_factor_u_rel,
         ),
         recovery_curve=curve,
         rc_applied=np.array([True]),
@@ -101,24 +108,24 @@ def worked_example() -> tuple[VoiChain, pd.DataFrame]:
 def worked_example_by_hand() -> dict[str, float]:
     """The example's dose contributions (relative, k = 1) from the closed forms above."""
     ex = WORKED_EXAMPLE
-    t1, t2 = ex["times_h"]
-    y1, y2 = ex["activity_mbq"]
-    eps = ex["counts_per_mbq"]
+    t1, t2 = ex.times_h
+    y1, y2 = ex.activity_mbq
+    eps = ex.counts_per_mbq
     lam = math.log(y1 / y2) / (t2 - t1)
     a = y1 * math.exp(lam * t1)
     tia = a / lam
     k = (t1 - 1.0 / lam) / (t2 - t1)
     counts = math.hypot((1.0 + k) / math.sqrt(y1 * eps), k / math.sqrt(y2 * eps))
     head = abs(a / lam * (1.0 - math.exp(-lam * t1)) - 0.5 * y1 * t1) / math.sqrt(3.0) / tia
-    v, vh, n = ex["volume_ml"], ex["rc_v_half_ml"], ex["rc_n"]
+    v, vh, n = ex.volume_ml, ex.rc_v_half_ml, ex.rc_n
     rc_slope = n * vh**n / (v**n + vh**n)
     return {
         "counts": counts,
         "fit": 0.0,
         "head": head,
-        "calibration": ex["calibration_u_rel"],
-        "recovery": ex["rc_curve_u_rel"],
-        "volume": abs(0.0 - rc_slope - 1.0) * ex["volume_u_rel"],
-        "density": ex["density_u_rel"],
-        "dose_factor": ex["dose_factor_u_rel"],
+        "calibration": ex.calibration_u_rel,
+        "recovery": ex.rc_curve_u_rel,
+        "volume": abs(0.0 - rc_slope - 1.0) * ex.volume_u_rel,
+        "density": ex.density_u_rel,
+        "dose_factor": ex.dose_factor_u_rel,
     }
