@@ -230,3 +230,4 @@ def test_patient_index_uncertainty_keeps_the_correlation_of_shared_components(sh
     # log-normal std = D·σ·(1 + O(σ²)); M = 4000 gives the std to ~1.1 % (1/√(2M))
     assert u.loc[2, "cum_lesion_dose_min_u_gy"] == pytest.approx(expected, rel=0.05)
     assert u.loc[1, "lesion_dose_min_u_gy"] == pytest.approx(0.05 * 20.0, rel=0.05)
+
