@@ -190,6 +190,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("--seed", type=int, default=2024)
     args = parser.parse_args(argv)
     print(f"machine: {_machine()}")
+    from harmonize.uncertainty.example import worked_example
+
+    _, example = worked_example()
+    print("worked example (harmonize.uncertainty.example, Gear 2018 structure):")
+    print(example.drop(columns="voi_index").round(4).to_string(index=False))
     figures = cost()
     cov, by_band = coverage(args.patients, args.seed)
     figures.update(cov)
