@@ -64,13 +64,12 @@ def _coverage(voi: pd.DataFrame) -> tuple[str, pd.DataFrame]:
 
 
 def _error_bar_figure(pairs: pd.DataFrame, colours: Mapping[str, str]) -> str:
-    workflows = sorted(pairs["workflow_a"].unique())
-    reference = str(pairs["workflow_b"].iloc[0])
+    combos = pairs[["workflow_a", "workflow_b"]].drop_duplicates().to_numpy().tolist()
     with _style():
-        fig = _new_figure(4.2 * len(workflows), 4.0)
-        axes = fig.subplots(1, len(workflows), squeeze=False)[0]
-        for ax, workflow in zip(axes, workflows, strict=True):
-            sub = pairs.loc[pairs["workflow_a"] == workflow]
+        fig = _new_figure(4.2 * len(combos), 4.0)
+        axes = fig.subplots(1, len(combos), squeeze=False)[0]
+        for ax, (workflow, reference) in zip(axes, combos, strict=True):
+            sub = pairs.loc[(pairs["workflow_a"] == workflow) & (pairs["workflow_b"] == reference)]
             x, y = sub["x_b"].to_numpy(float), sub["x_a"].to_numpy(float)
             ax.errorbar(
                 x, y, yerr=2.0 * sub["u_a"].to_numpy(float), xerr=2.0 * sub["u_b"].to_numpy(float),
@@ -87,13 +86,30 @@ def _error_bar_figure(pairs: pd.DataFrame, colours: Mapping[str, str]) -> str:
                 ax.set_ylim(lo, hi)
             ax.set_xlabel(f"{reference} (Gy)")
             ax.set_ylabel(f"{workflow} (Gy)")
-            ax.set_title(workflow)
+            ax.set_title(f"{workflow} vs {reference}")
         caption = (
-            f"Lesion mean dose of each workflow against {reference}, with error bars ±2u "
-            "(k = 2, the expanded uncertainty of ISO 13528's En); dotted line: identity. A "
-            "point whose bar misses the identity line is a difference beyond uncertainty."
+            "Lesion mean doses of each workflow pair, with error bars ±2u (k = 2, the "
+            "expanded uncertainties of ISO 13528's En); dotted line: identity. A point whose "
+            "error bars cannot reach the identity line is a difference beyond uncertainty."
         )
-        return _png_img(fig, f"lesion doses with k = 2 error bars against {reference}", caption)
+        return _png_img(fig, "lesion doses with k = 2 error bars", caption)
+
+
+def _en_table(voi: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    workflows = sorted(w for w in voi["workflow"].unique() if w != TRUTH)
+    nd, _ = _captured(
+        lambda: uncertain.normalised_differences(voi, "dose_mean_gy", "lesion", workflows=workflows)
+    )
+    s = nd.summary
+    cells = pd.DataFrame(
+        {
+            "pair": s["workflow_a"] + " vs " + s["workflow_b"],
+            "lesions": s["n_pairs"].astype(int).astype(str),
+            "share |En| ≤ 1": [f"{_fixed(100 * v, 0)} %" for v in s["share_en_within_1"]],
+            "median |En|": [_fixed(v, 2) for v in s["median_abs_en"]],
+        }
+    )
+    return _table(cells, numeric=["lesions", "share |En| ≤ 1", "median |En|"]), nd.pairs
 
 
 def _cutoff_table(patient: pd.DataFrame) -> str:
@@ -157,6 +173,23 @@ def uncertainty_section(
                 parts.append(_error_bar_figure(pairs, colours))
         except CompareError as exc:
             parts.append(_note(f"coverage not computed: {_esc(exc)}"))
+    if (voi["workflow"] != TRUTH).sum() and voi.loc[
+        voi["workflow"] != TRUTH, "workflow"
+    ].nunique() >= 2:
+        try:
+            table, pairs = _en_table(voi)
+            parts.append(
+                _p(
+                    "Between workflows, per lesion: En = (x_a − x_b)/√(U_a² + U_b²) with "
+                    "U = 2u (ISO 13528); |En| ≤ 1 means the two doses agree within their "
+                    "uncertainties."
+                )
+            )
+            parts.append(table)
+            if len(pairs):
+                parts.append(_error_bar_figure(pairs, colours))
+        except CompareError as exc:
+            parts.append(_note(f"En not computed: {_esc(exc)}"))
     patient = results.get("patient_index", pd.DataFrame())
     if "lesion_dose_min_u_gy" in patient.columns and patient["lesion_dose_min_u_gy"].notna().any():
         try:
