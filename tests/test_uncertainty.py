@@ -18,6 +18,7 @@ from harmonize.uncertainty import (
     boundary_slopes,
     integral_sensitivity,
     monte_carlo,
+    parameter_covariance,
     patient_index_uncertainty,
     tia_columns,
     tia_gradient,
@@ -72,6 +73,31 @@ def test_tia_gradient_matches_finite_differences_of_the_refit(rule):
     # the refit converges to ~1e-14 relative; the central difference of a smooth optimum
     # is then good to ~1e-7 of the largest coefficient
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-6 * np.abs(fd).max())
+
+
+def test_fit_covariance_form_equals_the_gradient_form():
+    # u²(Ã) = gᵀ Σ_p g (the fit's parameter covariance through the integral's sensitivity
+    # vector) equals the same variance from ∂Ã/∂y, for the rule whose TIA is the fit alone;
+    # with a head, the head's own term and its covariance with p come on top
+    t = np.array([24.0, 72.0, 168.0])
+    y = _uptake_washout(t) * np.array([1.0, 1.02, 0.97])
+    u_y = 0.02 * y
+    rule = TiaRule("monoexp_from_zero")
+    p, cov = parameter_covariance(rule, t, y, u_y, LAMBDA_PHYS)
+    g = integral_sensitivity(p[0], p[1], 0.0)
+    grad = tia_gradient(rule, t, y, LAMBDA_PHYS)
+    assert g @ cov @ g == pytest.approx(float(np.sum((grad * u_y) ** 2)), rel=1e-10)
+    head = TiaRule("monoexp_head")
+    p_h, cov_h = parameter_covariance(head, t, y, u_y, LAMBDA_PHYS)
+    g_h = integral_sensitivity(p_h[0], p_h[1], t[0])
+    grad_h = tia_gradient(head, t, y, LAMBDA_PHYS)
+    var_head = (0.5 * t[0] * u_y[0]) ** 2
+    # cross term 2·(t₁/2)·cov(y₁, I) = 2·(t₁/2)·g_hᵀ ∂p/∂y₁ u₁²; recovered as the remainder
+    total = float(np.sum((grad_h * u_y) ** 2))
+    cross = total - g_h @ cov_h @ g_h - var_head
+    fit_part = grad_h.copy()
+    fit_part[0] -= 0.5 * t[0]
+    assert cross == pytest.approx(2 * 0.5 * t[0] * fit_part[0] * u_y[0] ** 2, rel=1e-8)
 
 
 def test_tia_gradient_at_the_physical_bound_moves_the_amplitude_only():
@@ -230,4 +256,3 @@ def test_patient_index_uncertainty_keeps_the_correlation_of_shared_components(sh
     # log-normal std = D·σ·(1 + O(σ²)); M = 4000 gives the std to ~1.1 % (1/√(2M))
     assert u.loc[2, "cum_lesion_dose_min_u_gy"] == pytest.approx(expected, rel=0.05)
     assert u.loc[1, "lesion_dose_min_u_gy"] == pytest.approx(0.05 * 20.0, rel=0.05)
-

@@ -25,6 +25,7 @@ from harmonize.uncertainty.tia import (
     TiaRule,
     head_bounds,
     integral_sensitivity,
+    parameter_covariance,
     tia_columns,
     tia_gradient,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "head_bounds",
     "integral_sensitivity",
     "monte_carlo",
+    "parameter_covariance",
     "patient_index_uncertainty",
     "summarise_budget",
     "tia_columns",

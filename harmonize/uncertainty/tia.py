@@ -48,6 +48,7 @@ __all__ = [
     "head_bounds",
     "integral_sensitivity",
     "monoexp_fit",
+    "parameter_covariance",
     "tia_columns",
     "tia_gradient",
 ]
@@ -221,6 +222,34 @@ def tia_gradient(
     if rule.kind == "monoexp_head":
         grad[0] += _head_factor(rule.head) * t[0]
     return grad
+
+
+def parameter_covariance(
+    rule: TiaRule,
+    times_h: np.ndarray,
+    y: np.ndarray,
+    u_y: np.ndarray,
+    lambda_phys_per_h: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fitted ``p = (a, λ)`` and their covariance ``Σ_p = (∂p/∂y) diag(u_y²) (∂p/∂y)ᵀ``.
+
+    With ``g = ∂I/∂p`` (:func:`integral_sensitivity`), ``gᵀ Σ_p g`` is the variance of the
+    fitted part of the TIA (the whole TIA for ``"monoexp_from_zero"``).
+
+    Raises
+    ------
+    ValueError
+        If the TAC cannot be fitted.
+    """
+    t = np.asarray(times_h, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    fit = rule.fit_points(t.size)
+    a, lam, ok = _one_fit(t[fit], y[fit], lambda_phys_per_h, None)
+    if not ok:
+        raise ValueError("the TAC has fewer than two positive points: no fit")
+    dp = _parameter_jacobian(t[fit], y[fit], a, lam, lambda_phys_per_h)
+    cov = dp @ np.diag(np.asarray(u_y, dtype=np.float64)[fit] ** 2) @ dp.T
+    return np.array([a, lam]), cov
 
 
 def head_bounds(
