@@ -79,6 +79,13 @@ class ComparisonTables:
     cutoff_discordant: pd.DataFrame
     cutoff_translation: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    #: Probability above each cutoff and class (above/below/uncertain), per patient × workflow.
+    cutoff_probabilities: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Discordant patients per cutoff × workflow pair, and those discordant beyond uncertainty.
+    cutoff_uncertain_discordance: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: En numbers (ISO 13528, U = 2u) per lesion and workflow pair, and their summary.
+    en_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    en_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def as_dict(self) -> dict[str, pd.DataFrame]:
         """Tables by file stem."""
@@ -88,6 +95,16 @@ class ComparisonTables:
             "cutoff_summary": self.cutoff_summary,
             "cutoff_discordant": self.cutoff_discordant,
             "cutoff_translation": self.cutoff_translation,
+            **{
+                name: frame
+                for name, frame in (
+                    ("cutoff_probabilities", self.cutoff_probabilities),
+                    ("cutoff_uncertain_discordance", self.cutoff_uncertain_discordance),
+                    ("en_pairs", self.en_pairs),
+                    ("en_summary", self.en_summary),
+                )
+                if len(frame)
+            },
         }
 
 
@@ -272,7 +289,7 @@ def compare_results(
     refused = cut.summary.loc[cut.summary["statistic"] == "not_compared"]
     notes += [f"cutoff {r.cutoff_key}: {r.note}" for r in refused.itertuples(index=False)]
     translation = _translations(pindex, cuts, n_boot, seed, notes)
-    return ComparisonTables(
+    tables = ComparisonTables(
         agreement=agreement,
         cutoff_classifications=cut.classifications,
         cutoff_summary=cut.summary,
@@ -280,6 +297,35 @@ def compare_results(
         cutoff_translation=translation,
         notes=notes,
     )
+    if "dose_mean_u_gy" in voi.columns and voi["dose_mean_u_gy"].notna().any():
+        _with_uncertainty(tables, voi, pindex)
+    return tables
+
+
+def _with_uncertainty(tables: ComparisonTables, voi: pd.DataFrame, pindex: pd.DataFrame) -> None:
+    """The comparisons that read the uncertainty columns (schema 1.2.0)."""
+    from harmonize.compare import uncertain
+
+    probabilities = uncertain.cutoff_probabilities(pindex)
+    tables.cutoff_probabilities = probabilities
+    tables.cutoff_uncertain_discordance = uncertain.uncertain_discordance(probabilities)
+    pairs, summaries = [], []
+    for index, level, table in (
+        ("dose_mean_gy", "lesion", voi),
+        *((i, "patient", pindex) for i in PATIENT_INDICES),
+    ):
+        if uncertain.uncertainty_column(index) not in table.columns:
+            continue
+        if table["workflow"].nunique() < 2:
+            continue
+        nd = _quiet(uncertain.normalised_differences, table, index, level)
+        if level == "lesion":  # per VOI; the patient level is summarised only
+            pairs.append(nd.pairs.assign(index=index))
+        summaries.append(nd.summary)
+    if pairs:
+        tables.en_pairs = pd.concat(pairs, ignore_index=True)
+    if summaries:
+        tables.en_summary = pd.concat(summaries, ignore_index=True)
 
 
 def _translations(

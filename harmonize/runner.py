@@ -123,6 +123,8 @@ def _run_one(
         }
         if len(result.dvh):  # adapters with voxel doses only (not the sphere model)
             tables["dvh"] = result.dvh
+        if len(result.uncertainty):  # adapters that compute an uncertainty budget
+            tables["uncertainty"] = result.uncertainty
         meta = {k: prov[k] for k in ("workflow", "input_sha256", "software")}
         files = schema.write_results(
             tables, Path(out), metadata=meta, basename=f"{patient_id}_c{cycle}", overwrite=overwrite
@@ -131,7 +133,12 @@ def _run_one(
             files.append(
                 _write_map(result.dose_map_gy, study, Path(out), adapter.name, save_maps, overwrite)
             )
-        return {"ok": True, "voi_dose": result.voi_dose, "files": files}
+        return {
+            "ok": True,
+            "voi_dose": result.voi_dose,
+            "uncertainty": result.uncertainty,
+            "files": files,
+        }
     except Exception as exc:  # reported per study; the other studies go on
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return {"ok": False, "reason": detail}
@@ -227,6 +234,21 @@ def _run_row(voi_dose: pd.DataFrame, prov: dict[str, Any]) -> pd.DataFrame:
             "software_json": [json.dumps(prov["software"], sort_keys=True)],
         }
     )
+
+
+def _with_index_uncertainty(
+    index: pd.DataFrame, voi_dose: pd.DataFrame, budget: pd.DataFrame, rule: str, planned: int
+) -> pd.DataFrame:
+    """Patient indices with their standard uncertainties (Monte Carlo, seeded per workflow)."""
+    from harmonize.uncertainty import patient_index_uncertainty
+
+    budget = budget[budget["cycle"].isin(voi_dose["cycle"].unique())]
+    u = patient_index_uncertainty(
+        voi_dose, budget, lambda frame: indices.patient_index(frame, cumulative_rule=rule, planned_cycles=planned)
+    )
+    if u.empty:
+        return index
+    return index.merge(u, on=["patient_id", "cycle", "workflow"], how="left")
 
 
 def _write_map(
@@ -469,6 +491,7 @@ def _run_locked(
     report.n_runs = len(results) + len(cohort.unreadable) * len(adapters)
 
     voi_by_workflow: dict[str, list[pd.DataFrame]] = {}
+    budget_by_workflow: dict[str, list[pd.DataFrame]] = {}
     for ((patient_id, cycle), adapter), result in zip(keys, results, strict=True):
         if not result["ok"]:
             shown = patient_id
@@ -480,6 +503,8 @@ def _run_locked(
             continue
         report.files += result["files"]
         voi_by_workflow.setdefault(adapter.name, []).append(result["voi_dose"])
+        if len(result.get("uncertainty", ())):
+            budget_by_workflow.setdefault(adapter.name, []).append(result["uncertainty"])
 
     rules = {a.name: a.cumulative_rule for a in adapters}
     # a workflow that images only some cycles (Milan: 1 and 4) builds its patient indices
@@ -517,6 +542,14 @@ def _run_locked(
         else:
             index = indices.patient_index(
                 table, cumulative_rule=rules[name], planned_cycles=planned
+            )
+        if budget_by_workflow.get(name):
+            index = _with_index_uncertainty(
+                index,
+                table,
+                pd.concat(budget_by_workflow[name], ignore_index=True),
+                rules[name],
+                planned,
             )
         for patient_id, rows in index.groupby("patient_id", sort=True):
             report.files += schema.write_results(

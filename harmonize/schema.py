@@ -1,7 +1,7 @@
 """The common results schema: generated Arrow schemas and deterministic Parquet I/O.
 
 Every table harmonize writes (``voi_dose``, ``patient_index``, ``tac``, ``agreement``,
-``run``, ``dvh``) is described once, in the versioned JSON document
+``run``, ``dvh``, ``uncertainty``) is described once, in the versioned JSON document
 ``harmonize/data_schema/harmonize-results.schema.json``; :func:`arrow_schema` *generates* the
 :class:`pyarrow.Schema` of a table from it, with the unit and description of every column in
 the Arrow field metadata. ``data_schema/SPEC.md`` is the normative prose (MUST/SHOULD).
@@ -1213,7 +1213,9 @@ def example_frames() -> dict[str, pd.DataFrame]:
     :func:`harmonize.indices.patient_index`; two agreement rows; one provenance row; a DVH
     of every VOI at 0, 1, ..., 100 % that interpolates linearly in volume between the VOI's
     maximum, D2, D50, D98 and minimum (so that those are its 0, 2, 50, 98 and 100 % rows,
-    as the schema requires). The numbers are illustrative, not clinical.
+    as the schema requires); an uncertainty budget of the two lesions whose contributions
+    add in quadrature to their ``dose_mean_u_gy`` and ``tia_u_mbq_h`` (organs without one).
+    The numbers are illustrative, not clinical.
 
     Returns
     -------
@@ -1223,7 +1225,7 @@ def example_frames() -> dict[str, pd.DataFrame]:
     Examples
     --------
     >>> sorted(example_frames())
-    ['agreement', 'dvh', 'patient_index', 'run', 'tac', 'voi_dose']
+    ['agreement', 'dvh', 'patient_index', 'run', 'tac', 'uncertainty', 'voi_dose']
     """
     from harmonize.indices import patient_index  # local: indices never imports schema
 
@@ -1252,6 +1254,27 @@ def example_frames() -> dict[str, pd.DataFrame]:
             "flags": ["", "", "", "fit_fallback"],
         }
     ).assign(**common, workflow_version="1.0.0", tia_coefficient_h=lambda f: f.tia_mbq_h / 7400.0)
+    # the uncertainty budget of the two lesions: contributions add in quadrature to the
+    # relative standard uncertainties written in voi_dose (1.2.0)
+    budget_parts = {
+        10: [("counts", 0.01, 1.0), ("fit", 0.04, 1.0), ("calibration", 0.03, -1.0),
+             ("volume", 0.1, -1.0)],
+        11: [("counts", 0.02, 1.0), ("head", 0.05, 1.0), ("calibration", 0.03, -1.0),
+             ("recovery", 0.05, -1.0), ("volume", 0.2, -0.8)],
+    }  # fmt: skip
+    budget_rows = [
+        {"voi_id": voi_id, "component": name, "u_rel": u, "sensitivity": c,
+         "dose_u_rel": abs(c) * u, "tia_u_rel": u if name in ("counts", "fit", "head") else 0.0,
+         "shared": name == "calibration"}
+        for voi_id, parts in budget_parts.items() for name, u, c in parts
+    ]  # fmt: skip
+    uncertainty = pd.DataFrame(budget_rows).assign(**common, workflow_version="1.0.0")
+    rel = uncertainty.groupby("voi_id")[["dose_u_rel", "tia_u_rel"]].agg(
+        lambda x: float(np.sqrt(np.sum(np.square(x))))
+    )
+    lesion_u = voi["voi_id"].map(rel["dose_u_rel"])
+    voi["dose_mean_u_gy"] = voi["dose_mean_gy"] * lesion_u
+    voi["tia_u_mbq_h"] = voi["tia_mbq_h"] * voi["voi_id"].map(rel["tia_u_rel"])
     lambda_per_h = np.log(2) / (6.647 * 24)  # Lu-177 physical half-life (ICRP-107), h^-1
     times = np.array([24.0, 72.0, 168.0])
     a0 = np.array([40.0, 8.0])  # MBq at t = 0, illustrative
@@ -1316,6 +1339,7 @@ def example_frames() -> dict[str, pd.DataFrame]:
         "agreement": agreement,
         "run": run,
         "dvh": dvh,
+        "uncertainty": uncertainty,
     }
     return {name: _to_pandas(to_arrow_table(df, name), name) for name, df in raw.items()}
 

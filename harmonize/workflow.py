@@ -201,6 +201,11 @@ class WorkflowResult:
         Cumulative DVH of every VOI (``dvh`` table: ``voi_id``, ``volume_pct``, ``dose_gy``;
         :func:`harmonize.indices.dvh_table`) when the method has voxel doses
         (``tags.voxel_dose_indices``); empty otherwise, and then no ``dvh`` file is written.
+    uncertainty : DataFrame
+        The uncertainty budget (``uncertainty`` table: one row per VOI × component,
+        :mod:`harmonize.uncertainty`); empty when the adapter computes none.
+    uncertainty_chain : harmonize.uncertainty.VoiChain or None
+        The inputs of that budget (for a Monte Carlo cross-check); not written.
     """
 
     voi_dose: pd.DataFrame
@@ -208,6 +213,8 @@ class WorkflowResult:
     provenance: dict[str, Any]
     dose_map_gy: np.ndarray | None = None
     dvh: pd.DataFrame = field(default_factory=pd.DataFrame)
+    uncertainty: pd.DataFrame = field(default_factory=pd.DataFrame)
+    uncertainty_chain: Any = None
 
 
 class WorkflowAdapter:
@@ -309,6 +316,8 @@ class WorkflowAdapter:
         )
         if len(result.dvh):
             result.dvh = self._common_columns(result.dvh, study)
+        if len(result.uncertainty):
+            result.uncertainty = self._common_columns(result.uncertainty, study)
         result.provenance = {**self.provenance(study), **result.provenance}
         return result
 

@@ -52,6 +52,16 @@ def test_all_workflows_one_vs_two_workers_identical(cohort, tmp_path):
     for pct, column in [(2.0, "dose_d2_gy"), (50.0, "dose_d50_gy"), (98.0, "dose_d98_gy")]:
         rows = dvh[dvh["volume_pct"] == pct].merge(voi, on=keys)
         assert len(rows) and (rows["dose_gy"] == rows[column]).all()
+    # uncertainty (1.2.0): every adapter writes its budget, whose contributions add in
+    # quadrature to voi_dose.dose_mean_u_gy; patient indices carry *_u_gy (not the truth);
+    # the digests above show the Monte Carlo of the indices is seeded (same bytes)
+    budget = results["uncertainty"]
+    assert set(budget["workflow"]) == {"montpellier", "bordet", "milan"}
+    rss = budget.groupby(keys)["dose_u_rel"].apply(lambda s: float((s**2).sum() ** 0.5))
+    rel = voi.set_index(keys).loc[rss.index]
+    assert ((rss - rel["dose_mean_u_gy"] / rel["dose_mean_gy"]).abs() < 1e-9).all()
+    u_min = pindex.set_index("workflow")["lesion_dose_min_u_gy"]
+    assert u_min.drop("truth").gt(0).all() and u_min.loc["truth"].isna().all()
     # a re-run writes the same files: no duplicated rows
     again = run_cohort(cohort, "all", tmp_path / "one", workers=1)
     assert again.ok and _digests(tmp_path / "one") == _digests(tmp_path / "two")

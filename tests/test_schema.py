@@ -50,9 +50,13 @@ CONTRACT = {
     "run": "patient_id cycle workflow workflow_version schema_version parameters_json "
     "overrides_json input_sha256 software_json",
     "dvh": "patient_id cycle center workflow workflow_version voi_id volume_pct dose_gy",
+    "uncertainty": "patient_id cycle center workflow workflow_version voi_id component u_rel "
+    "sensitivity dose_u_rel tia_u_rel shared",
 }
 #: Golden files of schema 1.0.0 (the committed examples before the dvh table, 1.1.0).
 SCHEMA_1_0_0 = Path(__file__).parent / "data" / "schema-1.0.0"
+#: Golden files of schema 1.1.0 (before the uncertainty columns and table, 1.2.0).
+SCHEMA_1_1_0 = Path(__file__).parent / "data" / "schema-1.1.0"
 META = {"workflow": "example", "workflow_version": "1.0.0", "parameters": {"a": 1}}
 
 
@@ -197,15 +201,33 @@ def voi_file(tmp_path, frames):
     return write_table(frames["voi_dose"], tmp_path / "ok" / "voi.parquet", "voi_dose", META)
 
 
-def test_schema_version_is_1_2_with_dvh_as_a_minor_addition():
-    # the dvh table (1.1), the flag tokens and the cumulative-basis columns (1.2) are
-    # optional additions: minor changes of major version 1 (SPEC.md §5)
+def test_schema_version_is_1_2_with_dvh_and_uncertainty_as_minor_additions():
+    # dvh (1.1.0), and the flag tokens, cumulative-basis columns and uncertainty (1.2.0) are optional additions: minor changes of major
+    # version 1 (SPEC.md §5); the 1.2.0 columns of older tables are optional and nullable
     assert hs._parse_version(SCHEMA_VERSION)[:2] == (1, 2)
+    tables = load_schema_document()["tables"]
+    added = [
+        c
+        for t in ("voi_dose", "patient_index")
+        for c in tables[t]["columns"]
+        if c["name"].endswith("_u_gy") or c["name"] == "tia_u_mbq_h"
+    ]
+    assert len(added) == 12 and all(c["nullable"] and not c["required"] for c in added)
     doc = load_schema_document()["tables"]["dvh"]
     assert doc["primary_key"] == ["patient_id", "cycle", "workflow", "voi_id", "volume_pct"]
     assert doc["partition_by"] == ["workflow"]
     pct = next(c for c in doc["columns"] if c["name"] == "volume_pct")
     assert (pct["minimum"], pct["maximum"], pct["unit"]) == (0, 100, "%")
+
+
+def test_golden_uncertainty_adds_up_to_golden_voi_dose():
+    # SPEC §2: dose_mean_u_gy = dose_mean_gy × √Σ dose_u_rel² over the VOI's budget rows
+    back = read_results(files("harmonize.data_schema").joinpath("examples"))
+    budget, voi = back["uncertainty"], back["voi_dose"].set_index("voi_id")
+    rss = budget.groupby("voi_id")["dose_u_rel"].apply(lambda s: float(np.sqrt((s**2).sum())))
+    expected = voi.loc[rss.index, "dose_mean_u_gy"] / voi.loc[rss.index, "dose_mean_gy"]
+    np.testing.assert_allclose(rss.to_numpy(), expected.to_numpy(), rtol=1e-12)
+    assert voi.loc[~voi.index.isin(rss.index), "dose_mean_u_gy"].isna().all()
 
 
 def test_golden_dvh_agrees_with_golden_voi_dose():
@@ -229,9 +251,9 @@ def test_files_of_schema_1_0_0_are_read(tmp_path):
     assert versions == {"1.0.0"}
     assert validate_path(SCHEMA_1_0_0) == []
     old, new = read_results(SCHEMA_1_0_0), example_frames()
-    assert sorted(old) == sorted(set(new) - {"dvh"})
+    assert sorted(old) == sorted(set(new) - {"dvh", "uncertainty"})
     for name, df in old.items():
-        expected = new[name]
+        expected = _without_1_2_0_columns(new[name], df)
         if name == "run":  # the run row records the schema version its writer followed
             assert df["schema_version"].tolist() == ["1.0.0"]
             df = df.drop(columns="schema_version")
@@ -256,7 +278,34 @@ def test_files_of_schema_1_0_0_are_read(tmp_path):
         )
     write_results({"dvh": new["dvh"]}, root)
     assert validate_path(root) == []
-    assert sorted(read_results(root)) == sorted(new)
+    assert sorted(read_results(root)) == sorted(set(new) - {"uncertainty"})
+
+
+def _without_1_2_0_columns(expected: pd.DataFrame, old: pd.DataFrame) -> pd.DataFrame:
+    """The example as an older file reads: the 1.2.0 uncertainty columns null."""
+    added = [c for c in expected.columns if c.endswith("_u_gy") or c == "tia_u_mbq_h"]
+    assert old[added].isna().all().all()  # read as "not computed"
+    return expected.assign(**{c: np.nan for c in added})
+
+
+def test_files_of_schema_1_1_0_are_read():
+    # a 1.2.0 reader reads the 1.1.0 golden files: every 1.1.0 table, the uncertainty
+    # columns null, everything else as today's examples
+    versions = {
+        json.loads(pq.read_schema(f).metadata[b"harmonize"])["schema_version"]
+        for f in SCHEMA_1_1_0.glob("*.parquet")
+    }
+    assert versions == {"1.1.0"}
+    assert validate_path(SCHEMA_1_1_0) == []
+    old, new = read_results(SCHEMA_1_1_0), example_frames()
+    assert sorted(old) == sorted(set(new) - {"uncertainty"})
+    for name, df in old.items():
+        expected = _without_1_2_0_columns(new[name], df)
+        if name == "run":
+            assert df["schema_version"].tolist() == ["1.1.0"]
+            df = df.drop(columns="schema_version")
+            expected = expected.drop(columns="schema_version")
+        pd.testing.assert_frame_equal(df, expected, check_exact=True)
 
 
 def test_table_of_a_newer_minor_is_ignored_older_unknown_refused(tmp_path, voi_file):

@@ -171,6 +171,8 @@ def voi_dose_frame(
     fit_aicc: ArrayLike | None = None,
     recovery_coefficient: ArrayLike | None = None,
     flags: Sequence[str] | None = None,
+    dose_mean_u_gy: ArrayLike | None = None,
+    tia_u_mbq_h: ArrayLike | None = None,
 ) -> pd.DataFrame:
     """Assemble ``voi_dose`` rows (common columns are added by the adapter base class)."""
     table = regions_.table
@@ -209,6 +211,10 @@ def voi_dose_frame(
         if recovery_coefficient is None
         else np.asarray(recovery_coefficient, dtype=np.float64),
         "flags": [""] * n if flags is None else list(flags),
+        "dose_mean_u_gy": nan
+        if dose_mean_u_gy is None
+        else np.asarray(dose_mean_u_gy, dtype=np.float64),
+        "tia_u_mbq_h": nan if tia_u_mbq_h is None else np.asarray(tia_u_mbq_h, dtype=np.float64),
     }
     out = pd.DataFrame(frame)
     out.loc[out["parent_voi_id"] == 0, "parent_voi_id"] = pd.NA
@@ -253,3 +259,76 @@ def flags_text(*flag_lists: Mapping[int, list[str]] | Sequence[str]) -> str:
     for flags in flag_lists:
         items.extend(str(f) for f in flags)
     return ";".join(dict.fromkeys(items))
+
+
+def voi_uncertainty(
+    study: xr.Dataset,
+    regions_: VoiRegions,
+    cfg: Any,
+    *,
+    times_h: np.ndarray,
+    measured_mbq: np.ndarray,
+    rule: Any,
+    tia_mbq_h: np.ndarray,
+    dose_gy: np.ndarray,
+    activity_map: np.ndarray,
+    dose_mass_slope: np.ndarray,
+    components: Sequence[str],
+    recovery_curve: Any = None,
+    rc_min: float = 0.0,
+    rc_applied: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, Any]:
+    """Per-VOI uncertainty (analytic GUM, k = 1) of a workflow's TIA and mean dose.
+
+    ``cfg`` is the adapter's :class:`harmonize.uncertainty.UncertaintyConfig`;
+    ``activity_map`` the voxel map whose VOI sums the activity is gathered from (its
+    boundary slope is ``c_C``). Returns ``dose_mean_u_gy``, ``tia_u_mbq_h`` (NaN when
+    ``cfg.uncertainty`` is off or a TAC cannot be fitted) and the ``uncertainty`` rows
+    (``voi_id``, ``component``, ``u_rel``, ``sensitivity``, ``dose_u_rel``, ``tia_u_rel``,
+    ``shared``; the common columns are added by the adapter base class), and the
+    :class:`harmonize.uncertainty.VoiChain` (None when off), for a Monte Carlo cross-check.
+    """
+    from harmonize import uncertainty
+    from harmonize.nuclides import get_nuclide
+    from harmonize.study import voxel_size_mm
+
+    n = regions_.ids.size
+    if not cfg.uncertainty:
+        return np.full(n, np.nan), np.full(n, np.nan), pd.DataFrame(), None
+    slopes = uncertainty.boundary_slopes(
+        regions_.labels,
+        regions_.ids,
+        {"activity": np.clip(activity_map, 0.0, None)},
+        voxel_size_mm(study),
+        cfg.boundary_u_mm,
+    )
+    chain = uncertainty.VoiChain(
+        times_h=np.asarray(times_h, dtype=np.float64),
+        measured_mbq=measured_mbq,
+        rule=rule,
+        lambda_phys_per_h=get_nuclide(str(study.attrs["radionuclide"])).decay_constant_per_h,
+        tia_mbq_h=np.asarray(tia_mbq_h, dtype=np.float64),
+        dose_gy=np.asarray(dose_gy, dtype=np.float64),
+        volume_ml=regions_.voxel_counts() * voxel_volume_ml(study),
+        counts_per_mbq=cfg.counts_per_mbq,
+        capture_slope=slopes.slopes["activity"],
+        volume_u_rel=slopes.volume_u_rel,
+        dose_mass_slope=np.asarray(dose_mass_slope, dtype=np.float64),
+        values=cfg.component_values(),
+        components=tuple(components),
+        recovery_curve=recovery_curve,
+        rc_min=rc_min,
+        rc_applied=np.zeros(n, dtype=bool) if rc_applied is None else np.asarray(rc_applied),
+    )
+    budget = uncertainty.analytic_budget(chain)
+    summary = uncertainty.summarise_budget(budget, chain)
+    rows = budget.assign(voi_id=regions_.ids[budget["voi_index"].to_numpy()].astype(np.int32))
+    rows = rows[
+        ["voi_id", "component", "u_rel", "sensitivity", "dose_u_rel", "tia_u_rel", "shared"]
+    ]
+    return (
+        summary["dose_mean_u_gy"].to_numpy(),
+        summary["tia_u_mbq_h"].to_numpy(),
+        rows.reset_index(drop=True),
+        chain,
+    )

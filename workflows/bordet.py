@@ -27,9 +27,9 @@ import xarray as xr
 from harmonize import dose, kinetics, plausibility
 from harmonize.kinetics import HEAD_RULES, WEIGHTINGS
 from harmonize.study import voxel_size_mm, voxel_volume_ml
+from harmonize.uncertainty import COMPONENTS, TiaRule, UncertaintyConfig
 from harmonize.workflow import (
     WorkflowAdapter,
-    WorkflowConfig,
     WorkflowResult,
     WorkflowTags,
     param,
@@ -41,7 +41,7 @@ __all__ = ["BordetConfig", "BordetWorkflow"]
 
 
 @dataclass(frozen=True)
-class BordetConfig(WorkflowConfig):
+class BordetConfig(UncertaintyConfig):
     """Parameters of the Bordet-style workflow (each with its source)."""
 
     time_points_h: tuple[float, ...] = param(
@@ -96,6 +96,8 @@ class BordetWorkflow(WorkflowAdapter):
     # the data is linearly interpolated between its measured neighbours, a missing first or
     # last cycle leaves the total incomplete [assumed] (harmonize.indices.patient_index)
     cumulative_rule = "sum_interpolated"
+    #: Uncertainty components of the method (no recovery correction).
+    uncertainty_components = tuple(c for c in COMPONENTS if c != "recovery")
     Config = BordetConfig
     config: BordetConfig
 
@@ -150,18 +152,36 @@ class BordetWorkflow(WorkflowAdapter):
         )
         mass_map = density * voxel_volume_ml(study)
         voxel_indices = regions.dose_indices(dose_map, mass_map)
+        dose_mean = voxel_indices.reindex(regions.ids)["dose_mean_gy"].to_numpy()
+        dose_u, tia_u, budget, chain = _common.voi_uncertainty(
+            study,
+            regions,
+            cfg,
+            times_h=times,
+            measured_mbq=tac,
+            rule=TiaRule("monoexp_head", head=cfg.head),
+            tia_mbq_h=tia,
+            dose_gy=dose_mean,
+            activity_map=reference,
+            # electron kernel dose scales as 1/density (photons, ≈ 1/5 of the lesion
+            # dose for the largest lesions, scale less: an approximation)
+            dose_mass_slope=np.full(n, -1.0),
+            components=self.uncertainty_components,
+        )
         voi_dose = _common.voi_dose_frame(
             study,
             regions,
             tia_mbq_h=tia,
             mass_g=regions.sums(mass_map),
-            dose_mean_gy=voxel_indices.reindex(regions.ids)["dose_mean_gy"].to_numpy(),
+            dose_mean_gy=dose_mean,
             tac_model="monoexp+trapezoid_head",
             n_time_points=times.size,
             voxel_indices=voxel_indices,
             fit_r2=r2,
             fit_aicc=aicc,
             flags=flags,
+            dose_mean_u_gy=dose_u,
+            tia_u_mbq_h=tia_u,
         )
         tac_table = _common.tac_rows(regions, times, tac, fitted)
         return WorkflowResult(
@@ -170,6 +190,8 @@ class BordetWorkflow(WorkflowAdapter):
             provenance={},
             dose_map_gy=dose_map,
             dvh=regions.dvh(dose_map),
+            uncertainty=budget,
+            uncertainty_chain=chain,
         )
 
 

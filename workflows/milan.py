@@ -26,9 +26,9 @@ import xarray as xr
 from harmonize import dose, kinetics, plausibility, pvc
 from harmonize.nuclides import MEV_TO_J, get_nuclide
 from harmonize.study import voxel_size_mm, voxel_volume_ml
+from harmonize.uncertainty import COMPONENTS, TiaRule, UncertaintyConfig
 from harmonize.workflow import (
     WorkflowAdapter,
-    WorkflowConfig,
     WorkflowResult,
     WorkflowTags,
     param,
@@ -40,7 +40,7 @@ __all__ = ["MilanConfig", "MilanWorkflow"]
 
 
 @dataclass(frozen=True)
-class MilanConfig(WorkflowConfig):
+class MilanConfig(UncertaintyConfig):
     """Parameters of the Milan-style workflow (each with its source)."""
 
     time_points_h: tuple[float, ...] = param(
@@ -68,6 +68,12 @@ class MilanConfig(WorkflowConfig):
     mass_from_ct: bool = param(True, source="assumed", doc="VOI mass from CT; else 1.04 g/mL")
     organ_includes_lesions: bool = param(
         False, source="assumed", doc="count lesion voxels inside an organ as organ"
+    )
+    sensitivity_cps_per_mbq: float = param(
+        9.87,
+        source="assumed",
+        doc="camera sensitivity for the counting statistics, cps/MBq (Milan's is not in our "
+        "sources; Bordet's value, Marin2017)",
     )
 
 
@@ -101,6 +107,8 @@ class MilanWorkflow(WorkflowAdapter):
         truth_min_volume_ml=20.0,
     )
     cumulative_rule = "milan_interpolated"
+    #: Uncertainty components of the method (all of the chain: RC-corrected, sphere model).
+    uncertainty_components = COMPONENTS
     Config = MilanConfig
     config: MilanConfig
 
@@ -116,6 +124,7 @@ class MilanWorkflow(WorkflowAdapter):
         is_lesion = (regions.table["kind"] == "lesion").to_numpy()
 
         rc = np.ones(regions.ids.size)
+        curve = None
         if cfg.recovery_correction and is_lesion.any():
             curve = _rc_curve(cfg.rc_psf_fwhm_mm, voxel_size_mm(study))
             rc[is_lesion] = np.maximum(curve(volume_ml[is_lesion]), cfg.rc_min)
@@ -149,6 +158,30 @@ class MilanWorkflow(WorkflowAdapter):
         dose_gy[~in_range] = tia[~in_range] * 3.6e9 * electron_j / (mass[~in_range] * 1e-3)
         for k in np.flatnonzero(~in_range):
             flags[k] = ";".join(f for f in (flags[k], "ldm_outside_sphere_model_range") if f)
+        # ∂ln S/∂ln m: the sphere model's own slope; -1 for the local-deposition limit
+        s_slope = np.full(n, -1.0)
+        if in_range.any():
+            step = 1e-3
+            m_in = mass[in_range]
+            hi = dose.sphere_s_value(m_in * (1 + step), nuclide=nuclide)
+            lo = dose.sphere_s_value(m_in * (1 - step), nuclide=nuclide)
+            s_slope[in_range] = np.log(hi / lo) / (np.log1p(step) - np.log1p(-step))
+        dose_u, tia_u, budget, chain = _common.voi_uncertainty(
+            study,
+            regions,
+            cfg,
+            times_h=times,
+            measured_mbq=measured,
+            rule=TiaRule("monoexp_from_zero"),
+            tia_mbq_h=tia,
+            dose_gy=dose_gy,
+            activity_map=frames[0],
+            dose_mass_slope=s_slope,
+            components=self.uncertainty_components,
+            recovery_curve=curve,
+            rc_min=cfg.rc_min,
+            rc_applied=is_lesion & cfg.recovery_correction,
+        )
         voi_dose = _common.voi_dose_frame(
             study,
             regions,
@@ -159,6 +192,8 @@ class MilanWorkflow(WorkflowAdapter):
             n_time_points=times.size,
             recovery_coefficient=rc,
             flags=flags,
+            dose_mean_u_gy=dose_u,
+            tia_u_mbq_h=tia_u,
         )
         tac = _common.tac_rows(
             regions,
@@ -167,4 +202,11 @@ class MilanWorkflow(WorkflowAdapter):
             fitted,
             recovery_corrected=is_lesion & cfg.recovery_correction,
         )
-        return WorkflowResult(voi_dose=voi_dose, tac=tac, provenance={}, dose_map_gy=None)
+        return WorkflowResult(
+            voi_dose=voi_dose,
+            tac=tac,
+            provenance={},
+            dose_map_gy=None,
+            uncertainty=budget,
+            uncertainty_chain=chain,
+        )

@@ -27,9 +27,9 @@ import xarray as xr
 from harmonize import dose, kinetics, plausibility
 from harmonize.kinetics import HEAD_RULES, WEIGHTINGS
 from harmonize.study import voxel_volume_ml
+from harmonize.uncertainty import COMPONENTS, TiaRule, UncertaintyConfig
 from harmonize.workflow import (
     WorkflowAdapter,
-    WorkflowConfig,
     WorkflowError,
     WorkflowResult,
     WorkflowTags,
@@ -42,7 +42,7 @@ __all__ = ["MontpellierConfig", "MontpellierWorkflow"]
 
 
 @dataclass(frozen=True)
-class MontpellierConfig(WorkflowConfig):
+class MontpellierConfig(UncertaintyConfig):
     """Parameters of the Montpellier-style workflow (each with its source)."""
 
     time_points_h: tuple[float, ...] = param(
@@ -83,6 +83,15 @@ class MontpellierConfig(WorkflowConfig):
     include_photons: bool = param(
         False, source="Hebert2024", doc="deposit photon energy locally too (LDM of electrons only)"
     )
+    sensitivity_cps_per_mbq: float = param(
+        5.67, source="Santoro2018", doc="SPECT calibration factor (counting statistics), cps/MBq"
+    )
+    dose_factor_u_rel: float = param(
+        0.05,
+        source="assumed",
+        doc="relative standard uncertainty of the dose factor (LDM ignores photons and "
+        "electron escape)",
+    )
 
 
 class MontpellierWorkflow(WorkflowAdapter):
@@ -106,6 +115,8 @@ class MontpellierWorkflow(WorkflowAdapter):
     # the data is linearly interpolated between its measured neighbours, a missing first or
     # last cycle leaves the total incomplete [assumed] (harmonize.indices.patient_index)
     cumulative_rule = "sum_interpolated"
+    #: Uncertainty components of the method (no recovery correction).
+    uncertainty_components = tuple(c for c in COMPONENTS if c != "recovery")
     Config = MontpellierConfig
     config: MontpellierConfig
 
@@ -176,22 +187,42 @@ class MontpellierWorkflow(WorkflowAdapter):
             plausibility.join_flags(f, g)
             for f, g in zip(flags, _common.density_flags(study, cfg.density_from_ct), strict=True)
         ]
+        dose_mean = voxel_indices.reindex(regions.ids)["dose_mean_gy"].to_numpy()
+        measured = regions.sums(frames).T
+        # voxel-level kinetics propagated at VOI level (harmonize.uncertainty.chain)
+        dose_u, tia_u, budget, chain = _common.voi_uncertainty(
+            study,
+            regions,
+            cfg,
+            times_h=times,
+            measured_mbq=measured,
+            rule=TiaRule("trapezoid_tail", head=cfg.head, tail_points=cfg.tail_points),
+            tia_mbq_h=tia,
+            dose_gy=dose_mean,
+            activity_map=tia_map,
+            dose_mass_slope=np.full(tia.size, -1.0),  # LDM: D = E·Ã/m
+            components=self.uncertainty_components,
+        )
         voi_dose = _common.voi_dose_frame(
             study,
             regions,
             tia_mbq_h=tia,
             mass_g=mass,
-            dose_mean_gy=voxel_indices.reindex(regions.ids)["dose_mean_gy"].to_numpy(),
+            dose_mean_gy=dose_mean,
             tac_model="voxel:trapezoid+monoexp_tail",
             n_time_points=times.size,
             voxel_indices=voxel_indices,
             flags=flags,
+            dose_mean_u_gy=dose_u,
+            tia_u_mbq_h=tia_u,
         )
-        tac = _common.tac_rows(regions, times, regions.sums(frames).T)
+        tac = _common.tac_rows(regions, times, measured)
         return WorkflowResult(
             voi_dose=voi_dose,
             tac=tac,
             provenance={},
             dose_map_gy=dose_map,
             dvh=regions.dvh(dose_map),
+            uncertainty=budget,
+            uncertainty_chain=chain,
         )

@@ -35,6 +35,7 @@ from harmonize.report.html import _esc, _finite, _num, _page, _toc
 from harmonize.report.overview import _cohort_section, _workflows_section
 from harmonize.report.provenance import _provenance_section, _references_section
 from harmonize.report.truth import _truth_section
+from harmonize.report.uncertainty import uncertainty_section
 
 __all__ = [
     "build_report",
@@ -216,6 +217,7 @@ def build_report(
     sections.append(_cutoffs_section(data))
     sections.append(_translation_section(data))
     sections.append(_truth_section(data, colours))
+    sections.append(uncertainty_section(results, colours, "6b"))
     sections.append(_dvh_section(data, colours) if len(data.dvh) else _dvh_summary(data, colours))
     sections.append(_checklist_section(data, infos))
     sections.append(_provenance_section(data, input_files, stored))
@@ -228,6 +230,7 @@ def build_report(
         ("cutoffs", "Agreement at the published cutoffs"),
         ("translation", "Cutoffs translated between workflows"),
         ("truth", "Accuracy against the phantom truth"),
+        ("uncertainty", "Uncertainty of the doses"),
         ("dvh", "Lesion dose–volume histograms"),
         ("checklist", "EANM reporting checklist"),
         ("provenance", "Provenance"),
