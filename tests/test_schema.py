@@ -48,9 +48,14 @@ CONTRACT = {
     "run": "patient_id cycle workflow workflow_version schema_version parameters_json "
     "overrides_json input_sha256 software_json",
     "dvh": "patient_id cycle center workflow workflow_version voi_id volume_pct dose_gy",
+    "clinical": "patient_id center sex age_band primary_site grade ki67_pct stage prior_lines "
+    "sstr_uptake_score pfs_months pfs_event os_months os_event follow_up_months best_response "
+    "response_criteria egfr_change_pct kidney_ctcae_grade haem_ctcae_grade",
 }
 #: Golden files of schema 1.0.0 (the committed examples before the dvh table, 1.1.0).
 SCHEMA_1_0_0 = Path(__file__).parent / "data" / "schema-1.0.0"
+#: Golden files of schema 1.1.0 (the committed examples before the clinical table, 1.2.0).
+SCHEMA_1_1_0 = Path(__file__).parent / "data" / "schema-1.1.0"
 META = {"workflow": "example", "workflow_version": "1.0.0", "parameters": {"a": 1}}
 
 
@@ -195,9 +200,14 @@ def voi_file(tmp_path, frames):
     return write_table(frames["voi_dose"], tmp_path / "ok" / "voi.parquet", "voi_dose", META)
 
 
-def test_schema_version_is_1_1_with_dvh_as_a_minor_addition():
-    # the dvh table is a new optional table: a minor change of major version 1 (SPEC.md §5)
-    assert hs._parse_version(SCHEMA_VERSION)[:2] == (1, 1)
+def test_schema_version_is_1_2_with_dvh_and_clinical_as_minor_additions():
+    # dvh (1.1) and clinical (1.2) are new optional tables: minor changes of major 1 (SPEC §5)
+    assert hs._parse_version(SCHEMA_VERSION)[:2] == (1, 2)
+    clinical = load_schema_document()["tables"]["clinical"]
+    assert clinical["primary_key"] == ["patient_id"] and clinical["partition_by"] == []
+    units = {c["name"]: c["unit"] for c in clinical["columns"]}
+    assert units["pfs_months"] == units["os_months"] == "month"
+    assert not {"birth_date", "age", "date_of_birth"} & set(units)
     doc = load_schema_document()["tables"]["dvh"]
     assert doc["primary_key"] == ["patient_id", "cycle", "workflow", "voi_id", "volume_pct"]
     assert doc["partition_by"] == ["workflow"]
@@ -226,7 +236,7 @@ def test_files_of_schema_1_0_0_are_read(tmp_path):
     assert versions == {"1.0.0"}
     assert validate_path(SCHEMA_1_0_0) == []
     old, new = read_results(SCHEMA_1_0_0), example_frames()
-    assert sorted(old) == sorted(set(new) - {"dvh"})
+    assert sorted(old) == sorted(set(new) - {"dvh", "clinical"})
     for name, df in old.items():
         expected = new[name]
         if name == "run":  # the run row records the schema version its writer followed
@@ -242,6 +252,35 @@ def test_files_of_schema_1_0_0_are_read(tmp_path):
             (SCHEMA_1_0_0 / f"{table}.parquet").read_bytes()
         )
     write_results({"dvh": new["dvh"]}, root)
+    assert validate_path(root) == []
+    assert sorted(read_results(root)) == sorted(set(new) - {"clinical"})
+
+
+def test_files_of_schema_1_1_0_are_read(tmp_path):
+    # a 1.2.0 reader reads the 1.1.0 golden files: the six tables, today's rows, no clinical
+    versions = {
+        json.loads(pq.read_schema(f).metadata[b"harmonize"])["schema_version"]
+        for f in SCHEMA_1_1_0.glob("*.parquet")
+    }
+    assert versions == {"1.1.0"}
+    assert validate_path(SCHEMA_1_1_0) == []
+    old, new = read_results(SCHEMA_1_1_0), example_frames()
+    assert sorted(old) == sorted(set(new) - {"clinical"})
+    for name, df in old.items():
+        expected = new[name]
+        if name == "run":
+            assert df["schema_version"].tolist() == ["1.1.0"]
+            df = df.drop(columns="schema_version")
+            expected = expected.drop(columns="schema_version")
+        pd.testing.assert_frame_equal(df, expected, check_exact=True)
+    # and a 1.1.0 dataset takes a 1.2.0 clinical table of the same patients
+    root = tmp_path / "mixed"
+    for table in old:
+        (root / table).mkdir(parents=True)
+        (root / table / f"{table}.parquet").write_bytes(
+            (SCHEMA_1_1_0 / f"{table}.parquet").read_bytes()
+        )
+    write_results({"clinical": new["clinical"]}, root, partition_cols=())
     assert validate_path(root) == []
     assert sorted(read_results(root)) == sorted(new)
 
@@ -444,7 +483,9 @@ def _two_workflows(tmp_path, frames):
     out = tmp_path / "results"
     for wf in ("montpellier", "milan"):
         tables = {
-            name: df.assign(workflow=wf) for name, df in frames.items() if name != "agreement"
+            name: df.assign(workflow=wf)
+            for name, df in frames.items()
+            if name not in ("agreement", "clinical")  # per-patient tables, no workflow
         }
         write_results(tables, out, metadata={"workflow": wf})
     write_results({"agreement": frames["agreement"]}, out, metadata={}, basename="compare")
