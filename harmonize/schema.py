@@ -383,7 +383,8 @@ def _value_problems(array: pa.ChunkedArray | pa.Array, col: _Column, where: str)
     if not col.nullable and array.null_count:
         problems.append(f"{where} is not nullable but has {array.null_count} null value(s)")
     if col.enum is not None:
-        bad = pc.sum(pc.invert(pc.is_in(array, value_set=pa.array(col.enum)))).as_py() or 0
+        outside = pc.invert(pc.is_in(array, value_set=pa.array(col.enum)))
+        bad = pc.sum(pc.and_(pc.is_valid(array), outside)).as_py() or 0  # nulls are not outside
         if bad:
             problems.append(f"{where} has {bad} value(s) outside {list(col.enum)}")
     if col.pattern is not None:

@@ -102,7 +102,9 @@ def test_cutoff_is_equivariant_to_a_dose_scale() -> None:
     d = _null_data(100, rng)
     d["t"] = rng.exponential(np.where(d["dose"] >= 40, 30.0, 10.0))
     a = optimal_cutoff(d, "t", "e", "dose", n_boot=50, n_perm=0, seed=5)
-    b = optimal_cutoff(d.assign(dose=0.5 * d["dose"]), "t", "e", "dose", n_boot=50, n_perm=0, seed=5)
+    b = optimal_cutoff(
+        d.assign(dose=0.5 * d["dose"]), "t", "e", "dose", n_boot=50, n_perm=0, seed=5
+    )
     assert b.cutoff == pytest.approx(0.5 * a.cutoff)
     assert b.ci == pytest.approx((0.5 * a.ci[0], 0.5 * a.ci[1]))
     assert b.statistic == pytest.approx(a.statistic)
@@ -126,7 +128,12 @@ def test_simulated_threshold_at_35_gy_is_recovered_from_true_doses() -> None:
     data = doses.merge(clinical, on="patient_id")
     res = optimal_cutoff(
         data.assign(pfs_event=data["pfs_event"].astype(int)),
-        "pfs_months", "pfs_event", "true_dose_gy", n_boot=300, n_perm=300, seed=0,
+        "pfs_months",
+        "pfs_event",
+        "true_dose_gy",
+        n_boot=300,
+        n_perm=300,
+        seed=0,
     )
     assert res.n == 240
     assert res.ci[0] <= 35.0 <= res.ci[1]

@@ -176,16 +176,16 @@ def workflow_doses(
     index = models[0].index
     truth = true_doses[dose_column].to_numpy(dtype=float)
     parts = [
-        pd.DataFrame(
-            {"patient_id": true_doses["patient_id"], "workflow": reference, index: truth}
-        )
+        pd.DataFrame({"patient_id": true_doses["patient_id"], "workflow": reference, index: truth})
     ]
     for k, m in enumerate(models):
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1517, k]))
         noise = rng.normal(0.0, m.sigma, size=truth.size)
         dose = np.exp(m.intercept + m.slope * np.log(truth) + noise)
         parts.append(
-            pd.DataFrame({"patient_id": true_doses["patient_id"], "workflow": m.workflow, index: dose})
+            pd.DataFrame(
+                {"patient_id": true_doses["patient_id"], "workflow": m.workflow, index: dose}
+            )
         )
     out = pd.concat(parts, ignore_index=True)
     out.insert(1, "cycle", np.int32(cycle))

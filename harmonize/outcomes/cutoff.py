@@ -279,7 +279,5 @@ def optimal_cutoff(
         n_boot=n_boot,
         n_perm=n_perm,
         ci_level=ci_level,
-        candidates=pd.DataFrame(
-            {"cutoff": 0.5 * (xs[m - 1] + xs[m]), "n_low": m, "z": z}
-        ),
+        candidates=pd.DataFrame({"cutoff": 0.5 * (xs[m - 1] + xs[m]), "n_low": m, "z": z}),
     )

@@ -145,11 +145,20 @@ def _split_stats(part: pd.DataFrame, above: pd.Series) -> dict[str, Any]:
     }
     nan = float("nan")
     out.update(
-        hr_below=nan, ci_low=nan, ci_high=nan, p_cox=nan, logrank_chi2=nan, logrank_p=nan,
-        median_below_months=nan, median_above_months=nan, note="",
+        hr_below=nan,
+        ci_low=nan,
+        ci_high=nan,
+        p_cox=nan,
+        logrank_chi2=nan,
+        logrank_p=nan,
+        median_below_months=nan,
+        median_above_months=nan,
+        note="",
     )
     if out["n_below"] == 0 or out["n_above"] == 0:
-        out["note"] = "all patients " + ("above" if out["n_below"] == 0 else "below") + " the cutoff"
+        out["note"] = (
+            "all patients " + ("above" if out["n_below"] == 0 else "below") + " the cutoff"
+        )
         return out
     if out["n_events"] == 0:
         out["note"] = "no events"
@@ -266,7 +275,9 @@ def dose_cox(
         endpoint = ENDPOINT_BY_CUTOFF.get(str(keys.iloc[0]), "pfs")
         data = analysis_set(patient_index, clinical, index, cycle, endpoint)
         usable = [
-            c for c in adjust if c in data.columns and data[c].notna().all() and data[c].nunique() > 1
+            c
+            for c in adjust
+            if c in data.columns and data[c].notna().all() and data[c].nunique() > 1
         ]
         for workflow, part in data.groupby("workflow", sort=True):
             if part["event"].sum() < 2 or part["dose_gy"].nunique() < 2:
@@ -325,8 +336,13 @@ def optimal_cutoffs(
             }
             try:
                 res = optimal_cutoff(
-                    part, "time_months", "event", "dose_gy",
-                    n_boot=n_boot, n_perm=n_perm, seed=seed,
+                    part,
+                    "time_months",
+                    "event",
+                    "dose_gy",
+                    n_boot=n_boot,
+                    n_perm=n_perm,
+                    seed=seed,
                 )
             except OutcomesError as exc:
                 rows.append({**base, "n": len(part), "note": str(exc)})
@@ -415,8 +431,14 @@ def table1(clinical: pd.DataFrame, *, by: str = "center") -> pd.DataFrame:
     rows = []
     for name, part in groups:
         rows.append(
-            {"characteristic": "patients", "level": "", "group": name, "n": len(part),
-             "value": str(len(part)), "statistic": "n"}
+            {
+                "characteristic": "patients",
+                "level": "",
+                "group": name,
+                "n": len(part),
+                "value": str(len(part)),
+                "statistic": "n",
+            }
         )
         for col in _TABLE1_CATEGORICAL:
             if col not in part.columns:
@@ -427,8 +449,14 @@ def table1(clinical: pd.DataFrame, *, by: str = "center") -> pd.DataFrame:
                 pct = 100.0 * count / known if known and level != "missing" else float("nan")
                 text = f"{count}" if level == "missing" else f"{count} ({pct:.0f} %)"
                 rows.append(
-                    {"characteristic": col, "level": str(level), "group": name,
-                     "n": int(count), "value": text, "statistic": "n (%)"}
+                    {
+                        "characteristic": col,
+                        "level": str(level),
+                        "group": name,
+                        "n": int(count),
+                        "value": text,
+                        "statistic": "n (%)",
+                    }
                 )
         for col in _TABLE1_NUMERIC:
             if col not in part.columns:
@@ -438,8 +466,14 @@ def table1(clinical: pd.DataFrame, *, by: str = "center") -> pd.DataFrame:
                 continue
             q1, med, q3 = np.quantile(x, [0.25, 0.5, 0.75])
             rows.append(
-                {"characteristic": col, "level": "", "group": name, "n": len(x),
-                 "value": f"{med:.1f} [{q1:.1f}–{q3:.1f}]", "statistic": "median [IQR]"}
+                {
+                    "characteristic": col,
+                    "level": "",
+                    "group": name,
+                    "n": len(x),
+                    "value": f"{med:.1f} [{q1:.1f}–{q3:.1f}]",
+                    "statistic": "median [IQR]",
+                }
             )
     return pd.DataFrame(rows)
 

@@ -124,9 +124,7 @@ def logrank(df: pd.DataFrame, duration: str, event: str, group: str) -> LogRankR
     groups = tuple(sorted(pd.unique(data[group])))
     if len(groups) < 2:
         raise OutcomesError(f"column {group!r} must hold at least two groups, got {groups}")
-    chi2, p = survdiff(
-        data[duration].to_numpy(), data[event].to_numpy(), data[group].to_numpy()
-    )
+    chi2, p = survdiff(data[duration].to_numpy(), data[event].to_numpy(), data[group].to_numpy())
     return LogRankResult(
         statistic=float(chi2),
         pvalue=float(p),
@@ -137,7 +135,9 @@ def logrank(df: pd.DataFrame, duration: str, event: str, group: str) -> LogRankR
     )
 
 
-def _design(data: pd.DataFrame, covariates: Sequence[str], per: Mapping[str, float]) -> pd.DataFrame:
+def _design(
+    data: pd.DataFrame, covariates: Sequence[str], per: Mapping[str, float]
+) -> pd.DataFrame:
     """Numeric covariates divided by their ``per`` unit; categorical ones dummy-coded."""
     parts = []
     for name in covariates:
@@ -268,9 +268,7 @@ def concordance_index(
     x = pd.to_numeric(data[predictor], errors="raise").to_numpy(dtype=float)
     if not higher_is_longer:
         x = -x
-    shorter = (t[:, None] < t[None, :]) | (
-        (t[:, None] == t[None, :]) & e[:, None] & ~e[None, :]
-    )
+    shorter = (t[:, None] < t[None, :]) | ((t[:, None] == t[None, :]) & e[:, None] & ~e[None, :])
     comparable = shorter & e[:, None]  # row i: the patient who failed first
     n_pairs = int(comparable.sum())
     if n_pairs == 0:
