@@ -7,7 +7,11 @@ them, and computes the agreement tables the report shows:
   when present), cycles pooled;
 * patient level: the lesion min/median/max, global mean and cumulative indices;
 * cutoff agreement at the published cutoffs (``harmonize/data/cutoffs.csv``);
-* cutoff translation of each published cutoff from its centre's workflow to the others.
+* cutoff translation of each published cutoff from its centre's workflow to the others;
+* when the results hold a ``clinical`` table, the dose–response tables of
+  :mod:`harmonize.outcomes.dose_response` (``outcome_*``: each published cutoff on each
+  workflow's doses raw and translated, Cox per 10 Gy, optimal cutoffs, Kaplan–Meier,
+  Table 1).
 
 ``run_demo`` is the README's main job: the embedded synthetic cohort → every installed
 workflow (+ truth) → Parquet → comparison → ``report.html``.
@@ -67,6 +71,8 @@ class ComparisonTables:
     cutoff_discordant: pd.DataFrame
     cutoff_translation: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    #: Dose–response tables (``outcome_*``) when the results hold a ``clinical`` table.
+    outcomes: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, pd.DataFrame]:
         """Tables by file stem."""
@@ -76,6 +82,7 @@ class ComparisonTables:
             "cutoff_summary": self.cutoff_summary,
             "cutoff_discordant": self.cutoff_discordant,
             "cutoff_translation": self.cutoff_translation,
+            **self.outcomes,
         }
 
 
@@ -186,6 +193,7 @@ def compare_results(
                 }
             )
     translation = pd.DataFrame(rows)
+    outcome_tables = _outcomes(results, pindex, translation, n_boot, seed, notes)
     return ComparisonTables(
         agreement=agreement,
         cutoff_classifications=cut.classifications,
@@ -193,7 +201,36 @@ def compare_results(
         cutoff_discordant=cut.discordant,
         cutoff_translation=translation,
         notes=notes,
+        outcomes=outcome_tables,
     )
+
+
+def _outcomes(
+    results: dict[str, pd.DataFrame],
+    pindex: pd.DataFrame,
+    translation: pd.DataFrame,
+    n_boot: int,
+    seed: int,
+    notes: list[str],
+) -> dict[str, pd.DataFrame]:
+    """Dose–response tables when a ``clinical`` table is present (harmonize.outcomes)."""
+    clinical = results.get("clinical")
+    if clinical is None or clinical.empty:
+        return {}
+    from harmonize.outcomes import OutcomesError
+    from harmonize.outcomes.dose_response import dose_response_tables
+
+    matched = set(clinical["patient_id"]) & set(pindex["patient_id"])
+    if not matched:
+        notes.append("clinical: no patient of the clinical table has dosimetry; skipped")
+        return {}
+    try:
+        return dose_response_tables(
+            pindex, clinical, translations=translation, n_boot=n_boot, seed=seed
+        )
+    except OutcomesError as exc:
+        notes.append(f"clinical: {exc}")
+        return {}
 
 
 def _cycle_of(pindex: pd.DataFrame, spec: Any) -> int | None:
