@@ -164,14 +164,19 @@ def _split_stats(part: pd.DataFrame, above: pd.Series) -> dict[str, Any]:
         out["note"] = "no events"
         return out
     lr = logrank(d, "time_months", "event", "below")
-    hr = cox(d, "time_months", "event", ["below"]).iloc[0]
     km = kaplan_meier(d, "time_months", "event", "below")
     medians = km.groupby("group")["median"].first()
+    try:
+        hr = cox(d, "time_months", "event", ["below"]).iloc[0]
+        out.update(
+            hr_below=float(hr["hr"]),
+            ci_low=float(hr["ci_low"]),
+            ci_high=float(hr["ci_high"]),
+            p_cox=float(hr["p"]),
+        )
+    except OutcomesError:
+        out["note"] = "no events in one group: hazard ratio not estimable"
     out.update(
-        hr_below=float(hr["hr"]),
-        ci_low=float(hr["ci_low"]),
-        ci_high=float(hr["ci_high"]),
-        p_cox=float(hr["p"]),
         logrank_chi2=lr.statistic,
         logrank_p=lr.pvalue,
         median_below_months=float(medians.get(1, nan)),
@@ -287,7 +292,10 @@ def dose_cox(
             if usable:
                 models.append((f"adjusted: {', '.join(usable)}", ["dose_gy", *usable]))
             for name, terms in models:
-                fit = cox(part, "time_months", "event", terms, per={"dose_gy": per_gy}).iloc[0]
+                try:
+                    fit = cox(part, "time_months", "event", terms, per={"dose_gy": per_gy}).iloc[0]
+                except OutcomesError:
+                    continue  # not estimable (monotone likelihood): no row
                 rows.append(
                     {
                         "index": index,

@@ -19,6 +19,7 @@ receive those doses (immortal-time bias).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -182,6 +183,11 @@ def cox(
     ci_level : float
         Confidence level of the Wald interval.
 
+    Raises
+    ------
+    OutcomesError
+        Bad columns, no event, or a fit that does not converge (monotone likelihood).
+
     Returns
     -------
     pandas.DataFrame
@@ -207,10 +213,18 @@ def cox(
     model = PHReg(
         data[duration].to_numpy(), exog.to_numpy(), status=data[event].to_numpy(), ties="efron"
     )
-    fit = model.fit()
-    z = stats.norm.ppf(0.5 + ci_level / 2.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = model.fit()
     coef = np.asarray(fit.params, dtype=float)
     se = np.asarray(fit.bse, dtype=float)
+    failed = [str(w.message) for w in caught if "converge" in str(w.message).lower()]
+    if failed or not (np.isfinite(coef).all() and np.isfinite(se).all()):
+        raise OutcomesError(
+            f"the Cox model of {list(covariates)} did not converge (monotone likelihood: a "
+            "group without events, or a covariate that separates the events); no hazard ratio"
+        )
+    z = stats.norm.ppf(0.5 + ci_level / 2.0)
     units = [float(per.get(c.split("=")[0], 1.0)) if "=" not in c else 1.0 for c in exog]
     return pd.DataFrame(
         {
