@@ -117,3 +117,22 @@ def test_compare_picks_up_a_clinical_table(tmp_path) -> None:
     assert "outcome_cutoffs" in written and "outcome_table1" in written
     without = compare_results({"voi_dose": voi, "patient_index": pindex}, n_boot=100)
     assert without.outcomes == {}
+
+
+def test_report_section_renders_the_tables_it_is_given(cohort) -> None:
+    from harmonize.report.html import _num
+    from harmonize.report.outcomes import _outcomes_section
+
+    pindex, clinical = cohort
+    tables = dose_response_tables(pindex, clinical, cutoffs=MILEVA, n_boot=50)
+    stored = {f"agreement/{k}.parquet": v for k, v in tables.items()}
+    html = _outcomes_section(stored, {"truth": "#222222", "half": "#1f77b4"})
+    row = tables["outcome_cutoffs"].query("workflow == 'truth'").iloc[0]
+    assert f"{row['n_below']} / {row['n_above']}" in html
+    assert _num(row["hr_below"]) in html  # the table's number, not a recomputed one
+    opt = tables["outcome_optimal_cutoffs"].query("workflow == 'truth'").iloc[0]
+    assert _num(opt["cutoff_gy"]) in html
+    assert html.count("<img") == 3  # KM curves, forest plot, optimal cutoffs
+    assert "Table 1" in html
+    empty = _outcomes_section({}, {})
+    assert "harmonize clinical import" in empty and "<img" not in empty

@@ -34,6 +34,7 @@ from harmonize.report.cutoffs import (
 from harmonize.report.dvh import _dvh_section, _dvh_summary
 from harmonize.report.figures import _colours
 from harmonize.report.html import _ci, _esc, _finite, _num, _page, _toc
+from harmonize.report.outcomes import _outcomes_section
 from harmonize.report.overview import _cohort_section, _workflows_section
 from harmonize.report.provenance import _provenance_section, _references_section
 from harmonize.report.truth import _truth_section
@@ -180,6 +181,7 @@ def build_report(
     sections.append(cut_html)
     tr_html, translations = _translation_section(data, infos)
     sections.append(tr_html)
+    sections.append(_outcomes_section(stored, colours))
     sections.append(_truth_section(data, colours))
     sections.append(_dvh_section(data, colours) if len(data.dvh) else _dvh_summary(data, colours))
     sections.append(_checklist_section(data, infos))
@@ -193,6 +195,7 @@ def build_report(
         ("agreement", "Agreement between workflows"),
         ("cutoffs", "Agreement at the published cutoffs"),
         ("translation", "Cutoffs translated between workflows"),
+        ("outcomes", "Dose–response per workflow"),
         ("truth", "Accuracy against the phantom truth"),
         ("dvh", "Lesion dose–volume histograms"),
         ("checklist", "EANM reporting checklist"),
