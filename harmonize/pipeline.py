@@ -220,6 +220,12 @@ def _outcomes(
     from harmonize.outcomes import OutcomesError
     from harmonize.outcomes.dose_response import dose_response_tables
 
+    clinical = clinical.drop_duplicates()  # the same table read from several results folders
+    if clinical["patient_id"].duplicated().any():
+        notes.append(
+            "clinical: the results folders hold different rows for the same patient; skipped"
+        )
+        return {}
     matched = set(clinical["patient_id"]) & set(pindex["patient_id"])
     if not matched:
         notes.append("clinical: no patient of the clinical table has dosimetry; skipped")
