@@ -174,3 +174,29 @@ def test_missing_key_file_and_results_without_dosimetry(
     empty.mkdir()
     assert main(["clinical", "import", str(csv), "--key", str(key_file), "--out", str(empty)]) == 2
     assert "no patient_index" in capsys.readouterr().err
+
+
+def test_clinical_simulate_from_a_cohort_truth(tmp_path, capsys) -> None:
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    truth = pd.DataFrame(
+        {
+            "patient_id": ["P001", "P001", "P002", "P003"],
+            "cycle": 1,
+            "voi_kind": ["lesion", "lesion", "lesion", "organ"],
+            "dose_mean_gy": [20.0, 40.0, 50.0, 3.0],
+        }
+    )
+    truth.to_parquet(cohort / "truth.parquet")
+    out = tmp_path / "results"
+    args = ["clinical", "simulate", "--cohort", str(cohort), "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    first = (out / "clinical" / "clinical.parquet").read_bytes()
+    clinical = read_results(out)["clinical"]
+    assert clinical["patient_id"].tolist() == ["P001", "P002"]  # P003 has no lesion
+    assert main(args) == 0  # same seed: identical bytes, nothing to overwrite
+    assert (out / "clinical" / "clinical.parquet").read_bytes() == first
+    assert main([*args, "--seed", "1"]) == 2  # different content, no --overwrite
+    assert "overwrite" in capsys.readouterr().err
+    assert main(["clinical", "simulate", "--cohort", str(tmp_path), "--out", str(out)]) == 2
+    assert "truth.parquet" in capsys.readouterr().err

@@ -59,7 +59,10 @@ def _survival_columns(
         raise OutcomesError(f"column {duration!r} must hold finite numbers (times)")
     if (time < 0).any():
         raise OutcomesError(f"column {duration!r} has negative times")
-    status = pd.to_numeric(data[event].astype("float64"), errors="coerce")
+    try:
+        status = data[event].astype("float64")
+    except (TypeError, ValueError):
+        status = pd.Series(np.nan, index=data.index)
     if not status.isin([0.0, 1.0]).all():
         raise OutcomesError(f"column {event!r} must hold 0/1 or False/True (1 = event)")
     out = data.copy()
