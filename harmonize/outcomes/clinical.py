@@ -52,7 +52,7 @@ _IDENTIFYING = re.compile(
     r"email|age|hospital_?id|record|accession|uid)($|_)"
 )
 _DATE = re.compile(
-    r"(19|20)\d\d[-/.](0?[1-9]|1[0-2])[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.](19|20)\d\d"
+    r"(?:19|20)\d\d[-/.](?:0?[1-9]|1[0-2])[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.](?:19|20)\d\d"
 )
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}
@@ -89,39 +89,40 @@ def _expected(spec: dict[str, Any]) -> str:
     return f"{kind}{bounds}{unit}"
 
 
-def _parse(text: str, spec: dict[str, Any]) -> tuple[Any, bool]:
-    """Parse one cell; return (value, ok). Empty cells are None."""
-    if text == "":
-        return None, bool(spec["nullable"])
+def _parse_column(text: pd.Series, spec: dict[str, Any]) -> tuple[pd.Series, np.ndarray]:
+    """Parse a column of text cells (vectorised); return the values and the bad-cell mask.
+
+    Empty cells are null (bad only when the column is not nullable).
+    """
+    text = text.astype(str).str.strip()
+    empty = (text == "").to_numpy()
     kind = spec["type"]
     if kind == "bool":
-        low = text.lower()
-        if low in _TRUE or low in _FALSE:
-            return low in _TRUE, True
-        return None, False
-    if kind in ("float64", "int32", "int64"):
-        try:
-            value = float(text)
-        except ValueError:
-            return None, False
-        if not np.isfinite(value):
-            return None, False
+        low = text.str.lower()
+        is_true, is_false = low.isin(_TRUE).to_numpy(), low.isin(_FALSE).to_numpy()
+        ok = is_true | is_false
+        values = pd.Series(np.where(ok, is_true, None), index=text.index, dtype=object)
+    elif kind in ("float64", "int32", "int64"):
+        x = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+        ok = np.isfinite(x)
         if kind != "float64":
-            if value != int(value):
-                return None, False
-            value = int(value)
-        if "minimum" in spec and value < spec["minimum"]:
-            return None, False
-        if "maximum" in spec and value > spec["maximum"]:
-            return None, False
-        return value, True
-    if "enum" in spec and text not in spec["enum"]:
-        return None, False
-    if "pattern" in spec and not re.search(spec["pattern"], text):
-        return None, False
-    if _DATE.search(text):
-        return None, False
-    return text, True
+            ok &= np.where(ok, x, 0.0) == np.round(np.where(ok, x, 0.0))
+        if "minimum" in spec:
+            ok &= np.where(ok, x, np.inf) >= spec["minimum"]
+        if "maximum" in spec:
+            ok &= np.where(ok, x, -np.inf) <= spec["maximum"]
+        values = pd.Series(np.where(ok, x, np.nan), index=text.index)
+    else:
+        ok = np.ones(len(text), dtype=bool)
+        if "enum" in spec:
+            ok &= text.isin(spec["enum"]).to_numpy()
+        if "pattern" in spec:
+            ok &= text.str.contains(spec["pattern"], regex=True).to_numpy()
+        ok &= ~text.str.contains(_DATE.pattern, regex=True).to_numpy()
+        values = text.where(ok, None).astype(object)
+    values = values.where(~empty, None) if values.dtype == object else values.where(~empty)
+    bad = (~ok & ~empty) | (empty & (not spec["nullable"]))
+    return values, bad
 
 
 def validate_clinical(
@@ -183,48 +184,49 @@ def validate_clinical(
     if raw.empty:
         raise ClinicalError([f"{source}: no data rows"])
 
-    values: dict[str, list[Any]] = {c: [] for c in header}
-    failed: dict[str, list[bool]] = {c: [] for c in header}
-    for i, row in enumerate(raw.itertuples(index=False, name=None)):
-        line = i + 2
-        for col, cell in zip(header, row, strict=True):
-            text = str(cell).strip()
-            value, ok = _parse(text, columns[col])
-            if not ok:
-                shown = "(empty)" if text == "" else repr(text)
-                if col == "patient_id":
-                    shown = "(empty)" if text == "" else "a value"
-                problems.append(
-                    f"{source}: line {line}, field {col!r}: expected {_expected(columns[col])}, "
-                    f"got {shown}"
+    found: list[tuple[int, str]] = []  # (line, message), sorted by line at the end
+    lines = np.arange(len(raw)) + 2
+    values, failed = {}, {}
+    for col in header:
+        values[col], failed[col] = _parse_column(raw[col], columns[col])
+        for k in np.flatnonzero(failed[col]):
+            text = str(raw[col].iloc[k]).strip()
+            shown = "(empty)" if text == "" else ("a value" if col == "patient_id" else repr(text))
+            found.append(
+                (
+                    int(lines[k]),
+                    f"{source}: line {lines[k]}, field {col!r}: expected "
+                    f"{_expected(columns[col])}, got {shown}",
                 )
-            values[col].append(value)
-            failed[col].append(not ok)
+            )
     frame = pd.DataFrame(values)
-    lines = np.arange(len(frame)) + 2
-    problems += _cross_field(frame, pd.DataFrame(failed), lines, source)
+    found += _cross_field(frame, pd.DataFrame(failed), lines, source)
 
     ids = frame["patient_id"]
     if key is not None:
         from harmonize.deid import pseudonym
 
         ids = ids.map(lambda v: None if v is None else pseudonym(str(v), key))
-    first: dict[str, int] = {}
-    for line, pid in zip(lines.tolist(), ids, strict=True):
-        if pid is None:
-            continue
-        if pid in first:
-            problems.append(
-                f"{source}: line {line}, field 'patient_id': the same patient as line "
-                f"{first[pid]} (one row per patient)"
+    given = ids.notna().to_numpy()
+    first_line = pd.Series(lines, index=ids.index).groupby(ids).transform("first")
+    for k in np.flatnonzero(given & ids.duplicated(keep="first").to_numpy()):
+        found.append(
+            (
+                int(lines[k]),
+                f"{source}: line {lines[k]}, field 'patient_id': the same patient as line "
+                f"{int(first_line.iloc[k])} (one row per patient)",
             )
-        else:
-            first[pid] = int(line)
-        if known_patients is not None and pid not in known_patients:
-            problems.append(
-                f"{source}: line {line}, field 'patient_id': patient {pid} has no dosimetry "
-                "in the results (wrong key, or a patient not in this cohort)"
+        )
+    if known_patients is not None:
+        for k in np.flatnonzero(given & ~ids.isin(known_patients).to_numpy()):
+            found.append(
+                (
+                    int(lines[k]),
+                    f"{source}: line {lines[k]}, field 'patient_id': patient {ids.iloc[k]} has "
+                    "no dosimetry in the results (wrong key, or a patient not in this cohort)",
+                )
             )
+    problems += [text for _, text in sorted(found, key=lambda item: item[0])]
     if problems:
         raise ClinicalError(problems)
     frame["patient_id"] = ids
@@ -233,9 +235,9 @@ def validate_clinical(
 
 def _cross_field(
     frame: pd.DataFrame, failed: pd.DataFrame, lines: np.ndarray, source: str
-) -> list[str]:
+) -> list[tuple[int, str]]:
     """Checks between fields, on rows whose fields parsed (a bad cell is reported once)."""
-    problems = []
+    problems: list[tuple[int, str]] = []
     pairs = [
         ("pfs_months", "follow_up_months", "an event time must not exceed the follow-up"),
         ("os_months", "follow_up_months", "an event time must not exceed the follow-up"),
@@ -248,16 +250,16 @@ def _cross_field(
         y = pd.to_numeric(frame[b], errors="coerce")
         bad = ((x > y + 1e-9) & ~failed[a] & ~failed[b]).to_numpy()
         for line, xa, yb in zip(lines[bad], x[bad], y[bad], strict=True):
-            problems.append(f"{source}: line {line}, field {a!r}: {xa:g} > {b} {yb:g} ({why})")
+            text = f"{source}: line {line}, field {a!r}: {xa:g} > {b} {yb:g} ({why})"
+            problems.append((int(line), text))
     for time_col, event_col in (("pfs_months", "pfs_event"), ("os_months", "os_event")):
         if time_col in frame and event_col in frame:
             half = (frame[time_col].isna() != frame[event_col].isna()) & ~(
                 failed[time_col] | failed[event_col]
             )
             for line in lines[half.to_numpy()]:
-                problems.append(
-                    f"{source}: line {line}, fields {time_col!r}/{event_col!r}: give both or neither"
-                )
+                text = f"{source}: line {line}, fields {time_col!r}/{event_col!r}: give both or neither"
+                problems.append((int(line), text))
     return problems
 
 
