@@ -2,7 +2,7 @@
 same patients.
 
 The public API is listed in ``__all__``; sub-packages (``kinetics``, ``dose``, ``compare``,
-``indices``, ``schema``, ``phantom``) are imported on first use.
+``indices``, ``schema``, ``phantom``, ``outcomes``) are imported on first use.
 
 >>> import harmonize as hz
 >>> round(hz.get_nuclide("Lu-177").half_life_h / 24, 3)  # days, ICRP-107
@@ -72,6 +72,7 @@ _LAZY_SUBMODULES = {
     "indices",
     "io",
     "kinetics",
+    "outcomes",
     "phantom",
     "pipeline",
     "pvc",
