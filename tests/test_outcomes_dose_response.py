@@ -136,3 +136,14 @@ def test_report_section_renders_the_tables_it_is_given(cohort) -> None:
     assert "Table 1" in html
     empty = _outcomes_section({}, {})
     assert "harmonize clinical import" in empty and "<img" not in empty
+
+
+def test_optimal_cutoff_of_a_too_small_cohort_is_a_note_not_a_crash(cohort) -> None:
+    from harmonize.outcomes.dose_response import optimal_cutoffs
+
+    pindex, clinical = cohort
+    few = clinical.head(8)
+    table = optimal_cutoffs(pindex, few, cutoffs=MILEVA, n_boot=10, n_perm=10)
+    assert set(table["workflow"]) == {"half", "truth"}
+    assert table["note"].str.contains("at least 10 patients").all()
+    assert table["n"].max() <= 8
