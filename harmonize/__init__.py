@@ -2,7 +2,7 @@
 same patients.
 
 The public API is listed in ``__all__``; every name and sub-package (``kinetics``, ``dose``,
-``compare``, ``indices``, ``schema``, ``phantom``) is imported on first use, so that
+``compare``, ``indices``, ``schema``, ``phantom``, ``outcomes``) is imported on first use, so that
 ``import harmonize`` costs no more than the standard library.
 
 >>> import harmonize as hz
@@ -109,6 +109,7 @@ _LAZY_SUBMODULES = {
     "io",
     "kinetics",
     "nuclides",
+    "outcomes",
     "phantom",
     "pipeline",
     "pvc",

@@ -287,6 +287,43 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_clinical_import(args: argparse.Namespace) -> int:
+    from harmonize.outcomes.clinical import import_clinical
+
+    key = _read_key(args.key)
+    if key is None:
+        raise CLIError("--key: a key file is required")
+    path = import_clinical(args.file, key, args.out, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _cmd_clinical_simulate(args: argparse.Namespace) -> int:
+    from harmonize.cohort import TRUTH_FILE
+    from harmonize.outcomes.clinical import write_clinical
+    from harmonize.outcomes.simulate import OutcomeModel, simulate_outcomes, true_patient_dose
+
+    truth_path = args.cohort / TRUTH_FILE
+    if not truth_path.is_file():
+        raise CLIError(f"--cohort: {truth_path} not found (a phantom cohort carries its truth)")
+    import pandas as pd
+
+    doses = true_patient_dose(pd.read_parquet(truth_path), cycle=1, aggregate="min")
+    model = OutcomeModel(threshold_gy=args.threshold)
+    clinical = simulate_outcomes(doses, model=model, seed=args.seed)
+    meta = {
+        "source": "harmonize clinical simulate",
+        "model": model.as_dict(),
+        "dose": "true minimum lesion dose, cycle 1",
+        "seed": args.seed,
+    }
+    path = write_clinical(clinical, args.out, metadata=meta, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"wrote {path} ({len(clinical)} patients)")
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from harmonize.demo import run_demo
 
@@ -449,6 +486,35 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("clinical", help="clinical data: import a centre's CSV, or simulate")
+    clinical = p.add_subparsers(dest="clinical_command", required=True)
+    c = clinical.add_parser(
+        "import", help="check, pseudonymise and add a clinical CSV to a results folder"
+    )
+    c.add_argument("file", type=Path, help="CSV, one row per patient (hospital patient IDs)")
+    c.add_argument(
+        "--key", type=Path, required=True, help="file holding the secret pseudonymisation key"
+    )
+    c.add_argument("--out", type=Path, required=True, help="results folder of the cohort")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing clinical table")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=_cmd_clinical_import)
+    c = clinical.add_parser(
+        "simulate", help="simulated outcomes of a phantom cohort from its true doses"
+    )
+    c.add_argument("--cohort", type=Path, required=True, help="phantom cohort folder")
+    c.add_argument("--out", type=Path, required=True, help="results folder of the cohort")
+    c.add_argument(
+        "--threshold",
+        type=float,
+        default=35.0,
+        help="true minimum lesion dose (Gy) of the simulated PFS threshold (default 35)",
+    )
+    c.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    c.add_argument("--overwrite", action="store_true")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=_cmd_clinical_simulate)
 
     p = sub.add_parser("demo", help="synthetic cohort → all workflows → comparison → report")
     p.add_argument("--out", type=Path, default=Path("harmonize-demo"), help="output folder")

@@ -12,6 +12,11 @@ them, and computes the agreement tables the report shows:
 * cutoff translation of each published cutoff from its centre's workflow to the others,
   flagged ``extrapolated`` when the cutoff lies outside the source's observed range.
 
+* when the results hold a ``clinical`` table, the dose–response tables of
+  :mod:`harmonize.outcomes.dose_response` (``outcome_*``: each published cutoff on each
+  workflow's doses raw and translated, Cox per 10 Gy, optimal cutoffs, Kaplan–Meier,
+  Table 1).
+
 The report (:mod:`harmonize.report`) renders exactly these tables.
 
 ``run_demo`` is the README's main job: the embedded synthetic cohort → every installed
@@ -86,6 +91,8 @@ class ComparisonTables:
     #: En numbers (ISO 13528, U = 2u) per lesion and workflow pair, and their summary.
     en_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
     en_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Dose–response tables (``outcome_*``) when the results hold a ``clinical`` table.
+    outcomes: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, pd.DataFrame]:
         """Tables by file stem."""
@@ -105,6 +112,7 @@ class ComparisonTables:
                 )
                 if len(frame)
             },
+            **self.outcomes,
         }
 
 
@@ -289,6 +297,7 @@ def compare_results(
     refused = cut.summary.loc[cut.summary["statistic"] == "not_compared"]
     notes += [f"cutoff {r.cutoff_key}: {r.note}" for r in refused.itertuples(index=False)]
     translation = _translations(pindex, cuts, n_boot, seed, notes)
+    outcome_tables = _outcomes(results, pindex, translation, n_boot, seed, notes)
     tables = ComparisonTables(
         agreement=agreement,
         cutoff_classifications=cut.classifications,
@@ -296,6 +305,7 @@ def compare_results(
         cutoff_discordant=cut.discordant,
         cutoff_translation=translation,
         notes=notes,
+        outcomes=outcome_tables,
     )
     if "dose_mean_u_gy" in voi.columns and voi["dose_mean_u_gy"].notna().any():
         _with_uncertainty(tables, voi, pindex)
@@ -389,6 +399,40 @@ def _translations(
                 }
             )
     return pd.DataFrame(rows, columns=list(TRANSLATION_COLUMNS))
+
+
+def _outcomes(
+    results: dict[str, pd.DataFrame],
+    pindex: pd.DataFrame,
+    translation: pd.DataFrame,
+    n_boot: int,
+    seed: int,
+    notes: list[str],
+) -> dict[str, pd.DataFrame]:
+    """Dose–response tables when a ``clinical`` table is present (harmonize.outcomes)."""
+    clinical = results.get("clinical")
+    if clinical is None or clinical.empty:
+        return {}
+    from harmonize.outcomes import OutcomesError
+    from harmonize.outcomes.dose_response import dose_response_tables
+
+    clinical = clinical.drop_duplicates()  # the same table read from several results folders
+    if clinical["patient_id"].duplicated().any():
+        notes.append(
+            "clinical: the results folders hold different rows for the same patient; skipped"
+        )
+        return {}
+    matched = set(clinical["patient_id"]) & set(pindex["patient_id"])
+    if not matched:
+        notes.append("clinical: no patient of the clinical table has dosimetry; skipped")
+        return {}
+    try:
+        return dose_response_tables(
+            pindex, clinical, translations=translation, n_boot=n_boot, seed=seed
+        )
+    except OutcomesError as exc:
+        notes.append(f"clinical: {exc}")
+        return {}
 
 
 def write_comparison(

@@ -1,8 +1,8 @@
 """The common results schema: generated Arrow schemas and deterministic Parquet I/O.
 
 Every table harmonize writes (``voi_dose``, ``patient_index``, ``tac``, ``agreement``,
-``run``, ``dvh``, ``uncertainty``) is described once, in the versioned JSON document
-``harmonize/data_schema/harmonize-results.schema.json``; :func:`arrow_schema` *generates* the
+``run``, ``dvh``, ``uncertainty``, ``clinical``) is described once, in the versioned JSON
+document ``harmonize/data_schema/harmonize-results.schema.json``; :func:`arrow_schema` *generates* the
 :class:`pyarrow.Schema` of a table from it, with the unit and description of every column in
 the Arrow field metadata. ``data_schema/SPEC.md`` is the normative prose (MUST/SHOULD).
 
@@ -254,7 +254,7 @@ def table_names() -> tuple[str, ...]:
     Examples
     --------
     >>> table_names()
-    ('voi_dose', 'patient_index', 'tac', 'agreement', 'run', 'dvh')
+    ('voi_dose', 'patient_index', 'tac', 'agreement', 'run', 'dvh', 'clinical')
     """
     return tuple(_tables())
 
@@ -1214,8 +1214,8 @@ def example_frames() -> dict[str, pd.DataFrame]:
     of every VOI at 0, 1, ..., 100 % that interpolates linearly in volume between the VOI's
     maximum, D2, D50, D98 and minimum (so that those are its 0, 2, 50, 98 and 100 % rows,
     as the schema requires); an uncertainty budget of the two lesions whose contributions
-    add in quadrature to their ``dose_mean_u_gy`` and ``tia_u_mbq_h`` (organs without one).
-    The numbers are illustrative, not clinical.
+    add in quadrature to their ``dose_mean_u_gy`` and ``tia_u_mbq_h`` (organs without one);
+    a clinical row of the patient. The numbers are illustrative, not clinical.
 
     Returns
     -------
@@ -1225,7 +1225,7 @@ def example_frames() -> dict[str, pd.DataFrame]:
     Examples
     --------
     >>> sorted(example_frames())
-    ['agreement', 'dvh', 'patient_index', 'run', 'tac', 'uncertainty', 'voi_dose']
+    ['agreement', 'clinical', 'dvh', 'patient_index', 'run', 'tac', 'uncertainty', 'voi_dose']
     """
     from harmonize.indices import patient_index  # local: indices never imports schema
 
@@ -1340,6 +1340,30 @@ def example_frames() -> dict[str, pd.DataFrame]:
         "run": run,
         "dvh": dvh,
         "uncertainty": uncertainty,
+        "clinical": pd.DataFrame(
+            {
+                "patient_id": ["PX001"],
+                "center": ["EX"],
+                "sex": ["F"],
+                "age_band": ["60-69"],
+                "primary_site": ["small_intestine"],
+                "grade": ["G2"],
+                "ki67_pct": [5.0],
+                "stage": ["IV"],
+                "prior_lines": [1],
+                "sstr_uptake_score": [4],
+                "pfs_months": [26.5],
+                "pfs_event": [True],
+                "os_months": [41.0],
+                "os_event": [False],
+                "follow_up_months": [41.0],
+                "best_response": ["SD"],
+                "response_criteria": ["RECIST 1.1"],
+                "egfr_change_pct": [-8.0],
+                "kidney_ctcae_grade": [0],
+                "haem_ctcae_grade": [1],
+            }
+        ),
     }
     return {name: _to_pandas(to_arrow_table(df, name), name) for name, df in raw.items()}
 

@@ -20,11 +20,12 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 CELL_TIMEOUT_S = 600
 
 
-def test_the_three_notebooks_are_present() -> None:
+def test_the_four_notebooks_are_present() -> None:
     assert [p.name for p in NOTEBOOKS] == [
         "01_quickstart.ipynb",
         "02_bring_your_own_centre.ipynb",
         "03_reading_results.ipynb",
+        "04_dose_response.ipynb",
     ]
 
 

@@ -52,10 +52,14 @@ CONTRACT = {
     "dvh": "patient_id cycle center workflow workflow_version voi_id volume_pct dose_gy",
     "uncertainty": "patient_id cycle center workflow workflow_version voi_id component u_rel "
     "sensitivity dose_u_rel tia_u_rel shared",
+    "clinical": "patient_id center sex age_band primary_site grade ki67_pct stage prior_lines "
+    "sstr_uptake_score pfs_months pfs_event os_months os_event follow_up_months best_response "
+    "response_criteria egfr_change_pct kidney_ctcae_grade haem_ctcae_grade",
 }
 #: Golden files of schema 1.0.0 (the committed examples before the dvh table, 1.1.0).
 SCHEMA_1_0_0 = Path(__file__).parent / "data" / "schema-1.0.0"
-#: Golden files of schema 1.1.0 (before the uncertainty columns and table, 1.2.0).
+#: Golden files of schema 1.1.0 (before the 1.2.0 additions: uncertainty, clinical,
+#: cumulative basis).
 SCHEMA_1_1_0 = Path(__file__).parent / "data" / "schema-1.1.0"
 META = {"workflow": "example", "workflow_version": "1.0.0", "parameters": {"a": 1}}
 
@@ -202,8 +206,8 @@ def voi_file(tmp_path, frames):
 
 
 def test_schema_version_is_1_2_with_dvh_and_uncertainty_as_minor_additions():
-    # dvh (1.1.0), and the flag tokens, cumulative-basis columns and uncertainty (1.2.0) are optional additions: minor changes of major
-    # version 1 (SPEC.md §5); the 1.2.0 columns of older tables are optional and nullable
+    # dvh (1.1.0), and the flag tokens, cumulative-basis columns and uncertainty (1.2.0) are
+    # optional additions: minor changes of major version 1 (SPEC.md §5); the 1.2.0 columns of older tables are optional and nullable
     assert hs._parse_version(SCHEMA_VERSION)[:2] == (1, 2)
     tables = load_schema_document()["tables"]
     added = [
@@ -213,6 +217,16 @@ def test_schema_version_is_1_2_with_dvh_and_uncertainty_as_minor_additions():
         if c["name"].endswith("_u_gy") or c["name"] == "tia_u_mbq_h"
     ]
     assert len(added) == 12 and all(c["nullable"] and not c["required"] for c in added)
+
+
+def test_schema_version_is_1_2_with_dvh_and_clinical_as_minor_additions():
+    # dvh (1.1) and clinical (1.2) are new optional tables: minor changes of major 1 (SPEC §5)
+    assert hs._parse_version(SCHEMA_VERSION)[:2] == (1, 2)
+    clinical = load_schema_document()["tables"]["clinical"]
+    assert clinical["primary_key"] == ["patient_id"] and clinical["partition_by"] == []
+    units = {c["name"]: c["unit"] for c in clinical["columns"]}
+    assert units["pfs_months"] == units["os_months"] == "month"
+    assert not {"birth_date", "age", "date_of_birth"} & set(units)
     doc = load_schema_document()["tables"]["dvh"]
     assert doc["primary_key"] == ["patient_id", "cycle", "workflow", "voi_id", "volume_pct"]
     assert doc["partition_by"] == ["workflow"]
@@ -251,7 +265,7 @@ def test_files_of_schema_1_0_0_are_read(tmp_path):
     assert versions == {"1.0.0"}
     assert validate_path(SCHEMA_1_0_0) == []
     old, new = read_results(SCHEMA_1_0_0), example_frames()
-    assert sorted(old) == sorted(set(new) - {"dvh", "uncertainty"})
+    assert sorted(old) == sorted(set(new) - {"dvh", "uncertainty", "clinical"})
     for name, df in old.items():
         expected = _without_1_2_0_columns(new[name], df)
         if name == "run":  # the run row records the schema version its writer followed
@@ -278,7 +292,7 @@ def test_files_of_schema_1_0_0_are_read(tmp_path):
         )
     write_results({"dvh": new["dvh"]}, root)
     assert validate_path(root) == []
-    assert sorted(read_results(root)) == sorted(set(new) - {"uncertainty"})
+    assert sorted(read_results(root)) == sorted(set(new) - {"uncertainty", "clinical"})
 
 
 def _without_1_2_0_columns(expected: pd.DataFrame, old: pd.DataFrame) -> pd.DataFrame:
@@ -288,7 +302,7 @@ def _without_1_2_0_columns(expected: pd.DataFrame, old: pd.DataFrame) -> pd.Data
     return expected.assign(**{c: np.nan for c in added})
 
 
-def test_files_of_schema_1_1_0_are_read():
+def test_files_of_schema_1_1_0_are_read(tmp_path):
     # a 1.2.0 reader reads the 1.1.0 golden files: every 1.1.0 table, the uncertainty
     # columns null, everything else as today's examples
     versions = {
@@ -298,14 +312,30 @@ def test_files_of_schema_1_1_0_are_read():
     assert versions == {"1.1.0"}
     assert validate_path(SCHEMA_1_1_0) == []
     old, new = read_results(SCHEMA_1_1_0), example_frames()
-    assert sorted(old) == sorted(set(new) - {"uncertainty"})
+    assert sorted(old) == sorted(set(new) - {"uncertainty", "clinical"})
     for name, df in old.items():
         expected = _without_1_2_0_columns(new[name], df)
         if name == "run":
             assert df["schema_version"].tolist() == ["1.1.0"]
             df = df.drop(columns="schema_version")
             expected = expected.drop(columns="schema_version")
+        if name == "patient_index":
+            # 1.2.0 changed the cumulative columns to "the planned treatment" (derived from
+            # older files by fill_cumulative_basis, tested with the 1.0.0 files above)
+            assert df[["cum_cycles_planned", "cum_cycles_measured", "cum_basis"]].isna().all().all()
+            same = [c for c in df.columns if not c.startswith("cum_")]
+            df, expected = df[same], expected[same]
         pd.testing.assert_frame_equal(df, expected, check_exact=True)
+    # and a 1.1.0 dataset takes a 1.2.0 clinical table of the same patients
+    root = tmp_path / "mixed"
+    for table in old:
+        (root / table).mkdir(parents=True)
+        (root / table / f"{table}.parquet").write_bytes(
+            (SCHEMA_1_1_0 / f"{table}.parquet").read_bytes()
+        )
+    write_results({"clinical": new["clinical"]}, root, partition_cols=())
+    assert validate_path(root) == []
+    assert sorted(read_results(root)) == sorted(set(new) - {"uncertainty"})
 
 
 def test_table_of_a_newer_minor_is_ignored_older_unknown_refused(tmp_path, voi_file):
@@ -506,7 +536,9 @@ def _two_workflows(tmp_path, frames):
     out = tmp_path / "results"
     for wf in ("montpellier", "milan"):
         tables = {
-            name: df.assign(workflow=wf) for name, df in frames.items() if name != "agreement"
+            name: df.assign(workflow=wf)
+            for name, df in frames.items()
+            if name not in ("agreement", "clinical")  # per-patient tables, no workflow
         }
         write_results(tables, out, metadata={"workflow": wf})
     write_results({"agreement": frames["agreement"]}, out, metadata={}, basename="compare")

@@ -139,7 +139,8 @@ def _comparison(
                 f"the comparison tables lack {missing} (expected the files `harmonize compare` "
                 f"writes: {', '.join(t + '.parquet' for t in COMPARISON_TABLES)})"
             )
-        return {t: comparison[t] for t in COMPARISON_TABLES}, "read from the comparison folder"
+        # every table compare wrote (the optional outcome_* and uncertainty ones too)
+        return dict(comparison), "read from the comparison folder"
     from harmonize.pipeline import DEFAULT_N_BOOT, DEFAULT_SEED, compare_results
 
     tables = compare_results(dict(results), cutoffs=cutoffs)

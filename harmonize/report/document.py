@@ -32,6 +32,7 @@ from harmonize.report.cutoffs import (
 from harmonize.report.dvh import _dvh_section, _dvh_summary
 from harmonize.report.figures import _colours
 from harmonize.report.html import _esc, _finite, _num, _page, _toc
+from harmonize.report.outcomes import _outcomes_section
 from harmonize.report.overview import _cohort_section, _workflows_section
 from harmonize.report.provenance import _provenance_section, _references_section
 from harmonize.report.truth import _truth_section
@@ -216,6 +217,7 @@ def build_report(
     sections.append(agreement_html)
     sections.append(_cutoffs_section(data))
     sections.append(_translation_section(data))
+    sections.append(_outcomes_section({**stored, **data.tables}, colours))
     sections.append(_truth_section(data, colours))
     sections.append(uncertainty_section(results, colours, "6b"))
     sections.append(_dvh_section(data, colours) if len(data.dvh) else _dvh_summary(data, colours))
@@ -229,6 +231,7 @@ def build_report(
         ("agreement", "Agreement between workflows"),
         ("cutoffs", "Agreement at the published cutoffs"),
         ("translation", "Cutoffs translated between workflows"),
+        ("outcomes", "Dose–response per workflow"),
         ("truth", "Accuracy against the phantom truth"),
         ("uncertainty", "Uncertainty of the doses"),
         ("dvh", "Lesion dose–volume histograms"),
