@@ -210,13 +210,13 @@ def _cmd_pack(args: argparse.Namespace) -> int:
     from harmonize.intercomparison import pack
 
     key = _read_key(args.key)
-    out = pack(
-        args.cohort, args.out, key=key, truth_out=args.truth_out, overwrite=args.overwrite
-    )
+    out = pack(args.cohort, args.out, key=key, truth_out=args.truth_out, overwrite=args.overwrite)
     if not args.quiet:
         print(f"wrote the exercise package {out}")
         if args.truth_out is not None:
-            print(f"wrote the truth (assigned values) to {args.truth_out}; keep it from participants")
+            print(
+                f"wrote the truth (assigned values) to {args.truth_out}; keep it from participants"
+            )
     return EXIT_OK
 
 

@@ -137,7 +137,10 @@ def test_xlsx_template_has_the_csv_cells_and_the_method_sheet(exercise):
     pkg = exercise / "pkg"
     book = load_workbook(pkg / "results_template.xlsx", read_only=True)
     assert book.sheetnames == ["results", "method"]
-    rows = [["" if v is None else str(v) for v in r] for r in book["results"].iter_rows(values_only=True)]
+    rows = [
+        ["" if v is None else str(v) for v in r]
+        for r in book["results"].iter_rows(values_only=True)
+    ]
     csv = pd.read_csv(pkg / "results_template.csv", dtype=str, keep_default_na=False)
     assert rows[0] == list(csv.columns)
     assert rows[1:] == csv.to_numpy().tolist()
@@ -176,9 +179,7 @@ def test_round_trip_agreement_equals_the_direct_run(exercise, tmp_path):
     assert len(direct.agreement) > 50
     pd.testing.assert_frame_equal(imported.agreement, direct.agreement)
     pd.testing.assert_frame_equal(imported.cutoff_summary, direct.cutoff_summary)
-    pd.testing.assert_frame_equal(
-        imported.cutoff_classifications, direct.cutoff_classifications
-    )
+    pd.testing.assert_frame_equal(imported.cutoff_classifications, direct.cutoff_classifications)
     # the patient indices come from the declared rule and equal the direct run's
     cols = ["patient_id", "cycle", "workflow", "global_mean_dose_gy", "cum_lesion_dose_min_gy"]
     a = read_results(out)["patient_index"][cols]

@@ -51,9 +51,9 @@ def _stem(path: Path) -> str:
 
 def _read_rtdose(path: Path) -> tuple[Any, dict[str, str]]:
     """An RT Dose file as a SimpleITK image in Gy, and its PatientID / time-point tags."""
+    from harmonize.io._dicom_common import pixel_array
     from harmonize.io._geometry import Grid, array_to_image
     from harmonize.io.dicom_read import _direction, _geometry, read_full
-    from harmonize.io._dicom_common import pixel_array
 
     ds = read_full(path)
     if str(ds.get("Modality", "")) != "RTDOSE":
@@ -75,8 +75,10 @@ def _read_rtdose(path: Path) -> tuple[Any, dict[str, str]]:
         dy, dx = (float(v) for v in ds.PixelSpacing)
     except (ValueError, AttributeError):
         raise ResultsImportError(
-            [f"{path}: no image geometry (ImagePositionPatient, ImageOrientationPatient, "
-             "PixelSpacing)"]
+            [
+                f"{path}: no image geometry (ImagePositionPatient, ImageOrientationPatient, "
+                "PixelSpacing)"
+            ]
         ) from None
     offsets = np.asarray([float(v) for v in (ds.get("GridFrameOffsetVector") or [0.0])])
     if dose.shape[0] > 1:
@@ -263,9 +265,7 @@ def import_dose_maps(
         and any(p.name.lower().endswith(s) for s in DOSE_MAP_SUFFIXES)
     )
     if not files:
-        raise ResultsImportError(
-            [f"{root}: no dose map (*{', *'.join(DOSE_MAP_SUFFIXES)}) found"]
-        )
+        raise ResultsImportError([f"{root}: no dose map (*{', *'.join(DOSE_MAP_SUFFIXES)}) found"])
     if method_sheet is None:
         for candidate in (root / "method_sheet.csv", root / "method_sheet.xlsx"):
             if candidate.is_file():
@@ -273,8 +273,10 @@ def import_dose_maps(
                 break
         else:
             raise ResultsImportError(
-                [f"{root}: no method_sheet.csv: fill the package's method sheet and put it "
-                 "beside the maps, or name it with --method-sheet"]
+                [
+                    f"{root}: no method_sheet.csv: fill the package's method sheet and put it "
+                    "beside the maps, or name it with --method-sheet"
+                ]
             )
     method, _ = read_method_sheet(root / "maps", method_sheet)
     matched, problems = _match(files, pkg)
@@ -296,9 +298,7 @@ def import_dose_maps(
     tables = {
         "voi_dose": voi_dose,
         "dvh": pd.concat(dvh_parts, ignore_index=True),
-        "patient_index": indices.patient_index(
-            voi_dose, cumulative_rule=method["cumulative_rule"]
-        ),
+        "patient_index": indices.patient_index(voi_dose, cumulative_rule=method["cumulative_rule"]),
         "run": pd.concat(run_parts, ignore_index=True),
     }
     provenance = {

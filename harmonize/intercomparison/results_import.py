@@ -391,8 +391,10 @@ def _validate(
         report(
             ~blank & ~integral,
             name,
-            lambda r, n=name: f"{body.at[r, n]!r} is not {'a cycle' if n == 'cycle' else 'a VOI'}"
-            " number (an integer >= 1)",
+            lambda r, n=name: (
+                f"{body.at[r, n]!r} is not {'a cycle' if n == 'cycle' else 'a VOI'}"
+                " number (an integer >= 1)"
+            ),
         )
         out[name] = values.where(integral).astype("Int64")
         ok &= integral
@@ -405,9 +407,11 @@ def _validate(
     report(
         ok & ~has_study,
         "cycle",
-        lambda r: f"the package has no cycle {out.at[r, 'cycle']} for patient "
-        f"{out.at[r, 'patient_id']} (cycles: "
-        f"{', '.join(str(c) for c in sorted(studies[out.at[r, 'patient_id']]))})",
+        lambda r: (
+            f"the package has no cycle {out.at[r, 'cycle']} for patient "
+            f"{out.at[r, 'patient_id']} (cycles: "
+            f"{', '.join(str(c) for c in sorted(studies[out.at[r, 'patient_id']]))})"
+        ),
     )
     ok &= has_study
     package_keys = vois.set_index(["patient_id", "cycle", "voi_id"])
@@ -417,8 +421,10 @@ def _validate(
     report(
         ok & ~has_voi,
         "voi_id",
-        lambda r: f"patient {out.at[r, 'patient_id']} cycle {out.at[r, 'cycle']} has no VOI "
-        f"{out.at[r, 'voi_id']} in the package (vois.csv)",
+        lambda r: (
+            f"patient {out.at[r, 'patient_id']} cycle {out.at[r, 'cycle']} has no VOI "
+            f"{out.at[r, 'voi_id']} in the package (vois.csv)"
+        ),
     )
     ok &= has_voi
     # duplicates among the identified rows: the later row is reported, naming the first
@@ -429,8 +435,10 @@ def _validate(
     report(
         pd.Series(dup, index=keyed.index).reindex(body.index, fill_value=False),
         "voi_id",
-        lambda r: f"duplicate row: patient {out.at[r, 'patient_id']}, cycle "
-        f"{out.at[r, 'cycle']}, VOI {out.at[r, 'voi_id']} is already on row {first_row[r]}",
+        lambda r: (
+            f"duplicate row: patient {out.at[r, 'patient_id']}, cycle "
+            f"{out.at[r, 'cycle']}, VOI {out.at[r, 'voi_id']} is already on row {first_row[r]}"
+        ),
     )
     ok &= ~pd.Series(dup, index=keyed.index).reindex(body.index, fill_value=False)
     if "voi_name" in body.columns:
@@ -443,8 +451,10 @@ def _validate(
         report(
             mismatch,
             "voi_name",
-            lambda r: f"{given[r]!r} is not the package's name {expected[r]!r} of VOI "
-            f"{out.at[r, 'voi_id']}",
+            lambda r: (
+                f"{given[r]!r} is not the package's name {expected[r]!r} of VOI "
+                f"{out.at[r, 'voi_id']}"
+            ),
         )
     for c in TEMPLATE_COLUMNS:
         if c.kind not in UNITS or c.name not in body.columns:
@@ -471,8 +481,9 @@ def _validate(
             report(
                 out_of_range,
                 c.name,
-                lambda r, n=c.name: f"{body.at[r, n]!r}: an absorbed dose must be in "
-                f"[0, {MAX_DOSE_GY:g}] Gy",
+                lambda r, n=c.name: (
+                    f"{body.at[r, n]!r}: an absorbed dose must be in [0, {MAX_DOSE_GY:g}] Gy"
+                ),
             )
         out[c.name] = converted.where(np.isfinite(converted) & ~out_of_range)
     for low, high in (
@@ -547,9 +558,7 @@ def _voi_dose(
     }
     for c in TEMPLATE_COLUMNS:
         if c.kind == "dose":
-            frame[c.name] = (
-                table[c.name].astype(np.float64) if c.name in table.columns else np.nan
-            )
+            frame[c.name] = table[c.name].astype(np.float64) if c.name in table.columns else np.nan
     frame.update({"fit_r2": np.nan, "fit_aicc": np.nan, "recovery_coefficient": np.nan})
     frame["flags"] = flags
     return pd.DataFrame(frame)
@@ -660,7 +669,7 @@ def import_results(
     rows, problems = _validate(frame, header, pkg, str(file))
     method: dict[str, str] = {}
     try:
-        method, method_where = read_method_sheet(file, method_sheet)
+        method, _ = read_method_sheet(file, method_sheet)
     except ResultsImportError as exc:
         problems += exc.problems
     if problems:
