@@ -220,6 +220,42 @@ def _cmd_pack(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_proficiency(args: argparse.Namespace) -> int:
+    from harmonize import compare
+    from harmonize._fs import write_bytes_atomic
+    from harmonize.intercomparison.proficiency import (
+        proficiency_scores,
+        proficiency_summary,
+        write_participant_reports,
+    )
+    from harmonize.pipeline import read_merged
+
+    voi = read_merged(args.results).get("voi_dose")
+    if voi is None:
+        raise CLIError("the results hold no voi_dose table")
+    reference = None if args.reference == "consensus" else args.reference
+    scores = proficiency_scores(voi, index=args.index, reference=reference)
+    out = Path(args.out)
+    for name in ("proficiency_scores.csv", "proficiency_agreement.parquet"):
+        if (out / name).exists() and not args.overwrite:
+            raise FileExistsError(f"{out / name} already exists; pass --overwrite to replace it")
+    write_bytes_atomic(
+        out / "proficiency_scores.csv",
+        scores.to_csv(index=False, lineterminator="\n").encode("utf-8"),
+        args.overwrite,
+    )
+    compare.write_agreement(
+        proficiency_summary(scores, args.index), out / "proficiency_agreement.parquet"
+    )
+    reports = write_participant_reports(scores, out / "participants", overwrite=args.overwrite)
+    if not args.quiet:
+        print(
+            f"wrote ISO 13528 scores of {scores['workflow'].nunique()} participants and "
+            f"{len(reports)} participant reports to {out}"
+        )
+    return EXIT_OK
+
+
 def _print_import(command: str, report: object, quiet: bool) -> None:
     for note in getattr(report, "notes", []):
         print(f"harmonize {command}: note: {note}", file=sys.stderr)
@@ -400,6 +436,21 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--overwrite", action="store_true")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=_cmd_pack)
+    q = inter.add_parser(
+        "stats", help="ISO 13528 scores (z, z', En) and one report per participant"
+    )
+    q.add_argument("results", type=Path, nargs="+", help="results folder(s)")
+    q.add_argument("--out", type=Path, required=True, help="folder for the scores and reports")
+    q.add_argument(
+        "--reference",
+        default="truth",
+        help="workflow giving the assigned value where present (default truth); "
+        "'consensus' = always the Algorithm A robust mean",
+    )
+    q.add_argument("--index", default="dose_mean_gy", help="dose index (default dose_mean_gy)")
+    q.add_argument("--overwrite", action="store_true")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=_cmd_proficiency)
 
     for name, what, target, func in (
         (

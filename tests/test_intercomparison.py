@@ -359,3 +359,30 @@ def test_dose_map_named_for_no_study_is_refused(exercise, tmp_path):
     with pytest.raises(ResultsImportError, match="P999_c1.dcm: file name says patient P999"):
         import_dose_maps(maps, "x", exercise / "pkg", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- ISO 13528
+
+
+def test_stats_command_scores_participants_against_the_truth(exercise, tmp_path):
+    from harmonize.intercomparison.proficiency import algorithm_a
+
+    out = tmp_path / "stats"
+    results = [str(exercise / "direct"), str(exercise / "truth")]
+    assert main(["intercomparison", "stats", *results, "--out", str(out), "--quiet"]) == 0
+    scores = pd.read_csv(out / "proficiency_scores.csv")
+    assert set(scores["workflow"]) == set(ADAPTERS)
+    assert (scores["assigned_source"] == "reference").all()  # the truth of every lesion
+    truth = read_results(exercise / "truth")["voi_dose"].set_index(
+        ["patient_id", "cycle", "voi_id"]
+    )
+    row = scores.iloc[0]
+    key = (row["patient_id"], row["cycle"], row["voi_id"])
+    assert row["assigned_value"] == pytest.approx(truth.loc[key, "dose_mean_gy"])
+    both = scores[(scores[["patient_id", "cycle", "voi_id"]] == list(key)).all(axis=1)]
+    s_star = float(algorithm_a(both["value"].to_numpy()).s_star[0])
+    assert row["z"] == pytest.approx((row["value"] - row["assigned_value"]) / s_star)
+    assert (out / "participants" / "montpellier.md").is_file()
+    assert (out / "participants" / "bordet.md").is_file()
+    summary = read_results(out / "proficiency_agreement.parquet")["agreement"]
+    assert set(summary["workflow_a"]) == set(ADAPTERS)
