@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,7 @@ def test_xlsx_template_has_the_csv_cells_and_the_method_sheet(exercise):
     vois = open_package(pkg).vois
     # the same inputs give the same bytes (pinned workbook and zip times)
     a = xlsx_bytes(template_frame(vois), method_sheet_frame())
+    time.sleep(1.1)  # openpyxl stamps the save time (seconds) unless it is pinned
     assert a == xlsx_bytes(template_frame(vois), method_sheet_frame())
 
 
@@ -267,13 +269,19 @@ def test_bad_template_gives_one_message_naming_row_and_column(
 
 
 def test_method_sheet_problems_name_row_and_column(exercise, tmp_path):
-    method = {**METHOD, "cumulative_rule": "average", "software": ""}
+    method = {
+        **METHOD,
+        "cumulative_rule": "average",
+        "software": "",
+        "segmentation": "by Dr X on 2024-03-05",
+    }
     path = _write_csv(_filled(exercise, "montpellier"), tmp_path / "c", method=method)
     with pytest.raises(ResultsImportError) as info:
         import_results(path, "centre_a", exercise / "pkg", tmp_path / "out")
     text = str(info.value)
     assert "row 2, column value: 'software' is required" in text
     assert "row 11, column value: cumulative_rule 'average'" in text
+    assert "row 10, column value: 'segmentation' looks like it holds a date" in text
     assert not (tmp_path / "out").exists()
 
 

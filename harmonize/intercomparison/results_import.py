@@ -242,6 +242,14 @@ def read_method_sheet(
             problems.append(
                 f"{label}: {where_row}, column value: {m.item!r} is required ({m.description})"
             )
+    from harmonize.schema import _PRIVATE_VALUE
+
+    for name, value in values.items():  # results carry no dates or original identifiers
+        if _PRIVATE_VALUE.search(value):
+            problems.append(
+                f"{label}: row {rows[name]}, column value: {name!r} looks like it holds a date "
+                "or a DICOM UID; the method sheet becomes provenance and must not carry them"
+            )
     rule = values.get("cumulative_rule")
     if rule and rule not in indices.CUMULATIVE_RULES:
         problems.append(

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -281,7 +282,8 @@ def _cell(value: Any) -> Any:
 
 
 def _pin_zip_times(data: bytes) -> bytes:
-    """Rewrite a zip archive with every member dated 1980-01-01 (deterministic bytes)."""
+    """Rewrite a zip archive with every member dated 1980-01-01 and the workbook's save
+    time pinned (deterministic bytes, no date of the exercise in the file)."""
     import zipfile
 
     source = zipfile.ZipFile(io.BytesIO(data))
@@ -290,7 +292,14 @@ def _pin_zip_times(data: bytes) -> bytes:
         for info in source.infolist():
             item = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
             item.compress_type = zipfile.ZIP_DEFLATED
-            target.writestr(item, source.read(info.filename))
+            content = source.read(info.filename)
+            if info.filename == "docProps/core.xml":  # openpyxl stamps "modified" at save
+                content = re.sub(
+                    rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)",
+                    rb"\g<1>2000-01-01T00:00:00Z\g<2>",
+                    content,
+                )
+            target.writestr(item, content)
     return out.getvalue()
 
 
