@@ -103,6 +103,8 @@ def test_package_manifest_lists_every_file_with_its_sha256(exercise):
         if p.is_file() and p.name != "manifest.json"
     }
     assert listed == on_disk
+    # the phantom's truth covers cycles 1-2: the planned treatment of this exercise
+    assert manifest["planned_cycles"] == max(SMALL.cycles) == open_package(pkg).planned_cycles
     for name in ("README.md", "vois.csv", "results_template.csv", "method_sheet.csv"):
         assert name in listed
     assert "results_template.xlsx" in listed

@@ -10,7 +10,7 @@ into place, so nothing half-written is ever left)::
       results_template.csv      the results template (see harmonize.intercomparison.template)
       method_sheet.csv          the method sheet (EANM reporting items)
       results_template.xlsx     the same two, as the sheets "results" and "method"
-      manifest.json             SHA-256 and size of every other file
+      manifest.json             SHA-256 and size of every other file; planned cycles
 
 The phantom's truth (when the cohort has one) is never part of the package: with
 ``truth_out`` it is written, under the package's pseudonyms, as an ordinary results dataset
@@ -250,13 +250,15 @@ def pack(
         write_template_xlsx(template, method, tmp / "results_template.xlsx")
         readme = _readme(len(deid), vois["patient_id"].nunique(), len(vois))
         write_bytes_atomic(tmp / "README.md", readme.encode("utf-8"), False)
-        _write_manifest(tmp)
+        highest = int(vois["cycle"].max())
+        planned = int(truth["cycle"].max()) if truth is not None else max(4, highest)
+        _write_manifest(tmp, planned_cycles=max(planned, highest))
     if truth is not None and truth_out is not None:
         _write_truth(truth, Path(truth_out), overwrite)
     return target
 
 
-def _write_manifest(root: Path) -> Path:
+def _write_manifest(root: Path, planned_cycles: int) -> Path:
     files = sorted(
         p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST and not p.is_symlink()
     )
@@ -264,7 +266,11 @@ def _write_manifest(root: Path) -> Path:
         {"path": p.relative_to(root).as_posix(), "sha256": _sha256(p), "bytes": p.stat().st_size}
         for p in files
     ]
-    document = {"harmonize_package": PACKAGE_FORMAT, "files": entries}
+    document = {
+        "harmonize_package": PACKAGE_FORMAT,
+        "planned_cycles": planned_cycles,
+        "files": entries,
+    }
     text = json.dumps(document, indent=1, sort_keys=True) + "\n"
     return write_bytes_atomic(root / MANIFEST, text.encode("utf-8"), False)
 
@@ -306,6 +312,12 @@ class Package:
     def manifest_sha256(self) -> str:
         """SHA-256 of the manifest: identifies the package in provenance."""
         return _sha256(self.root / MANIFEST)
+
+    @property
+    def planned_cycles(self) -> int:
+        """Planned cycles of the treatment (the phantom truth's, else 4 or the highest cycle)."""
+        highest = int(self.vois["cycle"].max())
+        return int(self.manifest.get("planned_cycles", max(4, highest)))
 
     def study_keys(self) -> list[tuple[str, int]]:
         """(patient_id, cycle) of every study, sorted."""
