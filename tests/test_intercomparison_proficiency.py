@@ -128,5 +128,8 @@ def test_summary_and_participant_report():
     text = participant_report(scores, "c")
     assert "# Intercomparison — participant report: c" in text
     assert "| satisfactory | 1 |" in text and "| undefined | 1 |" in text
+    assert "poorly determined" not in text  # 3 participants per item
+    two = proficiency_scores(_voi({"a": 9.0, "b": 10.0, "truth": 10.0}))
+    assert "as few as 2 participants" in participant_report(two, "a")
     with pytest.raises(ValueError, match="no scores for workflow 'zz'"):
         participant_report(scores, "zz")

@@ -327,6 +327,14 @@ def participant_report(scores: pd.DataFrame, workflow: str) -> str:
             f"| {row.patient_id} | {row.cycle} | {row.voi_name} | {row.value:.2f} | "
             f"{row.assigned_value:.2f} | {row.sigma_pt:.2f} | {z} | {en} |"
         )
+    p_min = int(part["n_participants"].min())
+    if p_min < 3:
+        lines += [
+            "",
+            f"Note: sigma_pt is the robust SD of as few as {p_min} participants' values, "
+            "so it is poorly determined and the z-scores must be read with care (ISO "
+            "13528:2022 §5.4, small numbers of participants).",
+        ]
     lines += [
         "",
         "|z| <= 2 satisfactory, 2 < |z| < 3 questionable, |z| >= 3 unsatisfactory; "
