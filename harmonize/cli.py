@@ -236,7 +236,7 @@ def _cmd_proficiency(args: argparse.Namespace) -> int:
     reference = None if args.reference == "consensus" else args.reference
     scores = proficiency_scores(voi, index=args.index, reference=reference)
     out = Path(args.out)
-    for name in ("proficiency_scores.csv", "proficiency_agreement.parquet"):
+    for name in ("proficiency_scores.csv", "proficiency_agreement.parquet", "participants"):
         if (out / name).exists() and not args.overwrite:
             raise FileExistsError(f"{out / name} already exists; pass --overwrite to replace it")
     write_bytes_atomic(
