@@ -7,7 +7,10 @@ them, and computes the agreement tables the report shows:
   when present), cycles pooled;
 * patient level: the lesion min/median/max, global mean and cumulative indices;
 * cutoff agreement at the published cutoffs (``harmonize/data/cutoffs.csv``);
-* cutoff translation of each published cutoff from its centre's workflow to the others.
+* cutoff translation of each published cutoff from its centre's workflow to the others;
+* with two or more workflows besides the truth, each workflow's ISO 13528 proficiency
+  summary (share of satisfactory z-scores, z RMS, En) against the truth or the consensus
+  (:mod:`harmonize.intercomparison.proficiency`), as rows of the agreement table.
 
 ``run_demo`` is the README's main job: the embedded synthetic cohort → every installed
 workflow (+ truth) → Parquet → comparison → ``report.html``.
@@ -145,6 +148,8 @@ def compare_results(
         else pd.DataFrame(columns=compare.AGREEMENT_COLUMNS)
     )
 
+    agreement = _with_proficiency(agreement, voi, notes)
+
     cut = _quiet(compare.cutoff_agreement, pindex)
     cutoffs = compare.load_cutoffs()
     rows = []
@@ -194,6 +199,29 @@ def compare_results(
         cutoff_translation=translation,
         notes=notes,
     )
+
+
+def _with_proficiency(agreement: pd.DataFrame, voi: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Append each workflow's ISO 13528 summary (z and En classes) to the agreement rows.
+
+    Rows of :func:`harmonize.intercomparison.proficiency.proficiency_summary`:
+    ``workflow_a`` the workflow, ``workflow_b`` "truth" (phantom truth as assigned value) or
+    "assigned" (Algorithm A consensus), lesion ``dose_mean_gy``; only with two or more
+    workflows besides the truth.
+    """
+    from harmonize.intercomparison.proficiency import proficiency_scores, proficiency_summary
+
+    lesions = voi[voi["voi_kind"] == "lesion"]
+    if len(set(lesions["workflow"]) - {"truth"}) < 2:
+        return agreement
+    try:
+        summary = proficiency_summary(proficiency_scores(voi))
+    except ValueError as exc:
+        notes.append(f"ISO 13528 proficiency: {exc}")
+        return agreement
+    if agreement.empty:
+        return summary.reindex(columns=agreement.columns)
+    return pd.concat([agreement, summary[list(agreement.columns)]], ignore_index=True)
 
 
 def _cycle_of(pindex: pd.DataFrame, spec: Any) -> int | None:

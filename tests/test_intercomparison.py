@@ -182,6 +182,8 @@ def test_round_trip_agreement_equals_the_direct_run(exercise, tmp_path):
     imported = compare_results(read_merged([out]), n_boot=50, seed=1)
     assert len(direct.agreement) > 50
     pd.testing.assert_frame_equal(imported.agreement, direct.agreement)
+    iso = imported.agreement[imported.agreement["statistic"] == "z_satisfactory_fraction"]
+    assert set(iso["workflow_a"]) == set(ADAPTERS)  # ISO 13528 rows in the agreement table
     pd.testing.assert_frame_equal(imported.cutoff_summary, direct.cutoff_summary)
     pd.testing.assert_frame_equal(imported.cutoff_classifications, direct.cutoff_classifications)
     # the patient indices come from the declared rule and equal the direct run's
