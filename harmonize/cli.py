@@ -211,12 +211,24 @@ def _cmd_pack(args: argparse.Namespace) -> int:
 
     key = _read_key(args.key)
     out = pack(args.cohort, args.out, key=key, truth_out=args.truth_out, overwrite=args.overwrite)
+    from harmonize.cohort import TRUTH_FILE
+
     if not args.quiet:
         print(f"wrote the exercise package {out}")
         if args.truth_out is not None:
             print(
                 f"wrote the truth (assigned values) to {args.truth_out}; keep it from participants"
             )
+        if key is None:
+            print(
+                "no --key given: a random key was used, so these pseudonyms link to no other export"
+            )
+    if args.truth_out is None and (Path(args.cohort) / TRUTH_FILE).is_file():
+        print(
+            "harmonize intercomparison pack: note: the cohort's truth is not in the package "
+            "and was not written (use --truth-out DIR to keep it as the assigned values)",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
