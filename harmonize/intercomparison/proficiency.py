@@ -128,20 +128,25 @@ def algorithm_a(values: npt.ArrayLike, *, max_iter: int = 200, rtol: float = 1e-
         x = np.nanmedian(np.where(present, data, np.nan), axis=1)
         s = MAD_FACTOR * np.nanmedian(np.abs(data - x[:, None]), axis=1)
     trace = [(x.copy(), s.copy())]
-    for _ in range(max_iter):  # iterations, not data: vectorised over sets
-        delta = ALGORITHM_A_K * s
-        clipped = np.clip(data, (x - delta)[:, None], (x + delta)[:, None])
-        clipped = np.where(present, clipped, np.nan)
+    active = np.ones(x.size, dtype=bool)  # sets still moving; the others are final
+    for _ in range(max_iter):  # iterations, not data: vectorised over the active sets
+        idx = np.flatnonzero(active)
+        xa, sa, delta = x[idx], s[idx], ALGORITHM_A_K * s[idx]
+        clipped = np.clip(data[idx], (xa - delta)[:, None], (xa + delta)[:, None])
+        clipped = np.where(present[idx], clipped, np.nan)
         with np.errstate(all="ignore"), _quiet_nan_warnings():
             new_x = np.nanmean(clipped, axis=1)
             new_s = SD_FACTOR * np.nanstd(clipped, axis=1, ddof=1)
-        new_s = np.where(n > 1, new_s, 0.0)
-        done = np.allclose(new_x, x, rtol=rtol, atol=0.0, equal_nan=True) and np.allclose(
-            new_s, s, rtol=rtol, atol=0.0, equal_nan=True
+        new_s = np.where(n[idx] > 1, new_s, 0.0)
+        still = ~(
+            np.isclose(new_x, xa, rtol=rtol, atol=0.0, equal_nan=True)
+            & np.isclose(new_s, sa, rtol=rtol, atol=0.0, equal_nan=True)
         )
-        x, s = new_x, new_s
-        trace.append((x.copy(), s.copy()))
-        if done:
+        x, s = x.copy(), s.copy()
+        x[idx], s[idx] = new_x, new_s
+        trace.append((x, s))
+        active[idx[~still]] = False
+        if not active.any():
             break
     return AlgorithmA(x_star=x, s_star=s, n=n, n_iter=len(trace) - 1, trace=trace)
 

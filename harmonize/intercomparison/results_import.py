@@ -81,6 +81,18 @@ class ImportReport:
 # --------------------------------------------------------------------------- reading cells
 
 
+def _blank(cells: pd.Series | pd.DataFrame) -> Any:
+    """Vectorised :func:`_is_blank`: missing, NaN, or text of only spaces."""
+    if isinstance(cells, pd.DataFrame):
+        return cells.apply(_blank)  # column by column
+    return cells.isna() | (cells.astype(str).str.strip() == "")
+
+
+def _stripped(cells: pd.Series) -> pd.Series:
+    """Cells as stripped text, "" for blanks."""
+    return cells.astype(str).str.strip().where(~_blank(cells), "")
+
+
 def _is_blank(value: Any) -> bool:
     if value is None:
         return True
@@ -283,7 +295,7 @@ def _time_points(text: str) -> list[float] | None:
 
 def _number(cells: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     """Parse cells as numbers: (values, blank mask, not-a-number mask), vectorised."""
-    blank = cells.map(_is_blank).astype(bool)
+    blank = _blank(cells).astype(bool)
     is_date = cells.map(lambda v: hasattr(v, "year") and hasattr(v, "month")).astype(bool)
     text = cells.where(~blank, None).map(lambda v: v.strip() if isinstance(v, str) else v)
     values = pd.to_numeric(text.where(~is_date, "x"), errors="coerce").astype(np.float64)
@@ -369,7 +381,7 @@ def _validate(
         return pd.DataFrame(), [f"{file}: row 2: no units row and no results"]
     factors, problems = _check_units(cells.iloc[0], header, file)
     body = cells.iloc[1:]
-    body = body[~body.map(_is_blank).all(axis=1)]  # fully empty rows are ignored
+    body = body[~_blank(body).all(axis=1)]  # fully empty rows are ignored
     if body.empty:
         return pd.DataFrame(), [*problems, f"{file}: row {FIRST_DATA_ROW}: no results"]
     out = pd.DataFrame(index=body.index)
@@ -381,8 +393,8 @@ def _validate(
 
     vois = package.vois
     patients = set(vois["patient_id"].astype(str))
-    pid_blank = body["patient_id"].map(_is_blank).astype(bool)
-    out["patient_id"] = body["patient_id"].map(lambda v: "" if _is_blank(v) else str(v).strip())
+    pid_blank = _blank(body["patient_id"]).astype(bool)
+    out["patient_id"] = _stripped(body["patient_id"])
     report(pid_blank, "patient_id", "empty (required)")
     unknown_pid = ~pid_blank & ~out["patient_id"].isin(patients)
     listed = ", ".join(sorted(patients)[:6]) + (" ..." if len(patients) > 6 else "")
@@ -450,7 +462,7 @@ def _validate(
     )
     ok &= ~pd.Series(dup, index=keyed.index).reindex(body.index, fill_value=False)
     if "voi_name" in body.columns:
-        given = body["voi_name"].map(lambda v: None if _is_blank(v) else str(v).strip())
+        given = _stripped(body["voi_name"]).replace("", None)
         names = package_keys["voi_name"]
         expected = pd.Series(None, index=body.index, dtype=object)
         idx = pd.MultiIndex.from_frame(out.loc[ok, _KEYS].astype({"cycle": int, "voi_id": int}))
@@ -508,17 +520,18 @@ def _validate(
             a, b = out[low], out[high]
             wrong = a.notna() & b.notna() & (a > b * (1 + _ORDER_RTOL))
             report(wrong, high, lambda r, lo=low, hi=high: f"{hi} < {lo} on the same row")
-    if not problems:
-        for study, rows in out.groupby(["patient_id", "cycle"], sort=True):
-            expected_ids = package_keys.loc[(study[0], int(study[1]))].index
-            missing = expected_ids.difference(rows["voi_id"].astype(int))
-            for voi_id in missing:
-                name = package_keys.at[(study[0], int(study[1]), voi_id), "voi_name"]
-                problems.append(
-                    f"{file}: no row, column voi_id: VOI {voi_id} ({name}) of patient "
-                    f"{study[0]} cycle {study[1]} is missing (every VOI of a reported study "
-                    "must be given once)"
-                )
+    if not problems:  # completeness: every VOI of a reported study, found by an anti-join
+        given_keys = out[_KEYS].astype({"cycle": int, "voi_id": int})
+        studies_given = given_keys[["patient_id", "cycle"]].drop_duplicates()
+        expected = package_keys.reset_index().merge(studies_given, on=["patient_id", "cycle"])
+        joined = expected.merge(given_keys, on=_KEYS, how="left", indicator=True)
+        missing = joined[joined["_merge"] == "left_only"].sort_values(_KEYS)
+        for row in missing.itertuples(index=False):  # one message per missing VOI
+            problems.append(
+                f"{file}: no row, column voi_id: VOI {row.voi_id} ({row.voi_name}) of patient "
+                f"{row.patient_id} cycle {row.cycle} is missing (every VOI of a reported study "
+                "must be given once)"
+            )
     out["row"] = out.index
     return out.reset_index(drop=True), problems
 
