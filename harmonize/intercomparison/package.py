@@ -213,7 +213,7 @@ def pack(
         If ``out`` exists and ``overwrite`` is false.
     """
     from harmonize.cohort import TRUTH_FILE, open_cohort
-    from harmonize.deid import _key_bytes, deidentify
+    from harmonize.deid import deidentify
     from harmonize.intercomparison.template import (
         method_sheet_frame,
         template_frame,
@@ -228,11 +228,10 @@ def pack(
         raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
     if truth_out is not None and Path(truth_out).exists() and not overwrite:
         raise FileExistsError(f"{truth_out} exists; pass --overwrite to replace it")
-    key_bytes = _key_bytes(key)
     truth: pd.DataFrame | None = None
     with atomic_dir(target, overwrite=overwrite) as tmp:
         studies = tmp / STUDIES
-        deidentify(source, studies, key=key_bytes)
+        deidentify(source, studies, key=key)  # one key for studies and truth alike
         if (studies / TRUTH_FILE).is_file():  # the organiser's, not the participants'
             truth = pd.read_parquet(studies / TRUTH_FILE)
             (studies / TRUTH_FILE).unlink()
