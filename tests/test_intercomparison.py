@@ -316,15 +316,16 @@ def test_montpellier_rtdose_maps_reproduce_its_indices(exercise, tmp_path):
     ref = ref[ref["workflow"] == "montpellier"].set_index(keys).sort_index()
     assert got.index.equals(ref.index)
     # RT Dose stores uint32 × DoseGridScaling (= map max / (2^32 − 1)): each voxel is within
-    # half a step, ≤ 1.2e-10 of the map maximum; the smallest VOI minimum in this cohort is
-    # above 1e-3 of the maximum, so 1e-6 relative holds with a wide margin
-    for column in DOSE_COLUMNS:
-        np.testing.assert_allclose(got[column], ref[column], rtol=1e-6, err_msg=column)
+    # half a step of the map. Every index is a voxel value or a (mass-weighted) average of
+    # voxel values, so it is within half a step too — the analytic bound — and the issue's
+    # 1e-6 relative holds wherever an index exceeds 1.2e-4 of the map maximum
     scaling = max(
         float(pydicom.dcmread(p, stop_before_pixels=True).DoseGridScaling)
         for p in maps.glob("*.dcm")
     )
-    assert np.abs(got["dose_max_gy"] - ref["dose_max_gy"]).max() <= scaling / 2 * (1 + 1e-9)
+    for column in DOSE_COLUMNS:
+        assert np.abs(got[column] - ref[column]).max() <= scaling / 2 * (1 + 1e-9), column
+        np.testing.assert_allclose(got[column], ref[column], rtol=1e-6, err_msg=column)
     np.testing.assert_array_equal(got["mass_g"], ref["mass_g"])
     dvh_keys = [*keys, "volume_pct"]
     dvh = read_results(out)["dvh"].set_index(dvh_keys).sort_index()["dose_gy"]
