@@ -150,6 +150,10 @@ def test_xlsx_template_has_the_csv_cells_and_the_method_sheet(exercise):
     items = [r[0] for r in book["method"].iter_rows(values_only=True)][1:]
     assert "cumulative_rule" in items and "software_version" in items
     book.close()
+    full = load_workbook(pkg / "results_template.xlsx")["results"]
+    assert full.freeze_panes == "A3"  # header and units rows stay visible
+    units = {str(v.sqref): v.formula1 for v in full.data_validations.dataValidation}
+    assert units["D2"] == '"Gy,GY,cGy,CGY,mGy"'  # dose_mean_gy's unit cell: a drop-down
     vois = open_package(pkg).vois
     # the same inputs give the same bytes (pinned workbook and zip times)
     a = xlsx_bytes(template_frame(vois), method_sheet_frame())

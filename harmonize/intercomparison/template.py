@@ -264,6 +264,7 @@ def xlsx_bytes(template: pd.DataFrame, method: pd.DataFrame) -> bytes:
         ws.append([str(c) for c in frame.columns])
         for row in frame.itertuples(index=False):  # spreadsheet writing: one call per row
             ws.append([_cell(v) for v in row])
+    _excel_aids(sheet, [str(c) for c in template.columns])
     fixed = datetime(2000, 1, 1)  # a fixed, meaningless time: no date of the exercise
     book.properties.created = fixed
     book.properties.modified = fixed
@@ -271,6 +272,24 @@ def xlsx_bytes(template: pd.DataFrame, method: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
     book.save(buffer)
     return _pin_zip_times(buffer.getvalue())
+
+
+def _excel_aids(sheet: Any, names: list[str]) -> None:
+    """Freeze the header and units rows; offer the accepted units as a drop-down in row 2."""
+    from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    sheet.freeze_panes = "A3"
+    kinds = {c.name: c.kind for c in TEMPLATE_COLUMNS}
+    for position, name in enumerate(names, start=1):
+        kind = kinds.get(name)
+        if kind not in UNITS:
+            continue
+        choices = ",".join(u for u in UNITS[kind] if "," not in u)
+        rule = DataValidation(type="list", formula1=f'"{choices}"', allow_blank=False)
+        rule.error = f"accepted units: {choices}"
+        sheet.add_data_validation(rule)
+        rule.add(f"{get_column_letter(position)}2")
 
 
 def _cell(value: Any) -> Any:
