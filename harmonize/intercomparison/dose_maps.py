@@ -155,7 +155,7 @@ def _match(files: list[Path], pkg: Package) -> tuple[dict[tuple[str, int], Path]
 
             header = read_header(file)
             pid = str(header.get("PatientID", "") or "")
-            cycle = _parse_cycle(str(header.get("ClinicalTrialTimePointID", "") or ""))
+            cycle = _parse_cycle(header)
             if key is None and pid and cycle:
                 key = (pid, cycle)
             elif key is not None and ((pid and pid != key[0]) or (cycle and cycle != key[1])):
