@@ -341,6 +341,122 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_pack(args: argparse.Namespace) -> int:
+    from harmonize.intercomparison import pack
+
+    key = _read_key(args.key)
+    out = pack(args.cohort, args.out, key=key, truth_out=args.truth_out, overwrite=args.overwrite)
+    from harmonize.cohort import TRUTH_FILE
+
+    if not args.quiet:
+        print(f"wrote the exercise package {out}")
+        if args.truth_out is not None:
+            print(
+                f"wrote the truth (assigned values) to {args.truth_out}; keep it from participants"
+            )
+        if key is None:
+            print(
+                "no --key given: a random key was used, so these pseudonyms link to no other export"
+            )
+    if args.truth_out is None and (Path(args.cohort) / TRUTH_FILE).is_file():
+        print(
+            "harmonize intercomparison pack: note: the cohort's truth is not in the package "
+            "and was not written (use --truth-out DIR to keep it as the assigned values)",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def _cmd_proficiency(args: argparse.Namespace) -> int:
+    from harmonize import compare
+    from harmonize._fs import write_bytes_atomic
+    from harmonize.intercomparison.proficiency import (
+        proficiency_scores,
+        proficiency_summary,
+        write_participant_reports,
+    )
+    from harmonize.pipeline import read_merged
+
+    voi = read_merged(args.results).get("voi_dose")
+    if voi is None:
+        raise CLIError("the results hold no voi_dose table")
+    reference = None if args.reference == "consensus" else args.reference
+    scores = proficiency_scores(voi, index=args.index, reference=reference)
+    out = Path(args.out)
+    for name in ("proficiency_scores.csv", "proficiency_agreement.parquet", "participants"):
+        if (out / name).exists() and not args.overwrite:
+            raise FileExistsError(f"{out / name} already exists; pass --overwrite to replace it")
+    write_bytes_atomic(
+        out / "proficiency_scores.csv",
+        scores.to_csv(index=False, lineterminator="\n").encode("utf-8"),
+        args.overwrite,
+    )
+    compare.write_agreement(
+        proficiency_summary(scores, args.index), out / "proficiency_agreement.parquet"
+    )
+    reports = write_participant_reports(scores, out / "participants", overwrite=args.overwrite)
+    if not args.quiet:
+        print(
+            f"wrote ISO 13528 scores of {scores['workflow'].nunique()} participants and "
+            f"{len(reports)} participant reports to {out}"
+        )
+    return EXIT_OK
+
+
+def _print_import(command: str, report: object, quiet: bool) -> None:
+    for note in getattr(report, "notes", []):
+        print(f"harmonize {command}: note: {note}", file=sys.stderr)
+    if not quiet:
+        print(f"imported {getattr(report, 'n_rows', 0)} VOI rows")
+
+
+def _import_errors(command: str, func: Callable[[], object], quiet: bool) -> int:
+    from harmonize.intercomparison import ResultsImportError
+
+    try:
+        report = func()
+    except ResultsImportError as exc:
+        for problem in exc.problems:
+            print(f"harmonize {command}: error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _print_import(command, report, quiet)
+    return EXIT_OK
+
+
+def _cmd_import_results(args: argparse.Namespace) -> int:
+    from harmonize.intercomparison import import_results
+
+    return _import_errors(
+        "import-results",
+        lambda: import_results(
+            args.file,
+            args.workflow,
+            args.package,
+            args.out,
+            method_sheet=args.method_sheet,
+            overwrite=args.overwrite,
+        ),
+        args.quiet,
+    )
+
+
+def _cmd_import_dose_maps(args: argparse.Namespace) -> int:
+    from harmonize.intercomparison import import_dose_maps
+
+    return _import_errors(
+        "import-dose-maps",
+        lambda: import_dose_maps(
+            args.directory,
+            args.workflow,
+            args.package,
+            args.out,
+            method_sheet=args.method_sheet,
+            overwrite=args.overwrite,
+        ),
+        args.quiet,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harmonize",
@@ -539,6 +655,72 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("intercomparison", help="multicentre exercise: package, statistics")
+    inter = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = inter.add_parser("pack", help="exercise package of a cohort for the participants")
+    q.add_argument("cohort", type=Path, help="cohort folder")
+    q.add_argument("--out", type=Path, required=True, help="package folder to create")
+    q.add_argument(
+        "--key", type=Path, default=None, help="file holding the secret pseudonymisation key"
+    )
+    q.add_argument(
+        "--truth-out",
+        type=Path,
+        default=None,
+        help="also write the cohort's truth as a results folder (never into the package)",
+    )
+    q.add_argument("--overwrite", action="store_true")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=_cmd_pack)
+    q = inter.add_parser(
+        "stats", help="ISO 13528 scores (z, z', En) and one report per participant"
+    )
+    q.add_argument("results", type=Path, nargs="+", help="results folder(s)")
+    q.add_argument("--out", type=Path, required=True, help="folder for the scores and reports")
+    q.add_argument(
+        "--reference",
+        default="truth",
+        help="workflow giving the assigned value where present (default truth); "
+        "'consensus' = always the Algorithm A robust mean",
+    )
+    q.add_argument("--index", default="dose_mean_gy", help="dose index (default dose_mean_gy)")
+    q.add_argument("--overwrite", action="store_true")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=_cmd_proficiency)
+
+    for name, what, target, func in (
+        (
+            "import-results",
+            "a centre's filled results template (CSV or XLSX) into a results folder",
+            "file",
+            _cmd_import_results,
+        ),
+        (
+            "import-dose-maps",
+            "a centre's dose maps (RT Dose, NIfTI), reduced on the package's VOIs",
+            "directory",
+            _cmd_import_dose_maps,
+        ),
+    ):
+        p = sub.add_parser(name, help=f"import {what}")
+        p.add_argument(
+            target,
+            type=Path,
+            help="FILE.csv or FILE.xlsx" if target == "file" else "folder of dose maps",
+        )
+        p.add_argument("--workflow", required=True, help="name of the centre's results")
+        p.add_argument("--package", type=Path, required=True, help="the exercise package")
+        p.add_argument("--out", type=Path, required=True, help="results folder")
+        p.add_argument(
+            "--method-sheet",
+            type=Path,
+            default=None,
+            help="filled method sheet (default: the XLSX sheet 'method' or method_sheet.csv)",
+        )
+        p.add_argument("--overwrite", action="store_true")
+        p.add_argument("--quiet", action="store_true")
+        p.set_defaults(func=func)
     return parser
 
 

@@ -10,12 +10,14 @@ them, and computes the agreement tables the report shows:
 * cutoff agreement at the published cutoffs (``harmonize/data/cutoffs.csv`` or
   ``--cutoffs FILE.csv``), truth reported beside the workflows, not as a rater;
 * cutoff translation of each published cutoff from its centre's workflow to the others,
-  flagged ``extrapolated`` when the cutoff lies outside the source's observed range.
-
+  flagged ``extrapolated`` when the cutoff lies outside the source's observed range;
 * when the results hold a ``clinical`` table, the dose–response tables of
   :mod:`harmonize.outcomes.dose_response` (``outcome_*``: each published cutoff on each
   workflow's doses raw and translated, Cox per 10 Gy, optimal cutoffs, Kaplan–Meier,
-  Table 1).
+  Table 1);
+* with two or more workflows besides the truth, each workflow's ISO 13528 proficiency
+  summary (share of satisfactory z-scores, z RMS, En) against the truth or the consensus
+  (:mod:`harmonize.intercomparison.proficiency`), as rows of the agreement table.
 
 The report (:mod:`harmonize.report`) renders exactly these tables.
 
@@ -284,6 +286,7 @@ def compare_results(
         if parts
         else pd.DataFrame(columns=compare.AGREEMENT_COLUMNS)
     )
+    agreement = _with_proficiency(agreement, voi, notes)
     cuts = compare.load_cutoffs() if cutoffs is None else cutoffs
     try:
         cut = _quiet(compare.cutoff_agreement, pindex, cuts)
@@ -433,6 +436,29 @@ def _outcomes(
     except OutcomesError as exc:
         notes.append(f"clinical: {exc}")
         return {}
+
+
+def _with_proficiency(agreement: pd.DataFrame, voi: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Append each workflow's ISO 13528 summary (z and En classes) to the agreement rows.
+
+    Rows of :func:`harmonize.intercomparison.proficiency.proficiency_summary`:
+    ``workflow_a`` the workflow, ``workflow_b`` "truth" (phantom truth as assigned value) or
+    "assigned" (Algorithm A consensus), lesion ``dose_mean_gy``; only with two or more
+    workflows besides the truth.
+    """
+    from harmonize.intercomparison.proficiency import proficiency_scores, proficiency_summary
+
+    lesions = voi[voi["voi_kind"] == "lesion"]
+    if len(set(lesions["workflow"]) - {"truth"}) < 2:
+        return agreement
+    try:
+        summary = proficiency_summary(proficiency_scores(voi))
+    except ValueError as exc:
+        notes.append(f"ISO 13528 proficiency: {exc}")
+        return agreement
+    if agreement.empty:
+        return summary.reindex(columns=agreement.columns)
+    return pd.concat([agreement, summary[list(agreement.columns)]], ignore_index=True)
 
 
 def write_comparison(

@@ -207,7 +207,8 @@ def voi_file(tmp_path, frames):
 
 def test_schema_version_is_1_2_with_dvh_and_uncertainty_as_minor_additions():
     # dvh (1.1.0), and the flag tokens, cumulative-basis columns and uncertainty (1.2.0) are
-    # optional additions: minor changes of major version 1 (SPEC.md §5); the 1.2.0 columns of older tables are optional and nullable
+    # optional additions: minor changes of major version 1 (SPEC.md §5); the 1.2.0 columns of
+    # older tables are optional and nullable
     assert hs._parse_version(SCHEMA_VERSION)[:2] == (1, 2)
     tables = load_schema_document()["tables"]
     added = [
