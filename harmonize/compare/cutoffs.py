@@ -282,15 +282,22 @@ def _cohen_rows(
     ]
     if n and (a.all() or not a.any()) and (b.all() or not b.any()):
         side = "above" if a.any() else "below"
-        why = f"not estimable: all {n} patients are {side} the cutoff in both workflows"
+        why = f"Cohen 1960; not estimable: all {n} patients are {side} the cutoff in both workflows"
         if a.any() != b.any():
-            why = f"not estimable: each workflow puts all {n} patients on one side (opposite sides)"
+            why = (
+                f"Cohen 1960; not estimable: each workflow puts all {n} patients on one side "
+                "(opposite sides)"
+            )
         rows.append(dict(statistic="cohen_kappa", estimate=math.nan, note=why))
         return rows
     try:
         k = cohen_kappa(a, b, ci_level=level)
     except CompareError as exc:
-        rows.append(dict(statistic="cohen_kappa", estimate=math.nan, note=f"not estimable: {exc}"))
+        rows.append(
+            dict(
+                statistic="cohen_kappa", estimate=math.nan, note=f"Cohen 1960; not estimable: {exc}"
+            )
+        )
         return rows
     lo, hi = max(k.ci[0], -1.0), min(k.ci[1], 1.0)
     note = "Cohen 1960, Wald CI clipped to [-1, 1]"
@@ -310,7 +317,9 @@ def _fleiss_row(complete: pd.DataFrame) -> dict[str, Any]:
     try:
         fk = fleiss_kappa(complete.astype(bool).to_numpy())
     except CompareError as exc:
-        return dict(statistic="fleiss_kappa", estimate=math.nan, note=f"not estimable: {exc}")
+        return dict(
+            statistic="fleiss_kappa", estimate=math.nan, note=f"Fleiss 1971; not estimable: {exc}"
+        )
     return dict(
         statistic="fleiss_kappa",
         estimate=fk.kappa,

@@ -25,11 +25,10 @@ _OPERATOR_TEXT = {">=": "≥", ">": ">"}
 
 
 def _reason(note: object) -> str:
+    """The reason of a 'not estimable' note ("Cohen 1960; not estimable: <reason>")."""
     text = str(note)
-    for prefix in ("not estimable: ", "Cohen 1960; CI not estimable: "):
-        if text.startswith(prefix):
-            return text[len(prefix) :]
-    return text
+    _, found, reason = text.partition("not estimable: ")
+    return reason if found else text
 
 
 def _kappa_text(row: pd.Series) -> str:
