@@ -187,7 +187,14 @@ def bland_altman(
     if log:
 
         def f(v: float) -> float:
-            return math.exp(v)
+            try:
+                return math.exp(v)
+            except OverflowError:  # a ratio beyond float64 (≈1.8e308): not a usable limit
+                raise CompareError(
+                    f"log-scale Bland–Altman: a limit or CI of the ratio a/b is e^{v:.4g}, "
+                    "beyond the float range; the samples differ by hundreds of orders of "
+                    "magnitude (check their units)"
+                ) from None
 
     else:
 
