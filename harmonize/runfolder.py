@@ -54,7 +54,13 @@ __all__ = [
 
 MANIFEST_NAME = "_harmonize_manifest.json"
 LOCK_NAME = ".harmonize.lock"
-_TABLE_DIRS = ("voi_dose", "tac", "run", "dvh", "patient_index")
+
+
+def _table_dirs() -> tuple[str, ...]:
+    """The result tables a run writes per workflow (partitioned by ``workflow``)."""
+    from harmonize.schema import _tables  # local: the schema module loads pyarrow
+
+    return tuple(name for name, t in _tables().items() if "workflow" in t.partition_by)
 
 
 class RunFolderError(HarmonizeError, ValueError):
@@ -203,14 +209,14 @@ def check_folder(
 def _has_results(out: Path, workflows: Iterable[str]) -> bool:
     return any(
         any((out / table / f"workflow={name}").glob("*.parquet"))
-        for table in _TABLE_DIRS
+        for table in _table_dirs()
         for name in workflows
     )
 
 
 def remove_workflow_files(out: Path, workflow: str) -> None:
     """Delete every result file of ``workflow`` in ``out`` (tables and dose maps)."""
-    for table in _TABLE_DIRS:
+    for table in _table_dirs():
         shutil.rmtree(out / table / f"workflow={workflow}", ignore_errors=True)
     shutil.rmtree(out / "dose_maps" / workflow, ignore_errors=True)
 
@@ -248,4 +254,4 @@ def folder_problems(out: Path) -> list[str]:
 
 def _is_result(rel: str) -> bool:
     first = rel.split("/", 1)[0]
-    return first in (*_TABLE_DIRS, "dose_maps")
+    return first in (*_table_dirs(), "dose_maps")

@@ -254,7 +254,7 @@ def table_names() -> tuple[str, ...]:
     Examples
     --------
     >>> table_names()
-    ('voi_dose', 'patient_index', 'tac', 'agreement', 'run', 'dvh', 'clinical')
+    ('voi_dose', 'patient_index', 'tac', 'agreement', 'run', 'dvh', 'uncertainty', 'clinical')
     """
     return tuple(_tables())
 

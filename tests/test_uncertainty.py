@@ -249,7 +249,10 @@ def _one_lesion(doses, u_shared, u_ind):
 def test_patient_index_uncertainty_keeps_the_correlation_of_shared_components(shared):
     voi, budget = _one_lesion([20.0, 10.0], 0.05 if shared else 0.0, 0.0 if shared else 0.05)
     u = patient_index_uncertainty(
-        voi, budget, lambda f: indices.patient_index(f, cumulative_rule="sum"), n_samples=4000
+        voi,
+        budget,
+        lambda f: indices.patient_index(f, cumulative_rule="sum", planned_cycles=2),
+        n_samples=4000,
     ).set_index("cycle")
     # a shared 5 % moves both cycles together: u(sum) = 5 % of 30 Gy; independent: of √(20²+10²)
     expected = 0.05 * (30.0 if shared else math.hypot(20.0, 10.0))

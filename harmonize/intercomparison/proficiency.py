@@ -229,7 +229,7 @@ def proficiency_scores(
             "patient_id": out["patient_id"],
             "cycle": out["cycle"].astype(np.int64),
             "voi_id": out["voi_id"].astype(np.int64),
-            "voi_name": out["voi_name"],
+            "voi_name": out["voi_name"] if "voi_name" in out.columns else "",
             "workflow": out["workflow"],
             "value": out[index].astype(np.float64),
             "assigned_value": out["assigned_value"].astype(np.float64),

@@ -83,10 +83,18 @@ def _cutoffs(table: pd.DataFrame) -> str:
     return _table(rows, numeric=("cutoff (Gy)", "log-rank p"))
 
 
+_OPTIMAL_COLUMNS = (
+    "cutoff_gy", "ci_low_gy", "ci_high_gy", "pvalue_adjusted", "pvalue_permutation", "n_low",
+    "n_high",
+)  # fmt: skip
+
+
 def _optimal(table: pd.DataFrame) -> str:
-    has = (
-        table["cutoff_gy"].notna() if "cutoff_gy" in table else pd.Series(False, index=table.index)
-    )
+    # a cutoff that could not be searched (too few patients) has only its note: its
+    # numeric columns are absent, shown as "–"
+    table = table.reindex(columns=[*table.columns.drop(list(_OPTIMAL_COLUMNS), errors="ignore"),
+                                   *_OPTIMAL_COLUMNS])  # fmt: skip
+    has = table["cutoff_gy"].notna()
     rows = pd.DataFrame(
         {
             "index": table["index"],
@@ -95,21 +103,21 @@ def _optimal(table: pd.DataFrame) -> str:
             "optimal cutoff [95 % bootstrap CI] (Gy)": [
                 _ci(c, lo, hi) if ok else "–"
                 for c, lo, hi, ok in zip(
-                    table.get("cutoff_gy", np.nan),
-                    table.get("ci_low_gy", np.nan),
-                    table.get("ci_high_gy", np.nan),
+                    table["cutoff_gy"],
+                    table["ci_low_gy"],
+                    table["ci_high_gy"],
                     has,
                     strict=True,
                 )
             ],
-            "p corrected (Lausen–Schumacher)": table.get("pvalue_adjusted", np.nan).map(
+            "p corrected (Lausen–Schumacher)": table["pvalue_adjusted"].map(
                 lambda v: _num(v, 2)
             ),
-            "p permutation": table.get("pvalue_permutation", np.nan).map(lambda v: _num(v, 2)),
+            "p permutation": table["pvalue_permutation"].map(lambda v: _num(v, 2)),
             "n low / high": [
                 f"{int(a)} / {int(b)}" if _finite(a) and _finite(b) else "–"
                 for a, b in zip(
-                    table.get("n_low", np.nan), table.get("n_high", np.nan), strict=True
+                    table["n_low"], table["n_high"], strict=True
                 )
             ],
             "note": table.get("note", ""),
