@@ -7,8 +7,12 @@ After LUTADOSE (Maccauro2024) and the Milan group's practice:
   phase [inferred: the only option with two points]; physical decay when the VOI does not
   wash out;
 * lesion activity corrected by a recovery coefficient RC(volume) [assumed: group practice];
-  the default curve is derived by simulating a Gaussian PSF of ``rc_psf_fwhm_mm`` on spheres
-  (in practice a centre measures it on a sphere phantom: pass it as a table);
+  the curve comes from the centre's **calibration phantom** (NEMA IEC spheres imaged on the
+  camera that imaged the patient, :mod:`harmonize.imaging.nema`): the study's imaging
+  profile when the study records a shipped one, else the ``milan`` profile. It never sees
+  the patient phantom's own resolution. ``rc_source="gaussian_psf"`` restores the former
+  curve simulated with a Gaussian PSF of ``rc_psf_fwhm_mm`` (an oracle on the ideal-scanner
+  phantom, kept for comparison);
 * dose by the sphere model: unit-density-sphere S-values as a function of mass, with the
   lesion mass from CT [assumed: group practice]; organs use the same model [assumed];
 * patient index: global mean dose GTD = Σ Dᵢ mᵢ / Σ mᵢ over lesions [pub], cumulative
@@ -59,8 +63,22 @@ class MilanConfig(WorkflowConfig):
     recovery_correction: bool = param(
         True, source="assumed", doc="correct lesion activity by RC(volume)"
     )
+    rc_source: str = param(
+        "calibration_phantom",
+        source="assumed",
+        doc="'calibration_phantom' (NEMA IEC spheres on the centre's camera) or 'gaussian_psf'",
+    )
+    rc_profile: str = param(
+        "study",
+        source="assumed",
+        doc="imaging profile of the calibration phantom; 'study': the one that imaged the study "
+        "(the 'milan' profile when the study records none)",
+    )
+    rc_imaging_mode: str = param(
+        "fast", source="assumed", doc="'fast' or 'full' simulation of the calibration phantom"
+    )
     rc_psf_fwhm_mm: float = param(
-        11.0, source="assumed", doc="FWHM of the PSF the default RC curve is simulated with, mm"
+        11.0, source="assumed", doc="FWHM of the PSF of the 'gaussian_psf' RC curve, mm"
     )
     rc_min: float = param(
         0.2, source="assumed", doc="smallest recovery coefficient applied (bounds the correction)"
@@ -104,6 +122,27 @@ class MilanWorkflow(WorkflowAdapter):
     Config = MilanConfig
     config: MilanConfig
 
+    def _curve(self, study: xr.Dataset) -> pvc.RecoveryCurve:
+        cfg = self.config
+        voxel = voxel_size_mm(study)
+        if cfg.rc_source == "gaussian_psf":
+            return _rc_curve(cfg.rc_psf_fwhm_mm, voxel)
+        if cfg.rc_source != "calibration_phantom":
+            raise ValueError(
+                f"milan: rc_source must be 'calibration_phantom' or 'gaussian_psf', "
+                f"got {cfg.rc_source!r}"
+            )
+        from harmonize.imaging import available_profiles
+        from harmonize.imaging.nema import recovery_curve
+
+        profile = cfg.rc_profile
+        if profile == "study":
+            recorded = str(study.attrs.get("imaging_profile", ""))
+            profile = recorded if recorded in available_profiles() else "milan"
+        # the calibration phantom is imaged at the study's (mean) voxel size
+        side = float(np.prod(voxel) ** (1.0 / 3.0))
+        return recovery_curve(profile, round(side, 4), cfg.rc_imaging_mode)
+
     def _run(self, study: xr.Dataset) -> WorkflowResult:
         cfg = self.config
         index = select_time_points(study, cfg.time_points_h, cfg.time_tolerance_h)
@@ -116,8 +155,12 @@ class MilanWorkflow(WorkflowAdapter):
         is_lesion = (regions.table["kind"] == "lesion").to_numpy()
 
         rc = np.ones(regions.ids.size)
+        provenance: dict[str, str] = {}
         if cfg.recovery_correction and is_lesion.any():
-            curve = _rc_curve(cfg.rc_psf_fwhm_mm, voxel_size_mm(study))
+            curve = self._curve(study)
+            provenance["rc_curve"] = curve.source + (
+                f"; fitted {curve.params}" if curve.params else ""
+            )
             rc[is_lesion] = np.maximum(curve(volume_ml[is_lesion]), cfg.rc_min)
         corrected = measured / rc[:, None]
 
@@ -160,4 +203,4 @@ class MilanWorkflow(WorkflowAdapter):
             fitted,
             recovery_corrected=is_lesion & cfg.recovery_correction,
         )
-        return WorkflowResult(voi_dose=voi_dose, tac=tac, provenance={}, dose_map_gy=None)
+        return WorkflowResult(voi_dose=voi_dose, tac=tac, provenance=provenance, dose_map_gy=None)
