@@ -131,11 +131,16 @@ def calibrate(name: str) -> dict[str, float]:
         core, ratio, frac = p
         return rc_fast(np.array([core, core * ratio, frac])) / rc_full - 1.0
 
+    # a coarse grid first (the cost surface has shallow valleys), then a local refinement
+    grid = [
+        np.array([core, ratio, frac])
+        for core in (4.0, 7.0, 10.0, 13.0, 16.0, 20.0, 25.0, 30.0)
+        for ratio in (1.5, 2.5, 4.0, 6.0)
+        for frac in (0.0, 0.2, 0.4, 0.6, 0.8)
+    ]
+    start = min(grid, key=lambda p: float((residual(p) ** 2).sum()))
     fit = optimize.least_squares(
-        residual,
-        x0=[12.0, 2.5, 0.3],
-        bounds=([2.0, 1.0, 0.0], [40.0, 6.0, 0.9]),
-        diff_step=1e-2,
+        residual, x0=start, bounds=([2.0, 1.0, 0.0], [40.0, 6.0, 0.9]), diff_step=1e-2
     )
     core, ratio, frac = (float(v) for v in fit.x)
     eff, tail = core, core * ratio

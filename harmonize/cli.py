@@ -30,13 +30,20 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
         raise CLIError(f"--cycles: cycles must be integers ≥ 1, got {args.cycles!r}")
     if args.patients < 1:
         raise CLIError(f"--patients: must be ≥ 1, got {args.patients}")
-    config = PhantomConfig(
-        noise=not args.no_noise,
-        cycles=cycles,
-        psf_fwhm_mm=args.fwhm,
-        voxel_size_mm=args.voxel_size,
-        motion_mm=args.motion,
-    )
+    from harmonize.imaging import ProfileError
+
+    try:
+        config = PhantomConfig(
+            noise=not args.no_noise,
+            cycles=cycles,
+            psf_fwhm_mm=args.fwhm,
+            voxel_size_mm=args.voxel_size,
+            motion_mm=args.motion,
+            imaging_profile=args.imaging_profile,
+            imaging_mode=args.imaging_mode,
+        )
+    except ProfileError as exc:
+        raise CLIError(f"--imaging-profile: {exc}") from exc
     out = write_cohort(
         args.out,
         n_patients=args.patients,
@@ -221,7 +228,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--cycles", default=None, help="comma-separated cycles (default 1,2,3,4)")
     p.add_argument("--no-noise", action="store_true", help="no counting noise")
-    p.add_argument("--fwhm", type=float, default=11.0, help="PSF FWHM in mm (default 11)")
+    p.add_argument(
+        "--fwhm",
+        type=float,
+        default=11.0,
+        help="PSF FWHM of the ideal scanner in mm (default 11; without --imaging-profile)",
+    )
+    p.add_argument(
+        "--imaging-profile",
+        default="",
+        help="centre imaging profile (bordet, montpellier, milan or a profile .json): "
+        "clinical noise and resolution; default: the ideal scanner",
+    )
+    p.add_argument(
+        "--imaging-mode",
+        choices=("fast", "full"),
+        default="fast",
+        help="with --imaging-profile: calibrated fast mode or full projection/OSEM",
+    )
     p.add_argument("--voxel-size", type=float, default=4.8, help="voxel size in mm (default 4.8)")
     p.add_argument(
         "--motion",

@@ -193,3 +193,34 @@ def test_lesion_smaller_than_psf_is_blurred_not_lost():
     assert img.sum() == pytest.approx(conc.sum(), rel=1e-3)
     assert img.max() < 1e5
     assert ndimage.center_of_mass(img) == pytest.approx((14.5, 14.5, 14.5), abs=1e-3)
+
+
+def test_milan_takes_its_recovery_curve_from_the_calibration_phantom():
+    from harmonize.phantom import PhantomConfig, make_patient, simulate_study
+    from workflows.milan import MilanWorkflow
+
+    small = PhantomConfig(
+        voxel_size_mm=6.8,
+        fov_mm=(210.0, 258.0, 360.0),
+        cycles=(1,),
+        n_lesions=(2, 3),
+        imaging_profile="bordet",
+        times_h=(24.0, 168.0),
+    )
+    study, _ = simulate_study(make_patient(0, 3, small), 1, 3, small)
+    assert study.attrs["imaging_profile"] == "bordet"
+    assert "psf_fwhm_mm" not in study.attrs  # the patient's resolution is not exposed
+    result = MilanWorkflow().run(study)
+    assert "NEMA IEC" in result.provenance["rc_curve"]
+    assert "'bordet'" in result.provenance["rc_curve"]
+    lesions = result.voi_dose[result.voi_dose["voi_kind"] == "lesion"]
+    assert ((lesions["recovery_coefficient"] > 0) & (lesions["recovery_coefficient"] < 1)).all()
+    # the former oracle is still available on request, and differs
+    oracle = MilanWorkflow(rc_source="gaussian_psf").run(study)
+    assert "Gaussian PSF" in oracle.provenance["rc_curve"]
+    other = oracle.voi_dose[oracle.voi_dose["voi_kind"] == "lesion"]["recovery_coefficient"]
+    assert not np.allclose(other.to_numpy(), lesions["recovery_coefficient"].to_numpy())
+    # an ideal-scanner study records no profile: Milan's own camera is used
+    ideal = PhantomConfig(**{**small.__dict__, "imaging_profile": ""})
+    study_ideal, _ = simulate_study(make_patient(0, 3, ideal), 1, 3, ideal)
+    assert "'milan'" in MilanWorkflow().run(study_ideal).provenance["rc_curve"]
