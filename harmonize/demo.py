@@ -78,8 +78,8 @@ def run_demo(
         n_patients=patients,
         seed=seed,
         # imaged by one centre's camera (fast mode calibrated on the full simulation):
-        # clinical noise and resolution, not the ideal scanner
-        config=PhantomConfig(imaging_profile=DEMO_IMAGING_PROFILE),
+        # clinical noise and resolution, not the ideal scanner; clinical kinetics
+        config=PhantomConfig(imaging_profile=DEMO_IMAGING_PROFILE, kinetics="clinical"),
         overwrite=overwrite,
         progress=not quiet,
     )
