@@ -184,6 +184,10 @@ class PhantomConfig:
         (:data:`LATE_PEAK_FRACTION`) and necrotic cores in some large lesions — so the
         centres' schedules and early-time integration rules matter. Drawn from their own
         random streams: the anatomy is the same as with ``"gentle"``.
+    observer_segmentation : bool
+        Also write ``labels_observer``, an observer's segmentation
+        (:func:`harmonize.segmentation.observer_labels`: CT organ contours with boundary
+        error, lesions by a 40 % SPECT threshold on the first time point).
     """
 
     voxel_size_mm: float = 4.8
@@ -203,6 +207,7 @@ class PhantomConfig:
     imaging_profile: str = ""
     imaging_mode: str = "fast"
     kinetics: str = "gentle"
+    observer_segmentation: bool = False
 
     def __post_init__(self) -> None:
         if self.imaging_mode not in ("fast", "full"):
@@ -599,6 +604,14 @@ def simulate_study(
             **({"psf_fwhm_mm": float(config.psf_fwhm_mm)} if ideal else {}),
         },
     )
+    if config.observer_segmentation:
+        from harmonize.segmentation import observer_labels
+
+        srng = np.random.default_rng(np.random.SeedSequence([int(seed), patient.index, 6, cycle]))
+        observed = observer_labels(
+            patient.labels, patient.vois, images[0], config.voxel_size_mm, srng
+        )
+        study["labels_observer"] = (("z", "y", "x"), observed, {"units": "1"})
     if config.motion_mm > 0:
         from harmonize.registration import move_study
 

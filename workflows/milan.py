@@ -87,6 +87,11 @@ class MilanConfig(WorkflowConfig):
     organ_includes_lesions: bool = param(
         False, source="assumed", doc="count lesion voxels inside an organ as organ"
     )
+    segmentation: str = param(
+        "given",
+        source="assumed",
+        doc="VOIs from the study's labels ('given') or its observer segmentation ('observer')",
+    )
 
 
 #: Mass range of the sphere model (harmonize.dose.sphere_s_value), g.
@@ -148,7 +153,7 @@ class MilanWorkflow(WorkflowAdapter):
         index = select_time_points(study, cfg.time_points_h, cfg.time_tolerance_h)
         times = np.asarray(study["time"].values[index], dtype=np.float64)
         nuclide = str(study.attrs["radionuclide"])
-        regions = _common.regions(study, cfg.organ_includes_lesions)
+        regions = _common.regions(study, cfg.organ_includes_lesions, cfg.segmentation)
         frames = _common.frames_mbq(study, index)
         measured = regions.sums(frames).T  # (n_voi, t) MBq
         volume_ml = regions.voxel_counts() * voxel_volume_ml(study)
