@@ -49,11 +49,18 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 def _run(
     config: PhantomConfig, n: int, seed: int, tmp: Path, tag: str
-) -> tuple[pd.DataFrame, float]:
+) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    """(results on the true labels, results on the observer's, seconds)."""
     start = time.perf_counter()
     cohort = write_cohort(tmp / f"cohort_{tag}", n_patients=n, seed=seed, config=config)
-    run_cohort(cohort, "all", tmp / f"results_{tag}", workers=1, progress=False)
-    return read_results(tmp / f"results_{tag}")["voi_dose"], time.perf_counter() - start
+    run_cohort(cohort, "all", tmp / f"results_{tag}", workers=2, progress=False)
+    observer = {w: {"segmentation": "observer"} for w in ("bordet", "milan", "montpellier")}
+    run_cohort(
+        cohort, "all", tmp / f"results_{tag}_obs", workers=2, progress=False, overrides=observer
+    )
+    given = read_results(tmp / f"results_{tag}")["voi_dose"]
+    seen = read_results(tmp / f"results_{tag}_obs")["voi_dose"]
+    return given, seen, time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> str:
