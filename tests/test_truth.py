@@ -68,9 +68,7 @@ def test_voxelised_sphere_matches_the_continuous_sphere():
     per_decay = float(dose_gy[mask].mean()) / 3.6e9
     # the voxelised sphere (its own mass) vs the continuous one: surface roughness of a
     # 4.8 mm grid changes the electron escape by < 1 %
-    assert per_decay == pytest.approx(
-        float(truth.sphere_mean_dose_gy_per_decay(mass_g)), rel=0.01
-    )
+    assert per_decay == pytest.approx(float(truth.sphere_mean_dose_gy_per_decay(mass_g)), rel=0.01)
 
 
 def test_truth_does_not_use_any_adapter_dose_engine(monkeypatch):
