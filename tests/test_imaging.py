@@ -224,3 +224,21 @@ def test_milan_takes_its_recovery_curve_from_the_calibration_phantom():
     ideal = PhantomConfig(**{**small.__dict__, "imaging_profile": ""})
     study_ideal, _ = simulate_study(make_patient(0, 3, ideal), 1, 3, ideal)
     assert "'milan'" in MilanWorkflow().run(study_ideal).provenance["rc_curve"]
+
+
+def test_liver_voxel_cov_at_168_h_is_clinical_with_the_shipped_profiles():
+    from harmonize.phantom import PhantomConfig, _concentration_mbq_ml, _voi_lookup, make_patient
+
+    patient = make_patient(0, 0, PhantomConfig())
+    conc = _concentration_mbq_ml(patient.kinetics[1], np.array([168.0]))
+    frame = np.moveaxis(_voi_lookup(patient, conc), -1, 0)[0] * 1e6
+    liver = ndimage.binary_erosion(patient.labels == 2, iterations=2)
+    for name in ("bordet", "montpellier", "milan"):
+        profile = load_profile(name)
+        noisy = fast_image(frame, 4.8, profile, np.random.default_rng(7))
+        clean = fast_image(frame, 4.8, profile, None)
+        cov = float((noisy - clean)[liver].std() / clean[liver].mean())
+        # clinical Lu-177 OSEM liver voxel CoV is typically 10-30 % (the range issue #13
+        # states); the ideal scanner gave 1-2 %. The fast modes were calibrated on the full
+        # simulation (benchmarks/results/imaging.md: 11-24 %), not on this range.
+        assert 0.10 < cov < 0.30, (name, cov)
