@@ -80,7 +80,13 @@ def _encoding(ds: xr.Dataset) -> dict[str, dict[str, object]]:
     return encoding
 
 
-def save_study(ds: xr.Dataset, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+def save_study(
+    ds: xr.Dataset,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    allow_identified: bool = False,
+) -> Path:
     """Write a Study to an exchange bundle (one NetCDF-4 file).
 
     Parameters
@@ -91,6 +97,11 @@ def save_study(ds: xr.Dataset, path: str | os.PathLike[str], *, overwrite: bool 
         Destination file, conventionally ending in ``.nc``.
     overwrite : bool, default False
         Replace an existing file. Without it an existing file raises ``FileExistsError``.
+    allow_identified : bool, default False
+        Write a Study that still carries patient identifiers (read from DICOM that was not
+        de-identified, attribute ``identified``). Without it such a Study is refused: a
+        bundle is what a centre sends another (de-identify with
+        :func:`harmonize.deid.deidentify_study` first).
 
     Returns
     -------
@@ -98,6 +109,14 @@ def save_study(ds: xr.Dataset, path: str | os.PathLike[str], *, overwrite: bool 
         The path written.
     """
     validate_study(ds)
+    if ds.attrs.get("identified") and not allow_identified:
+        from harmonize.io.phi import IdentifiedStudyError
+
+        raise IdentifiedStudyError(
+            f"{path}: the Study still carries patient identifiers (read from DICOM that was not "
+            "de-identified); de-identify it (harmonize.deid.deidentify_study) or pass "
+            "allow_identified=True to keep it for local use"
+        )
     out = ds.copy()
     out.attrs = dict(ds.attrs)
     out.attrs["harmonize_bundle"] = BUNDLE_FORMAT

@@ -150,6 +150,16 @@ def _cmd_deidentify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from harmonize.io.inspect import format_inspection, inspect_folder
+
+    report = inspect_folder(args.folder)
+    print(json.dumps(report, indent=2) if args.json else format_inspection(report))
+    return EXIT_OK
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from harmonize.schema import validate_path
 
@@ -300,6 +310,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace result files that differ")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "inspect",
+        help="what a DICOM folder holds, per patient/cycle/time point, and why "
+        "anything is skipped or unusable",
+    )
+    p.add_argument("folder", type=Path, help="folder of DICOM files (any layout)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser("validate", help="check a results file or folder against the schema")
     p.add_argument("path", type=Path)

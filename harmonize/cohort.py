@@ -113,7 +113,9 @@ def open_cohort(path: str | os.PathLike[str]) -> Cohort:
     def add(key: StudyKey, source: Any, where: object) -> None:
         if key in paths:
             raise CohortError(
-                f"{root}: two studies for patient {key[0]!r} cycle {key[1]}: {_where(paths[key])} and {where}"
+                # no patient id in the message: it may be an original (not yet de-identified) one
+                f"{root}: two studies for the same patient and cycle {key[1]}: "
+                f"{_where(paths[key])} and {where}"
             )
         paths[key] = source
 

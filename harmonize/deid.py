@@ -127,6 +127,8 @@ _BUNDLE_ATTRS = {
     "negative_voxels_clipped",
     "calibration_cps_per_MBq",
     "registration_reference_index",
+    "reference_time_index",
+    "voi_source",
     "registration_on",
     "motion_shifts_mm",
     "motion_rotations_deg",

@@ -207,8 +207,8 @@ def register_time_points(
     study : xarray.Dataset
         A valid Study.
     reference_index : int, optional
-        Index of the reference time point (default 0, the time point the VOIs are drawn on
-        by the DICOM reader).
+        Index of the reference time point (default: the Study's ``reference_time_index``,
+        the time point the DICOM reader found the VOIs drawn on, else 0).
     on : {"auto", "ct", "activity"}
         Images driving the registration: ``"ct"`` needs ``ct_by_time``; ``"auto"`` uses it
         when present, else the activity.
@@ -231,7 +231,11 @@ def register_time_points(
     """
     validate_study(study)
     n = study.sizes["time"]
-    ref = 0 if reference_index is None else int(reference_index)
+    ref = (
+        int(study.attrs.get("reference_time_index", 0))
+        if reference_index is None
+        else int(reference_index)
+    )
     if not 0 <= ref < n:
         raise StudyError(f"reference_index: must be in [0, {n - 1}], got {reference_index!r}")
     if on not in ("auto", "ct", "activity"):

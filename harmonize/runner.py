@@ -325,7 +325,9 @@ def run_cohort(
     key : bytes, optional
         Pseudonymisation key for studies that still carry an original patient ID (DICOM
         not de-identified): their results get :func:`harmonize.deid.pseudonym` ids.
-        Without a key such studies fail with a clear reason and nothing is written.
+        Without a key such studies are refused before any computation
+        (:class:`harmonize.io.phi.IdentifiedStudyError`, naming their folders only); a
+        sidecar ``patient_id`` does not make a study de-identified (:mod:`harmonize.io.phi`).
     save_maps : {"dicom", "nifti"}, optional
         Also write each dose map as ``OUT/dose_maps/<workflow>/<patient>_c<cycle>`` (DICOM
         RT Dose or NIfTI) for viewing in the centre's own software.
@@ -335,6 +337,11 @@ def run_cohort(
     if workers < 1:
         raise ValueError(f"workers must be ≥ 1, got {workers}")
     cohort = cohort if isinstance(cohort, Cohort) else open_cohort(cohort)
+    # the PHI gate, before any computation: raw studies are refused without a key (once
+    # each, naming the folder only); with a key their failures are reported by pseudonym
+    from harmonize.io.phi import require_deidentified
+
+    raw = set(require_deidentified(cohort.paths, key))
     adapters = _adapters(workflows, overrides)
     out = Path(out_dir)
     report = RunReport(out_dir=out)
@@ -346,7 +353,12 @@ def run_cohort(
     voi_by_workflow: dict[str, list[pd.DataFrame]] = {}
     for ((patient_id, cycle), adapter), result in zip(keys, results, strict=True):
         if not result["ok"]:
-            report.failures.append(RunFailure(patient_id, cycle, adapter.name, result["reason"]))
+            shown = patient_id
+            if (patient_id, cycle) in raw and key is not None:
+                from harmonize.deid import pseudonym
+
+                shown = pseudonym(patient_id, key)
+            report.failures.append(RunFailure(shown, cycle, adapter.name, result["reason"]))
             continue
         report.files += result["files"]
         voi_by_workflow.setdefault(adapter.name, []).append(result["voi_dose"])

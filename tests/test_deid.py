@@ -14,8 +14,10 @@ import xarray as xr
 
 import harmonize as hz
 import harmonize.phantom as phantom
+from harmonize.cli import main
 from harmonize.deid import date_offset, deidentify, pseudonym
 from harmonize.io import write_study_dicom
+from harmonize.io.phi import IdentifiedStudyError
 
 KEY = b"centre-secret-key"
 PATIENT_ID = "HOSPMRN5566778"
@@ -78,6 +80,10 @@ def _cheap_dose(tia_mbq_h, voxel_size_mm, density_g_ml, nuclide="Lu-177"):
 
 
 def _seed(ds: pydicom.Dataset) -> None:
+    # a clinical export: harmonize's writer marks its pseudonymous studies de-identified
+    for keyword in ("PatientIdentityRemoved", "DeidentificationMethod"):
+        if keyword in ds:
+            delattr(ds, keyword)
     for keyword, value in SEEDED_TAGS.items():
         setattr(ds, keyword, value)
     block = ds.private_block(0x0011, "HOSPITAL PRIVATE", create=True)
@@ -151,7 +157,7 @@ def test_seeded_identifiers_are_present_before(seeded, tmp_path):
     _, folder, seeds = seeded
     # the check below is only meaningful if the seeds are findable in the inputs (the DICOM
     # folder, and a bundle of the study read from it: ISO dates appear only there)
-    raw_bundle = hz.save_study(hz.open_study(folder), tmp_path / "raw.nc")
+    raw_bundle = hz.save_study(hz.open_study(folder), tmp_path / "raw.nc", allow_identified=True)
     hits = {seed for _, seed in _hits([*_all_files(folder), raw_bundle], seeds)}
     assert hits == set(seeds)
 
@@ -166,7 +172,9 @@ def test_no_identifier_survives_in_any_output(seeded, tmp_path):
     clean = hz.open_study(deid_folder)
     outputs.append(hz.save_study(clean, tmp_path / "from_deid.nc"))
     # 3. a bundle of the raw study (identifying), de-identified
-    raw_bundle = hz.save_study(hz.open_study(folder), tmp_path / "raw" / "raw.nc")
+    raw_bundle = hz.save_study(
+        hz.open_study(folder), tmp_path / "raw" / "raw.nc", allow_identified=True
+    )
     outputs.append(deidentify(raw_bundle, tmp_path / "deid_bundle.nc", key=KEY))
     # 4. a cohort folder holding the DICOM study and the raw bundle
     cohort_in = folder.parent
@@ -219,7 +227,9 @@ def test_same_key_same_pseudonym_and_uids(seeded, tmp_path):
     assert hz.open_study(other).attrs["patient_id"] != hz.open_study(first).attrs["patient_id"]
     # bundle and DICOM exports of one patient with one key agree
     bundle = deidentify(
-        hz.save_study(hz.open_study(folder), tmp_path / "raw.nc"), tmp_path / "x.nc", key=KEY
+        hz.save_study(hz.open_study(folder), tmp_path / "raw.nc", allow_identified=True),
+        tmp_path / "x.nc",
+        key=KEY,
     )
     from_bundle = hz.open_study(bundle)
     from_dicom = hz.open_study(first)
@@ -283,11 +293,58 @@ def test_raw_dicom_is_refused_without_a_key_and_pseudonymised_with_one(seeded, t
     shutil.copytree(folder, raw)
     (raw / "harmonize.json").unlink()  # clinical DICOM comes without our sidecar
     overrides = {"bordet": {"time_points_h": "4,24,72"}}
-    refused = run_cohort(raw, ["bordet"], tmp_path / "r0", overrides=overrides)
-    assert not refused.ok and "original patient ID" in refused.failures[0].reason
-    assert not (tmp_path / "r0" / "voi_dose" / "workflow=bordet").exists()
+    with pytest.raises(IdentifiedStudyError, match="not de-identified"):
+        run_cohort(raw, ["bordet"], tmp_path / "r0", overrides=overrides)
+    assert not (tmp_path / "r0").exists()
     done = run_cohort(raw, ["bordet"], tmp_path / "r1", overrides=overrides, key=KEY)
     assert done.ok, done.failures
     voi = hz.schema.read_results(tmp_path / "r1")["voi_dose"]
     assert set(voi.loc[voi["workflow"] == "bordet", "patient_id"]) == {pseudonym(PATIENT_ID, KEY)}
     assert _hits(_all_files(tmp_path / "r1"), seeds) == []
+
+
+def test_sidecar_never_opens_the_phi_gate(seeded, tmp_path, capsys):
+    """The sidecar-bypass case: a raw DICOM study whose harmonize.json names a patient_id,
+    the centre and VOI names (one with a surname) is refused without --key, once, before any
+    computation, exit 2, naming the folder and no identifier; with --key every output
+    (Parquet, DICOM dose maps, HTML report) holds none of the seeded identifiers."""
+    import json
+
+    from harmonize.report import write_report
+
+    _, folder, seeds = seeded
+    raw = tmp_path / "raw"
+    shutil.copytree(folder, raw)
+    sidecar = json.loads((raw / "harmonize.json").read_text())
+    assert sidecar["patient_id"] == PATIENT_ID and sidecar["center"] == "SAINT EXAMPLE HOSPITAL"
+    assert PHI_NAME in {v["name"] for v in sidecar["vois"]}
+    args = ["run", "--cohort", str(raw), "--workflow", "bordet", "--quiet"]
+    args += ["--set", "bordet.time_points_h=4,24,72"]
+    assert main([*args, "--out", str(tmp_path / "r0")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("not de-identified") == 1 and str(raw) in err
+    assert [s for s in seeds if s in err] == []
+    assert not (tmp_path / "r0").exists()  # nothing computed, nothing written
+
+    key_file = tmp_path / "key"
+    key_file.write_bytes(KEY)
+    out = tmp_path / "r1"
+    code = main([*args, "--out", str(out), "--key", str(key_file), "--save-maps", "dicom"])
+    assert code == 0, capsys.readouterr().err
+    page = write_report(out, tmp_path / "report.html")
+    outputs = [*_all_files(out), page]
+    assert any(p.suffix == ".dcm" for p in outputs)
+    assert any(p.suffix == ".parquet" for p in outputs)
+    assert _hits(outputs, seeds) == []
+
+
+def test_save_study_refuses_an_identified_study(seeded, tmp_path):
+    _, folder, _ = seeded
+    raw = tmp_path / "raw"
+    shutil.copytree(folder, raw)
+    study = hz.open_study(raw)
+    assert study.attrs.get("identified")
+    with pytest.raises(IdentifiedStudyError, match="allow_identified"):
+        hz.save_study(study, tmp_path / "s.nc")
+    assert not (tmp_path / "s.nc").exists()
+    assert hz.save_study(study, tmp_path / "s.nc", allow_identified=True).is_file()

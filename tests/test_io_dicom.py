@@ -94,7 +94,7 @@ def _assert_same_study(a, b, *, exact_labels=True):
         # DS strings keep ≥ 10 significant digits of positions of at most a few hundred mm
         np.testing.assert_allclose(b[dim].values, a[dim].values, atol=1e-6)
     np.testing.assert_allclose(b.attrs["direction"], a.attrs["direction"], atol=1e-9)
-    # RadionuclideTotalDose in Bq as a 16-character DS: ≥ 12 significant digits
+    # RadionuclideTotalDose in MBq (NM module) as a 16-character DS: ≥ 12 significant digits
     assert math.isclose(
         b.attrs["injected_activity_MBq"], a.attrs["injected_activity_MBq"], rel_tol=1e-9
     )

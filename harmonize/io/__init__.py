@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from harmonize.io.dicom_read import (
     _injection,
     _is_volume,
     _parse_cycle,
+    describe_file,
     load_dicom_study,
     scan_dicom_files,
 )
@@ -38,12 +40,14 @@ from harmonize.study import StudyError
 __all__ = [
     "DEFAULT_VOI_RULES",
     "SIDECAR_NAME",
+    "SkippedFile",
     "StudyFiles",
     "classify_voi",
     "find_dicom_studies",
     "find_image_folders",
     "find_study_folders",
     "open_study_folder",
+    "skipped_files",
     "write_dose_map",
     "write_study_dicom",
     "write_study_nifti",
@@ -163,11 +167,24 @@ def open_study_folder(
     )
 
 
+@dataclass(frozen=True)
+class SkippedFile:
+    """A DICOM file of a cohort folder that is not used, and why."""
+
+    path: Path
+    what: str
+    reason: str
+
+
 def _group_cohort(
     root: Path,
-) -> tuple[dict[tuple[str, int], list[DicomFile]], dict[tuple[str, int], str]]:
-    """Group every DICOM file below ``root`` by (patient, cycle); also say how the cycle was found."""
-    scanned = scan_dicom_files(_files_below(root))
+) -> tuple[dict[tuple[str, int], list[DicomFile]], dict[tuple[str, int], str], list[SkippedFile]]:
+    """Group every DICOM file below ``root`` by (patient, cycle); also say how the cycle was
+    found, and list the files that are not used with the reason (never raises for one file).
+    """
+    corrupt: list[tuple[Path, str]] = []
+    scanned = scan_dicom_files(_files_below(root), corrupt=corrupt)
+    skipped = [SkippedFile(p, "unreadable", r) for p, r in corrupt]
     sidecars: dict[Path, dict[str, Any]] = {}
 
     def sidecar_of(item: DicomFile) -> dict[str, Any]:
@@ -179,31 +196,49 @@ def _group_cohort(
     def patient_of(item: DicomFile) -> str:
         return str(sidecar_of(item).get("patient_id") or item.header.get("PatientID", "") or "")
 
+    def dicom_patient(item: DicomFile) -> str:
+        return str(item.header.get("PatientID", "") or "")
+
     # 1. emission files decide the cycle of their DICOM study and frame of reference
     keyed: dict[int, tuple[str, int]] = {}
     source: dict[tuple[str, int], str] = {}
     injections: dict[str, dict[datetime, list[DicomFile]]] = {}
     explicit: list[tuple[DicomFile, int, str]] = []
     for item in scanned:
+        what, reason = describe_file(item.header)
+        if reason is not None and str(item.header.get("Modality", "")) not in (
+            "CT",
+            "RTSTRUCT",
+            "SEG",
+        ):
+            skipped.append(SkippedFile(item.path, what, reason))
+            continue
         if not _is_volume(item.header):
             continue
         side = sidecar_of(item)
-        cycle = side.get("cycle") or _parse_cycle(
-            str(item.header.get("ClinicalTrialTimePointID", "") or "")
-        )
+        cycle = side.get("cycle") or _parse_cycle(item.header)
         if cycle:
             explicit.append((item, int(cycle), "sidecar" if side.get("cycle") else "tag"))
             continue
-        when = (
-            datetime.fromisoformat(side["injection_time"])
-            if "injection_time" in side
-            else _injection(item.header, item.path)
-        )
-        if when is None:
-            raise StudyError(
-                f"{item.path}: cannot tell the cycle (no cycle in {SIDECAR_NAME}, no "
-                "ClinicalTrialTimePointID, no RadiopharmaceuticalStartDateTime)"
+        try:
+            when = (
+                datetime.fromisoformat(side["injection_time"])
+                if "injection_time" in side
+                else _injection(item.header, item.path)
             )
+        except StudyError as exc:
+            skipped.append(SkippedFile(item.path, what, str(exc).split(": ", 1)[-1]))
+            continue
+        if when is None:
+            skipped.append(
+                SkippedFile(
+                    item.path,
+                    what,
+                    f"cannot tell the cycle (no cycle in {SIDECAR_NAME}, no ClinicalTrialTimePointID "
+                    "meaning a cycle, no RadiopharmaceuticalStartDateTime/StartTime)",
+                )
+            )
+            continue
         bucket = injections.setdefault(patient_of(item), {})
         near = next((k for k in bucket if abs(k - when) <= timedelta(seconds=60)), when)
         bucket.setdefault(near, []).append(item)
@@ -219,41 +254,69 @@ def _group_cohort(
     by_study: dict[str, tuple[str, int]] = {}
     by_for: dict[str, tuple[str, int]] = {}
     by_folder: dict[Path, set[tuple[str, int]]] = {}
+    patient_of_key: dict[tuple[str, int], str] = {}
     for item in scanned:
         if id(item) in keyed:
             key = keyed[id(item)]
-            by_study.setdefault(str(item.header.get("StudyInstanceUID", "")), key)
-            by_for.setdefault(str(item.header.get("FrameOfReferenceUID", "")), key)
+            patient_of_key.setdefault(key, dicom_patient(item))
+            # an empty UID is no key: it would join unrelated files
+            if _uid(item.header, "StudyInstanceUID"):
+                by_study.setdefault(_uid(item.header, "StudyInstanceUID"), key)
+            if _uid(item.header, "FrameOfReferenceUID"):
+                by_for.setdefault(_uid(item.header, "FrameOfReferenceUID"), key)
             by_folder.setdefault(item.path.parent, set()).add(key)
     # 2. other files (CT, RTSTRUCT, SEG) join through their study, frame of reference or folder
     for item in scanned:
         if id(item) in keyed:
             continue
         header = item.header
-        refs = [str(header.get("FrameOfReferenceUID", ""))]
+        modality = str(header.get("Modality", ""))
+        if modality not in ("CT", "RTSTRUCT", "SEG"):
+            continue
+        refs = [_uid(header, "FrameOfReferenceUID")]
         refs += [
-            str(r.get("FrameOfReferenceUID", ""))
+            str(r.get("FrameOfReferenceUID", "") or "")
             for r in header.get("ReferencedFrameOfReferenceSequence", []) or []
         ]
-        joined = by_study.get(str(header.get("StudyInstanceUID", "")))
-        joined = joined or next((by_for[r] for r in refs if r in by_for), None)
+        study_uid = _uid(header, "StudyInstanceUID")
+        joined = by_study.get(study_uid) if study_uid else None
+        joined = joined or next((by_for[r] for r in refs if r and r in by_for), None)
         if joined is None:
             keys = by_folder.get(item.path.parent, set())
             joined = next(iter(keys)) if len(keys) == 1 else None
         if joined is None:
-            modality = str(header.get("Modality", ""))
-            if modality in ("CT", "RTSTRUCT", "SEG"):
-                raise StudyError(
-                    f"{item.path}: {modality} file that belongs to no SPECT study found below "
-                    f"{root} (no shared study, frame of reference or folder)"
+            skipped.append(
+                SkippedFile(
+                    item.path,
+                    modality,
+                    "belongs to no SPECT/PET study found (no shared StudyInstanceUID, "
+                    "FrameOfReferenceUID or folder)",
                 )
+            )
+            continue
+        if dicom_patient(item) != patient_of_key.get(joined, dicom_patient(item)):
+            skipped.append(
+                SkippedFile(
+                    item.path, modality, "another patient (PatientID differs from the study's)"
+                )
+            )
             continue
         keyed[id(item)] = joined
     groups: dict[tuple[str, int], list[DicomFile]] = {}
     for item in scanned:
         if id(item) in keyed:
             groups.setdefault(keyed[id(item)], []).append(item)
-    return dict(sorted(groups.items())), source
+    skipped.sort(key=lambda s: str(s.path))
+    return dict(sorted(groups.items())), source, skipped
+
+
+def _uid(ds: Any, keyword: str) -> str:
+    return str(ds.get(keyword, "") or "").strip()
+
+
+def skipped_files(root: str | os.PathLike[str]) -> list[SkippedFile]:
+    """The DICOM files below ``root`` that no study uses, each with the reason."""
+    return _group_cohort(Path(root))[2]
 
 
 def find_dicom_studies(root: str | os.PathLike[str]) -> dict[tuple[str, int], StudyFiles]:
@@ -274,7 +337,7 @@ def find_dicom_studies(root: str | os.PathLike[str]) -> dict[tuple[str, int], St
     root = Path(root)
     if not root.is_dir():
         raise StudyError(f"{root}: not a folder")
-    groups, _ = _group_cohort(root)
+    groups, _, _ = _group_cohort(root)
     out = {}
     for key, items in groups.items():
         paths = [i.path for i in items]
@@ -304,7 +367,7 @@ def find_study_folders(root: str | os.PathLike[str]) -> list[Path]:
     image_folders = sorted(
         p.parent for p in root.rglob(SIDECAR_NAME) if _is_image_folder(read_sidecar(p.parent))
     )
-    groups, source = _group_cohort(root)
+    groups, source, _ = _group_cohort(root)
     folders: list[Path] = []
     commons = {
         key: Path(os.path.commonpath([i.path.parent for i in items]))

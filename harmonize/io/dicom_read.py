@@ -4,13 +4,22 @@ What is read
 ------------
 * **Emission images**: NM reconstructed volumes (``ImageType`` containing ``RECON``; raw
   projections, planar and whole-body images are skipped) as one multi-frame file or one
-  file per slice, and PT-like single-frame series. Each series is one acquisition (time
-  point); time points are ordered by acquisition start (``AcquisitionDateTime``, else
-  ``AcquisitionDate``/``AcquisitionTime``, else ``SeriesDate``/``SeriesTime``).
-* **Time after injection** = acquisition start − injection, the injection being the
-  sidecar's ``injection_time`` if given, else ``RadiopharmaceuticalStartDateTime`` of the
-  RadiopharmaceuticalInformationSequence. The injected activity is the sidecar's
-  ``injected_activity_MBq`` or ``RadionuclideTotalDose`` (Bq).
+  file per slice, PET as single-frame slices or one enhanced multi-frame file (see
+  :mod:`harmonize.io._frames` for multi-frame geometry, energy windows and gates). Each
+  series is one acquisition (time point). A SPECT time point is its acquisition start
+  (``AcquisitionDateTime``, else ``AcquisitionDate``/``AcquisitionTime``, else
+  ``SeriesDate``/``SeriesTime``); a PET time point is its series start
+  (``SeriesDate``/``SeriesTime``, the START decay reference of multi-bed PET, PS3.3
+  C.8.9.1.1.2).
+* **Time after injection** = time point − injection, the injection being the sidecar's
+  ``injection_time`` if given, else ``RadiopharmaceuticalStartDateTime`` of the
+  RadiopharmaceuticalInformationSequence, else ``RadiopharmaceuticalStartTime`` on the
+  earliest series' date (the day before when that falls after the series: day-crossing
+  rule). A time before the injection or after 10 half-lives is refused, naming the tags.
+  The injected activity is the sidecar's ``injected_activity_MBq`` or
+  ``RadionuclideTotalDose`` (MBq or Bq, see :mod:`harmonize.io.vendor`). The cycle is the
+  sidecar's, else the grouping's, else ``ClinicalTrialTimePointID`` when its meaning is a
+  cycle (``"C2"``, or a number described as a cycle).
 * **Units**: stored values × RescaleSlope + RescaleIntercept (per frame when the file has
   per-frame pixel-value transformations, per file for single-frame series). ``Units = BQML``
   (or a Real World Value Mapping in ``Bq/ml``) gives Bq/mL directly; ``Units = CNTS`` (or the
@@ -21,21 +30,25 @@ What is read
   with ``S`` = sidecar ``calibration_cps_per_MBq`` and ``T_acq`` = sidecar
   ``acquisition_duration_s`` or, from the header, the sum over the
   RotationInformationSequence of ``ActualFrameDuration × NumberOfFramesInRotation``.
-  A series with neither units nor calibration is refused.
+  A series with neither units nor calibration is refused; so are units that are not
+  activity (PROPCPS, SUV, ...). The full table of units and vendor quirks is
+  :mod:`harmonize.io.vendor`.
 * **Decay correction** — the Study holds activity at the acquisition (start) time:
 
   =========  =================================================  =========================
   state      reference time t_ref                               factor applied
   =========  =================================================  =========================
   NONE       none (values are as counted)                       1
-  START      acquisition start (= the Study time)               1
+  START      the time point (SPECT acquisition, PET series)     1
   ADMIN      injection (radiopharmaceutical start)              exp(−λ·(t_acq − t_inj))
   any        ``DecayCorrectionDateTime`` (0018,9701) if present  exp(−λ·(t_acq − t_ref))
   =========  =================================================  =========================
 
   λ is the physical decay constant of the radionuclide. ``NONE`` images are the mean over
   the acquisition, labelled with its start: for 177Lu and a 30-min acquisition the two
-  differ by < 0.1 % (λ·T/2 = 0.0011).
+  differ by < 0.1 % (λ·T/2 = 0.0011). PET ``DecayFactor`` must equal
+  exp(λ·``FrameReferenceTime``) under START (within 1 %), else the image was corrected with
+  another half-life and is refused.
 * **CT**: each SPECT time point's CT is the CT series sharing its frame of reference
   (``FrameOfReferenceUID``), else a CT series of its DICOM study (``StudyInstanceUID``),
   else — only when the emission series has no frame of reference — any CT series; among
@@ -48,23 +61,29 @@ What is read
   the CT of the time point nearest to it in time (the earlier one on a tie). A single CT
   series gives no ``ct_by_time``.
 * **VOIs**: DICOM SEG files if any (highdicom), else RTSTRUCT files (see
-  :mod:`harmonize.io.rtstruct` for the rasterisation rule); both must refer to the frame of
-  reference of the reference time point. Names map to kinds by the sidecar VOI table, then
+  :mod:`harmonize.io.rtstruct` for the rasterisation rule), drawn on any time point: the
+  time point whose frame of reference (its own, or its CT's) they refer to becomes the
+  reference (attribute ``reference_time_index``; the other time points are resampled onto
+  it, and :func:`harmonize.registration.register_time_points` registers onto it). Without
+  RTSTRUCT or SEG, VOIs are derived (:mod:`harmonize.io.auto_voi`); attribute
+  ``voi_source`` records how. Names map to kinds by the sidecar VOI table, then
   the naming rules (:mod:`harmonize.io.naming`), then the RTSTRUCT interpreted type. A VOI
   mostly (≥ 50 % of its voxels) inside a larger VOI gets the smallest such VOI as parent;
   voxels go to the most specific VOI. VOIs with no voxel on the SPECT grid are dropped
   with a warning.
 
-Geometry: every later time point is resampled onto the reference grid in scanner (LPS)
+Geometry: every other time point is resampled onto the reference grid in scanner (LPS)
 coordinates (identical grids are copied exactly; no registration — see
-:mod:`harmonize.registration`). Positions, spacing and direction come from
-``ImagePositionPatient``/``ImageOrientationPatient`` (NM: the DetectorInformationSequence),
-``PixelSpacing`` and ``SpacingBetweenSlices``; NM frames run along the slice normal
-``row × column``.
+:mod:`harmonize.registration`). Positions, spacing and direction are read as GDCM/SimpleITK
+read them (:mod:`harmonize.io._frames`): ``ImagePositionPatient``/``ImageOrientationPatient``
+(NM: the DetectorInformationSequence; enhanced files: the functional groups),
+``PixelSpacing`` and ``SpacingBetweenSlices`` (negative: the slice normal is flipped).
+Messages say PET or SPECT after the modality, and name the file and the tag.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import warnings
@@ -84,14 +103,22 @@ from harmonize.io._dicom_common import (
     is_dicom_file,
     parse_da_tm,
     parse_dt,
-    parse_radionuclide,
     pixel_array,
     read_header,
 )
+from harmonize.io._frames import FrameStack, frame_stacks, is_enhanced
 from harmonize.io._geometry import GRID_TOL_MM, Grid, array_to_image, resample_onto
+from harmonize.io.auto_voi import derive_vois
 from harmonize.io.naming import classify_voi
+from harmonize.io.phi import is_deidentified
 from harmonize.io.rtstruct import RoiMask, read_rtstruct
 from harmonize.io.seg import read_seg
+from harmonize.io.vendor import (
+    acquisition_duration_s,
+    identify_radionuclide,
+    injected_activity_mbq,
+    units_of,
+)
 from harmonize.nuclides import get_nuclide
 from harmonize.study import StudyError, make_study, validate_study
 
@@ -139,7 +166,7 @@ _INTERPRETED_KIND = {
 
 
 class VoiWarning(HarmonizeWarning):
-    """A VOI of the source files could not be kept (e.g. no voxel on the SPECT grid)."""
+    """A VOI of the source files could not be kept (e.g. no voxel on the emission grid)."""
 
 
 @dataclass
@@ -160,17 +187,28 @@ class StudyFiles(list[Path]):
         self.root = Path(root)
 
 
-def scan_dicom_files(paths: Sequence[Path]) -> list[DicomFile]:
+def scan_dicom_files(
+    paths: Sequence[Path], *, corrupt: list[tuple[Path, str]] | None = None
+) -> list[DicomFile]:
     """Read the headers of ``paths``; skip non-DICOM side files, refuse corrupt DICOM.
 
     A file is taken as DICOM when it has the Part 10 preamble, or when its suffix is
     ``.dcm``/``.ima``/``.dicom`` or empty (then it must parse); ``DICOMDIR`` is skipped.
+    With a ``corrupt`` list, corrupt files are appended to it as (path, reason) instead.
 
     Raises
     ------
     harmonize.StudyError
-        Naming the first corrupt file.
+        Naming the first corrupt file (without ``corrupt``).
     """
+    if corrupt is not None:
+        out_ok = []
+        for path in sorted(Path(p) for p in paths):
+            try:
+                out_ok += scan_dicom_files([path])
+            except StudyError as exc:
+                corrupt.append((path, str(exc).split(": ", 1)[-1]))
+        return out_ok
     out = []
     for path in sorted(Path(p) for p in paths):
         if path.name.upper() == "DICOMDIR" or path.name.startswith("."):
@@ -210,12 +248,176 @@ def _acquisition_start(ds: Dataset, path: Path) -> datetime:
     )
 
 
+def _time_point_start(ds: Dataset, path: Path) -> datetime:
+    """When a time point was taken: PET at its series start (the START decay reference of
+    multi-bed PET, PS3.3 C.8.9.1.1.2), SPECT at its acquisition start."""
+    if str(ds.get("Modality", "")) == "PT":
+        start = _series_start(ds)
+        if start is not None:
+            return start
+    return _acquisition_start(ds, path)
+
+
+def _study_injection(
+    series: Sequence[list[DicomFile]], starts: Sequence[datetime], where: str, what: str
+) -> datetime:
+    """One injection for every series of a study (see :func:`_injection`)."""
+    dated: dict[datetime, Path] = {}
+    timed: list[tuple[datetime, datetime, Path]] = []  # (series start, injection, file)
+    for s, start in zip(series, starts, strict=True):
+        for f in s:
+            item = _pharma(f.header)
+            inj = _injection(f.header, f.path)
+            if inj is None or item is None:
+                continue
+            if item.get("RadiopharmaceuticalStartDateTime"):
+                dated.setdefault(inj, f.path)
+            else:
+                timed.append((start, inj, f.path))
+    if not dated and timed:
+        # a time of day only: the day-crossing rule on the earliest series, whose injection
+        # every later series shares (their own date may be days later)
+        first = min(timed, key=lambda t: t[0])
+        tods = {(t[1] - t[1].replace(hour=0, minute=0, second=0, microsecond=0)) for t in timed}
+        if max(tods) - min(tods) > timedelta(seconds=60):
+            raise StudyError(
+                f"{where}: {what} series with different RadiopharmaceuticalStartTime "
+                f"({first[2]} and others): several injections in one study folder"
+            )
+        return first[1]
+    if not dated:
+        raise StudyError(
+            f"{series[0][0].path}: no injection time (RadiopharmaceuticalStartDateTime or "
+            "RadiopharmaceuticalStartTime in the RadiopharmaceuticalInformationSequence); give "
+            f"'injection_time' in {where}/harmonize.json"
+        )
+    if max(dated) - min(dated) > timedelta(seconds=60):
+        a, b = dated[min(dated)], dated[max(dated)]
+        raise StudyError(
+            f"{where}: {what} series with different injections ({a} and {b}): several "
+            "cycles in one study folder (use harmonize.open_cohort)"
+        )
+    return min(dated)
+
+
+#: Latest plausible imaging time, in physical half-lives after the injection (0.1 % left).
+MAX_HALF_LIVES = 10.0
+
+
+def _check_times(
+    series: Sequence[list[DicomFile]],
+    times_h: np.ndarray,
+    nuclide: Any,
+    sidecar: dict[str, Any],
+    what: str,
+) -> None:
+    """Refuse times before the injection or after :data:`MAX_HALF_LIVES` half-lives."""
+    source = (
+        "'injection_time' of harmonize.json"
+        if "injection_time" in sidecar
+        else "RadiopharmaceuticalStartDateTime/RadiopharmaceuticalStartTime"
+    )
+    tags = (
+        "SeriesDate/SeriesTime" if what == "PET" else "AcquisitionDateTime or AcquisitionDate/Time"
+    )
+    for s, t in zip(series, times_h, strict=True):
+        if t < 0:
+            raise StudyError(
+                f"{s[0].path}: acquired {-t:.3g} h before the injection ({tags} vs {source})"
+            )
+        if t > MAX_HALF_LIVES * nuclide.half_life_h:
+            raise StudyError(
+                f"{s[0].path}: acquired {t:.4g} h after the injection, more than "
+                f"{MAX_HALF_LIVES:g} half-lives of {nuclide.name} ({nuclide.half_life_h:.4g} h): "
+                f"check {tags}, {source} and the radionuclide"
+            )
+
+
+def _check_decay_factors(volume_files: Sequence[DicomFile], nuclide: Any, state: str) -> None:
+    """PET ``DecayFactor`` must equal exp(λ·``FrameReferenceTime``) for START correction.
+
+    A disagreement beyond 1 % (rounding of the DS values is far below) means the images
+    were corrected with another half-life than the radionuclide's: refuse, naming the tags.
+    """
+    if state != "START":
+        return
+    for item in volume_files:
+        factor, reference_ms = item.header.get("DecayFactor"), item.header.get("FrameReferenceTime")
+        if factor in (None, "") or reference_ms in (None, ""):
+            continue
+        expected = math.exp(nuclide.decay_constant_per_h * float(reference_ms) / 3.6e6)
+        if abs(float(factor) / expected - 1.0) > 0.01:
+            raise StudyError(
+                f"{item.path}: DecayFactor = {float(factor):.6g} but exp(λ·FrameReferenceTime) = "
+                f"{expected:.6g} for {nuclide.name}: the image was decay-corrected with another "
+                "half-life (check the radionuclide)"
+            )
+
+
+def describe_file(ds: Dataset) -> tuple[str, str | None]:
+    """(what a file is, why it is not used as an emission volume or None).
+
+    >>> from pydicom import Dataset
+    >>> d = Dataset(); d.Modality = "NM"; d.ImageType = ["ORIGINAL", "PRIMARY", "STATIC"]
+    >>> describe_file(d)
+    ('NM STATIC', 'planar image (ImageType STATIC), not a reconstructed volume')
+    """
+    modality = str(ds.get("Modality", "") or "?")
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    if modality == "PT":
+        return "PET", None
+    if modality == "NM":
+        if _is_volume(ds):
+            return "SPECT", None
+        kind = next(
+            (
+                v
+                for v in image_type[2:]
+                if v in ("STATIC", "WHOLE BODY", "DYNAMIC", "GATED", "TOMO", "GATED TOMO")
+            ),
+            " ".join(image_type[2:3]) or "?",
+        )
+        reason = {
+            "TOMO": "projections (ImageType TOMO), not reconstructed",
+            "GATED TOMO": "projections (ImageType GATED TOMO), not reconstructed",
+            "STATIC": "planar image (ImageType STATIC), not a reconstructed volume",
+            "WHOLE BODY": "whole-body planar image (ImageType WHOLE BODY), not a volume",
+            "DYNAMIC": "dynamic planar image (ImageType DYNAMIC), not a volume",
+            "GATED": "gated planar image (ImageType GATED), not a volume",
+        }.get(kind, f"NM image of ImageType {image_type}, not a reconstructed volume")
+        return f"NM {kind}", reason
+    if modality in ("CT", "RTSTRUCT", "SEG"):
+        return modality, None
+    return modality, f"modality {modality} is not used"
+
+
 def _pharma(ds: Dataset) -> Dataset | None:
     seq = ds.get("RadiopharmaceuticalInformationSequence")
     return seq[0] if seq else None
 
 
+def _series_start(ds: Dataset) -> datetime | None:
+    for date_tag, time_tag in (
+        ("SeriesDate", "SeriesTime"),
+        ("AcquisitionDate", "AcquisitionTime"),
+        ("StudyDate", "StudyTime"),
+    ):
+        if ds.get(date_tag) and ds.get(time_tag):
+            try:
+                return parse_da_tm(ds.get(date_tag), ds.get(time_tag))
+            except ValueError:
+                continue
+    return None
+
+
 def _injection(ds: Dataset, path: Path) -> datetime | None:
+    """The injection: RadiopharmaceuticalStartDateTime, else RadiopharmaceuticalStartTime.
+
+    A time of day alone (most older PET, GE PET) is put on the series date (else the
+    acquisition or study date); when that would fall after the series start, the injection
+    was the day before (day-crossing rule: an injection precedes its scan by less than a
+    day whenever a scanner writes the time only).
+    """
     item = _pharma(ds)
     if item is None:
         return None
@@ -224,15 +426,26 @@ def _injection(ds: Dataset, path: Path) -> datetime | None:
             return parse_dt(item.RadiopharmaceuticalStartDateTime)
     except ValueError as exc:
         raise StudyError(f"{path}: invalid RadiopharmaceuticalStartDateTime: {exc}") from None
-    return None
-
-
-def _injected_mbq(ds: Dataset) -> float | None:
-    item = _pharma(ds)
-    if item is None or not item.get("RadionuclideTotalDose"):
+    tod = item.get("RadiopharmaceuticalStartTime")
+    if not tod:
         return None
-    value = float(item.RadionuclideTotalDose) / 1e6
-    return value if value > 0 else None
+    start = _series_start(ds)
+    if start is None:
+        return None
+    try:
+        when = parse_da_tm(start.strftime("%Y%m%d"), str(tod))
+    except ValueError as exc:
+        raise StudyError(f"{path}: invalid RadiopharmaceuticalStartTime: {exc}") from None
+    return when - timedelta(days=1) if when > start else when
+
+
+def _injected_mbq(ds: Dataset, path: Path) -> float | None:
+    item = _pharma(ds)
+    if item is None:
+        return None
+    return injected_activity_mbq(
+        item.get("RadionuclideTotalDose"), str(ds.get("Modality", "")), path
+    )
 
 
 def _nuclide(ds: Dataset) -> str | None:
@@ -240,10 +453,18 @@ def _nuclide(ds: Dataset) -> str | None:
     if item is None:
         return None
     texts = [str(item.get("Radiopharmaceutical", "") or "")]
+    codes: list[str] = []
     for seq in ("RadionuclideCodeSequence", "RadiopharmaceuticalCodeSequence"):
-        texts += [str(code.get("CodeMeaning", "")) for code in item.get(seq, [])]
+        for code in item.get(seq, []):
+            codes.append(str(code.get("CodeValue", "") or ""))
+            texts.append(str(code.get("CodeMeaning", "")))
     half = item.get("RadionuclideHalfLife")
-    return parse_radionuclide(texts, float(half) if half not in (None, "") else None)
+    return identify_radionuclide(codes, texts, float(half) if half not in (None, "") else None)
+
+
+def _what(ds: Dataset) -> str:
+    """ "PET" or "SPECT" (for messages)."""
+    return "PET" if str(ds.get("Modality", "")) == "PT" else "SPECT"
 
 
 def _is_volume(ds: Dataset) -> bool:
@@ -287,41 +508,78 @@ def _rescale(ds: Dataset, frame: int | None = None) -> tuple[float, float]:
     )
 
 
-def _units(ds: Dataset) -> tuple[str | None, tuple[float, float] | None]:
-    """("Bq/mL" | "counts" | None, RWVM (slope, intercept) when the units come from it)."""
-    units = str(ds.get("Units", "") or "").strip().upper()
-    if units == "BQML":
-        return "Bq/mL", None
-    if units in ("CNTS", "COUNTS"):
-        return "counts", None
-    for mapping in ds.get("RealWorldValueMappingSequence") or []:
-        codes = [
-            str(c.get("CodeValue", "")) for c in mapping.get("MeasurementUnitsCodeSequence", [])
-        ]
-        label = str(mapping.get("LUTLabel", "")).upper()
-        if any(c.lower() == "bq/ml" for c in codes) or label == "BQML":
-            return "Bq/mL", (
-                float(mapping.get("RealWorldValueSlope", 1.0)),
-                float(mapping.get("RealWorldValueIntercept", 0.0)),
-            )
-        if any(c.lower() in ("{counts}", "counts", "cnts") for c in codes):
-            return "counts", (
-                float(mapping.get("RealWorldValueSlope", 1.0)),
-                float(mapping.get("RealWorldValueIntercept", 0.0)),
-            )
-    return None, None
+def _units(ds: Dataset, path: Path) -> tuple[str | None, tuple[float, float] | None, float]:
+    """(unit, mapping, factor) of an emission header: see :func:`harmonize.io.vendor.units_of`."""
+    return units_of(ds, path)
 
 
-def _acquisition_duration_s(ds: Dataset) -> float | None:
-    total = 0.0
-    for item in ds.get("RotationInformationSequence") or []:
-        if item.get("ActualFrameDuration") and item.get("NumberOfFramesInRotation"):
-            total += float(item.ActualFrameDuration) / 1000.0 * float(item.NumberOfFramesInRotation)
-    if total > 0:
-        return total
-    if ds.get("ActualFrameDuration") and str(ds.get("Modality")) == "PT":
-        return float(ds.ActualFrameDuration) / 1000.0
-    return None
+def _energy_windows(ds: Dataset) -> list[tuple[str, float, float]]:
+    """(name, lower keV, upper keV) of each EnergyWindowInformationSequence item."""
+    out = []
+    for n, item in enumerate(ds.get("EnergyWindowInformationSequence") or [], start=1):
+        ranges = list(item.get("EnergyWindowRangeSequence") or [])
+        low = min((float(r.get("EnergyWindowLowerLimit", 0) or 0) for r in ranges), default=0.0)
+        high = max((float(r.get("EnergyWindowUpperLimit", 0) or 0) for r in ranges), default=0.0)
+        out.append((str(item.get("EnergyWindowName", "") or f"window {n}"), low, high))
+    return out
+
+
+def _choose_stack(
+    stacks: Sequence[FrameStack], ds: Dataset, path: Path, nuclide: str | None, chosen: Any
+) -> FrameStack:
+    """The volume to use: the photopeak window (sidecar ``energy_window`` or by nuclide).
+
+    By nuclide, the window whose [lower, upper] range holds the largest summed yield of the
+    nuclide's ICRP-107 photon lines (Lu-177: 208.4 keV, 11.0 %, over 113.0 keV, 6.4 %).
+    """
+    what = _what(ds)
+    gates = {s.gate for s in stacks if s.gate is not None}
+    if len(gates) > 1:
+        raise StudyError(
+            f"{path}: gated {what} reconstruction ({len(gates)} R-R interval/time slot "
+            "combinations, RRIntervalVector/TimeSlotVector): give the ungated reconstruction"
+        )
+    if len(stacks) == 1:
+        return stacks[0]
+    windows = _energy_windows(ds)
+    numbers = [s.energy_window for s in stacks]
+    described = ", ".join(
+        f"{n}: {windows[n - 1][0]} {windows[n - 1][1]:g}-{windows[n - 1][2]:g} keV"
+        if n is not None and 0 < n <= len(windows)
+        else f"{n}"
+        for n in numbers
+    )
+    if chosen is not None:
+        for stack in stacks:
+            n = stack.energy_window
+            name = windows[n - 1][0] if n is not None and 0 < n <= len(windows) else None
+            if str(chosen) == str(n) or (name is not None and str(chosen) == name):
+                return stack
+        raise StudyError(
+            f"{path}: energy_window {chosen!r} of harmonize.json is none of the file's "
+            f"energy windows ({described})"
+        )
+    if nuclide is not None and windows:
+        from harmonize.nuclides import get_nuclide
+
+        data = get_nuclide(nuclide)
+        energies_kev = np.asarray(data.photon_energies_mev) * 1000.0
+        yields = np.asarray(data.photon_yields)
+        scores = []
+        for n in numbers:
+            if n is None or not 0 < n <= len(windows):
+                scores.append(0.0)
+                continue
+            _, low, high = windows[n - 1]
+            scores.append(float(yields[(energies_kev >= low) & (energies_kev <= high)].sum()))
+        best = int(np.argmax(scores))
+        if scores[best] > 0 and scores.count(scores[best]) == 1:
+            return stacks[best]
+    raise StudyError(
+        f"{path}: {what} reconstruction with {len(stacks)} energy windows (EnergyWindowVector; "
+        f"{described}) and no photopeak of {nuclide or 'an unknown radionuclide'} in exactly "
+        "one of them; give 'energy_window' (number or name) in harmonize.json"
+    )
 
 
 @dataclass
@@ -334,41 +592,38 @@ class _Volume:
     files: list[Path] = field(default_factory=list)
 
 
-def _read_multiframe(item: DicomFile) -> _Volume:
+def _has_rescale(ds: Dataset) -> bool:
+    if ds.get("RescaleSlope") not in (None, ""):
+        return True
+    groups = [*(ds.get("SharedFunctionalGroupsSequence") or [])]
+    groups += [*(ds.get("PerFrameFunctionalGroupsSequence") or [])]
+    return any("PixelValueTransformationSequence" in g for g in groups)
+
+
+def _read_multiframe(
+    item: DicomFile, nuclide: str | None = None, energy_window: Any = None
+) -> _Volume:
+    """One volume of a multi-frame file (see :mod:`harmonize.io._frames` for the geometry)."""
+    what = _what(item.header) if str(item.header.get("Modality")) != "CT" else "CT"
+    stack = _choose_stack(
+        frame_stacks(item.header, item.path, what), item.header, item.path, nuclide, energy_window
+    )
     ds = read_full(item.path)
     stored = pixel_array(ds, item.path).astype(np.float64)
     if stored.ndim == 2:
         stored = stored[None]
-    try:
-        position, orientation = _geometry(ds)
-        spacing_xy = [float(v) for v in ds.PixelSpacing]
-    except (ValueError, AttributeError):
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if stored.shape[0] != n_frames:
         raise StudyError(
-            f"{item.path}: no image geometry (ImagePositionPatient, ImageOrientationPatient, "
-            "PixelSpacing)"
-        ) from None
-    dz = ds.get("SpacingBetweenSlices") or ds.get("SliceThickness")
-    if stored.shape[0] > 1 and not dz:
-        raise StudyError(f"{item.path}: multi-frame volume without SpacingBetweenSlices")
-    units, rwvm = _units(ds)
-    if "PerFrameFunctionalGroupsSequence" in ds:
-        factors = np.array([_rescale(ds, f) for f in range(stored.shape[0])])
-    else:
-        factors = np.tile(_rescale(ds), (stored.shape[0], 1))
-    has_rescale = (
-        ds.get("RescaleSlope") not in (None, "") or "PerFrameFunctionalGroupsSequence" in ds
-    )
-    if rwvm is not None and not has_rescale:
-        factors = np.tile(rwvm, (stored.shape[0], 1))
-    values = stored * factors[:, 0, None, None] + factors[:, 1, None, None]
-    direction = _direction(orientation)
-    grid = Grid(
-        shape=(int(values.shape[0]), int(values.shape[1]), int(values.shape[2])),
-        spacing_mm=(float(dz or 1.0), spacing_xy[0], spacing_xy[1]),
-        origin_mm=tuple(float(v) for v in position),  # type: ignore[arg-type]
-        direction=tuple(float(v) for v in direction.ravel()),
-    )
-    return _Volume(values, grid, units, ds, item.path, [item.path])
+            f"{item.path}: pixel data hold {stored.shape[0]} frames, NumberOfFrames = {n_frames}"
+        )
+    units, rwvm, factor = _units(ds, item.path)
+    slopes, intercepts = stack.slopes, stack.intercepts
+    if rwvm is not None and not _has_rescale(ds):
+        slopes = np.full_like(slopes, rwvm[0])
+        intercepts = np.full_like(intercepts, rwvm[1])
+    values = stored[stack.frames] * slopes[:, None, None] + intercepts[:, None, None]
+    return _Volume(values * factor, stack.grid, units, ds, item.path, [item.path])
 
 
 def read_full(path: Path) -> Dataset:
@@ -416,7 +671,8 @@ def _read_slices(items: Sequence[DicomFile], what: str) -> _Volume:
         ds = read_full(item.path)
         stored = pixel_array(ds, item.path).astype(np.float64)
         slope, intercept = _rescale(ds)
-        slices.append(stored * slope + intercept)
+        _, _, factor = _units(ds, item.path) if what != "CT" else (None, None, 1.0)
+        slices.append((stored * slope + intercept) * factor)
     shapes = {s.shape for s in slices}
     if len(shapes) != 1:
         raise StudyError(f"{entries[0][0].path}: {what} slices of different sizes {sorted(shapes)}")
@@ -430,15 +686,23 @@ def _read_slices(items: Sequence[DicomFile], what: str) -> _Volume:
         origin_mm=tuple(float(v) for v in entries[0][1]),  # type: ignore[arg-type]
         direction=tuple(float(v) for v in direction.ravel()),
     )
-    units, _ = _units(header)
+    units = _units(header, entries[0][0].path)[0] if what != "CT" else None
     return _Volume(values, grid, units, header, entries[0][0].path, [e[0].path for e in entries])
 
 
-def _read_series(items: Sequence[DicomFile], what: str) -> _Volume:
+def _read_series(
+    items: Sequence[DicomFile], what: str, nuclide: str | None = None, energy_window: Any = None
+) -> _Volume:
     header = items[0].header
     frames = int(header.get("NumberOfFrames", 1) or 1)
-    if len(items) == 1 and (frames > 1 or str(header.get("Modality")) == "NM"):
-        return _read_multiframe(items[0])
+    multi = frames > 1 or str(header.get("Modality")) == "NM" or is_enhanced(header)
+    if len(items) == 1 and multi:
+        return _read_multiframe(items[0], nuclide, energy_window)
+    if multi:
+        raise StudyError(
+            f"{items[0].path}: {what} series of {len(items)} multi-frame files (one series "
+            "must be one multi-frame file or single-frame slices)"
+        )
     return _read_slices(items, what)
 
 
@@ -449,9 +713,21 @@ def _group(items: Sequence[DicomFile], key: str) -> dict[str, list[DicomFile]]:
     return groups
 
 
-def _parse_cycle(text: str) -> int | None:
-    match = re.fullmatch(r"\s*(?:c|cycle)?\s*[-_ ]?(\d{1,2})\s*", str(text), flags=re.IGNORECASE)
-    return int(match.group(1)) if match and int(match.group(1)) >= 1 else None
+def _parse_cycle(header: Dataset) -> int | None:
+    """The therapy cycle from ``ClinicalTrialTimePointID`` only when its meaning says so.
+
+    ``"C2"`` or ``"cycle 2"``, or a bare number whose ``ClinicalTrialTimePointDescription``
+    mentions a cycle; a bare number without that (e.g. "13" described as "Days offset from
+    diagnosis") is not a cycle.
+    """
+    text = str(header.get("ClinicalTrialTimePointID", "") or "")
+    description = str(header.get("ClinicalTrialTimePointDescription", "") or "").lower()
+    match = re.fullmatch(r"\s*(c|cycle)?\s*[-_ ]?(\d{1,2})\s*", text, flags=re.IGNORECASE)
+    if not match or int(match.group(2)) < 1:
+        return None
+    if match.group(1) is None and "cycle" not in description:
+        return None
+    return int(match.group(2))
 
 
 # --------------------------------------------------------------------------- main entry
@@ -508,36 +784,24 @@ def load_dicom_study(
         )
     emission = [f for f in files if _is_volume(f.header)]
     if not emission:
-        raise StudyError(f"{where}: no reconstructed SPECT (NM/PT) series found")
+        found_kinds = sorted({describe_file(f.header)[0] for f in files})
+        raise StudyError(
+            f"{where}: no reconstructed SPECT or PET series found (found: "
+            f"{', '.join(found_kinds)}); run 'harmonize inspect {where}' for the reasons"
+        )
+    what = _what(emission[0].header)
     series = list(_group(emission, "SeriesInstanceUID").values())
-    starts = [min(_acquisition_start(f.header, f.path) for f in s) for s in series]
+    starts = [min(_time_point_start(f.header, f.path) for f in s) for s in series]
 
     injection_time: datetime | None = None
     if "injection_time" in sidecar:
         injection_time = datetime.fromisoformat(sidecar["injection_time"])
     else:
-        found: dict[datetime, Path] = {}
-        for s in series:
-            for f in s:
-                inj = _injection(f.header, f.path)
-                if inj is not None:
-                    found.setdefault(inj, f.path)
-        if not found:
-            raise StudyError(
-                f"{series[0][0].path}: no injection date-time (RadiopharmaceuticalStartDateTime); "
-                f"give 'injection_time' in {where}/harmonize.json"
-            )
-        if max(found) - min(found) > timedelta(seconds=60):
-            a, b = found[min(found)], found[max(found)]
-            raise StudyError(
-                f"{where}: SPECT series with different injections ({a} and {b}): several "
-                "cycles in one study folder (use harmonize.open_cohort)"
-            )
-        injection_time = min(found)
+        injection_time = _study_injection(series, starts, where, what)
     activity_mbq = sidecar.get("injected_activity_MBq")
     if activity_mbq is None:
         doses_mbq = {
-            v for v in (_injected_mbq(f.header) for s in series for f in s) if v is not None
+            v for v in (_injected_mbq(s[0].header, s[0].path) for s in series) if v is not None
         }
         if not doses_mbq:
             raise StudyError(
@@ -546,7 +810,8 @@ def load_dicom_study(
             )
         if max(doses_mbq) / min(doses_mbq) - 1.0 > 1e-6:
             raise StudyError(
-                f"{where}: SPECT series disagree on RadionuclideTotalDose {sorted(doses_mbq)}"
+                f"{where}: {what} series disagree on RadionuclideTotalDose (MBq) "
+                f"{sorted(doses_mbq)}"
             )
         activity_mbq = max(doses_mbq)
     nuclide_name = sidecar.get("radionuclide")
@@ -565,31 +830,36 @@ def load_dicom_study(
     series = [series[i] for i in order]
     starts = [starts[i] for i in order]
     times_h = np.array([(s - injection_time).total_seconds() / 3600.0 for s in starts])
-    if np.any(times_h < 0):
-        bad = series[int(np.argmin(times_h))][0].path
-        raise StudyError(f"{bad}: acquired {-times_h.min():.3g} h before the injection")
+    _check_times(series, times_h, nuclide, sidecar, what)
     if np.any(np.diff(times_h) <= 0):
         k = int(np.argmin(np.diff(times_h)))
         raise StudyError(
-            f"{where}: two SPECT series acquired at the same time ({series[k][0].path} and "
+            f"{where}: two {what} series acquired at the same time ({series[k][0].path} and "
             f"{series[k + 1][0].path}); keep one reconstruction per time point"
         )
     needed = min_time_points or int(sidecar.get("min_time_points", 2))
     if len(series) < needed:
         raise StudyError(
-            f"{where}: {len(series)} SPECT time point(s) found, at least {needed} needed "
+            f"{where}: {len(series)} {what} time point(s) found, at least {needed} needed "
             f"(files: {[str(s[0].path) for s in series]}); set min_time_points=1 (or "
             "'min_time_points': 1 in harmonize.json) for single-time-point dosimetry"
         )
 
-    volumes = [_read_series(s, "SPECT") for s in series]
-    reference = volumes[0].grid
+    volumes = [
+        _read_series(s, _what(s[0].header), nuclide_name, sidecar.get("energy_window"))
+        for s in series
+    ]
+    ref_index = _voi_time_point(files, volumes, starts, voi_source)
+    reference = volumes[ref_index].grid
     frames = []
     for t, volume in enumerate(volumes):
         values = _to_bq_ml(volume, sidecar, where)
         state = str(
             sidecar.get("decay_correction") or volume.header.get("DecayCorrection") or "NONE"
         ).upper()
+        _check_decay_factors(
+            [f for f in series[t] if str(f.header.get("Modality")) == "PT"], nuclide, state
+        )
         ref_time = _decay_reference(volume, state, injection_time, starts[t])
         if ref_time is not None:
             dt_h = (starts[t] - ref_time).total_seconds() / 3600.0
@@ -603,18 +873,20 @@ def load_dicom_study(
     clipped = int((activity < 0).sum())
     activity = np.clip(activity, 0.0, None)
 
-    reference_for = str(volumes[0].header.get("FrameOfReferenceUID", "") or "") or None
-    ct, ct_by_time = _read_cts(files, [v.header for v in volumes], starts, times_h, reference)
+    reference_for = str(volumes[ref_index].header.get("FrameOfReferenceUID", "") or "") or None
+    ct, ct_by_time = _read_cts(
+        files, [v.header for v in volumes], starts, times_h, reference, ref_index
+    )
     rois, kinds_from_type = _read_vois(files, reference, reference_for, voi_source, where)
+    voi_record = json.dumps({"method": voi_source if rois else "derived"}, sort_keys=True)
+    if not rois:
+        rois, kinds_from_type, voi_record = derive_vois(
+            activity[ref_index], ct, reference.spacing_mm, sidecar, where
+        )
     labels, table = _label_map(rois, kinds_from_type, sidecar, voi_rules, reference, where)
 
-    header = volumes[0].header
-    study_cycle = (
-        sidecar.get("cycle")
-        or _parse_cycle(str(header.get("ClinicalTrialTimePointID", "") or ""))
-        or cycle
-        or 1
-    )
+    header = volumes[ref_index].header
+    study_cycle = sidecar.get("cycle") or cycle or _parse_cycle(header) or 1
     extra: dict[str, Any] = {
         "source": "dicom",
         "units_original": volumes[0].units or str(sidecar.get("units", "")),
@@ -622,12 +894,14 @@ def load_dicom_study(
             sidecar.get("decay_correction") or header.get("DecayCorrection") or "NONE"
         ),
         "negative_voxels_clipped": clipped,
+        "voi_source": voi_record,
+        "reference_time_index": int(ref_index),
     }
     if "calibration_cps_per_MBq" in sidecar:
         extra["calibration_cps_per_MBq"] = float(sidecar["calibration_cps_per_MBq"])
-    if not sidecar.get("patient_id") and str(header.get("PatientIdentityRemoved", "")) != "YES":
-        # the id is the original PatientID: results must not carry it (harmonize.runner
-        # pseudonymises it with a key, or refuses the study)
+    if not all(is_deidentified(f.header) for f in files):
+        # DICOM not de-identified (a sidecar never says otherwise, harmonize.io.phi): results
+        # must not carry its identifiers (harmonize.runner pseudonymises with a key, or refuses)
         extra["identified"] = 1
     dz, dy, dx = reference.spacing_mm
     study = make_study(
@@ -657,9 +931,18 @@ def _to_bq_ml(volume: _Volume, sidecar: dict[str, Any], where: str) -> np.ndarra
     units = volume.units or sidecar.get("units")
     if units == "Bq/mL":
         return volume.values
+    if units == "cps":
+        calibration = sidecar.get("calibration_cps_per_MBq")
+        if calibration is None:
+            raise StudyError(
+                f"{volume.path}: image in counts per second (Units CPS) but no "
+                f"'calibration_cps_per_MBq' (give it in {where}/harmonize.json)"
+            )
+        dz, dy, dx = volume.grid.spacing_mm
+        return volume.values / float(calibration) * 1e6 / (dz * dy * dx / 1000.0)
     if units == "counts" or (units is None and "calibration_cps_per_MBq" in sidecar):
         calibration = sidecar.get("calibration_cps_per_MBq")
-        duration = sidecar.get("acquisition_duration_s") or _acquisition_duration_s(volume.header)
+        duration = sidecar.get("acquisition_duration_s") or acquisition_duration_s(volume.header)
         if calibration is None or duration is None:
             missing = "calibration_cps_per_MBq" if calibration is None else "acquisition_duration_s"
             raise StudyError(
@@ -670,7 +953,7 @@ def _to_bq_ml(volume: _Volume, sidecar: dict[str, Any], where: str) -> np.ndarra
         voxel_ml = dz * dy * dx / 1000.0
         return volume.values / (float(duration) * float(calibration)) * 1e6 / voxel_ml
     raise StudyError(
-        f"{volume.path}: SPECT series without units (no Units=BQML/CNTS, no Real World Value "
+        f"{volume.path}: {_what(volume.header)} series without units (no Units=BQML/CNTS, no Real World Value "
         f"Mapping) and no calibration; give 'units' and, for counts, "
         f"'calibration_cps_per_MBq' in {where}/harmonize.json"
     )
@@ -741,6 +1024,7 @@ def _read_cts(
     starts: Sequence[datetime],
     times_h: np.ndarray,
     grid: Grid,
+    ref_index: int = 0,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(``ct`` of the reference time point, ``ct_by_time`` or None), on ``grid`` in HU.
 
@@ -759,7 +1043,7 @@ def _read_cts(
 
     def resampled(index: int) -> np.ndarray:
         if index not in cache:
-            volume = _read_slices(groups[index], "CT")
+            volume = _read_series(groups[index], "CT")
             image = array_to_image(volume.values.astype(np.float32), volume.grid)
             cache[index] = np.asarray(
                 resample_onto(image, grid, interpolator=sitk.sitkLinear, default_value=_AIR_HU),
@@ -767,7 +1051,7 @@ def _read_cts(
             )
         return cache[index]
 
-    first = matched[0]
+    first = matched[ref_index]
     ct = resampled(first) if first is not None else None
     if len({matched[t] for t in own}) < 2:
         return ct, None
@@ -781,6 +1065,46 @@ def _read_cts(
     return ct, np.stack(frames)
 
 
+def _voi_frames(files: Sequence[DicomFile], source: str) -> set[str]:
+    """Frames of reference the VOI files (SEG or RTSTRUCT, as ``source`` picks) refer to."""
+    segs = [f for f in files if str(f.header.get("Modality", "")) == "SEG"]
+    structs = [f for f in files if str(f.header.get("Modality", "")) == "RTSTRUCT"]
+    chosen = segs if source == "seg" or (source == "auto" and segs) else structs
+    out = set()
+    for item in chosen:
+        header = item.header
+        if str(header.get("Modality")) == "SEG" and header.get("FrameOfReferenceUID"):
+            out.add(str(header.FrameOfReferenceUID))
+        for ref in header.get("ReferencedFrameOfReferenceSequence") or []:
+            if ref.get("FrameOfReferenceUID"):
+                out.add(str(ref.FrameOfReferenceUID))
+    return out
+
+
+def _voi_time_point(
+    files: Sequence[DicomFile], volumes: Sequence[_Volume], starts: Sequence[datetime], source: str
+) -> int:
+    """The reference time point: the one whose frame of reference the VOI file is drawn in.
+
+    Its own emission frame of reference first, else that of the CT matched to it (the
+    structure set drawn on the 24 h CT makes the 24 h time point the reference); the first
+    time point when no VOI file names a frame of reference of the study.
+    """
+    wanted = _voi_frames(files, source)
+    if not wanted:
+        return 0
+    for t, volume in enumerate(volumes):
+        if _uid(volume.header, "FrameOfReferenceUID") in wanted:
+            return t
+    ct_files = [f for f in files if str(f.header.get("Modality", "")) == "CT"]
+    groups = list(_group(ct_files, "SeriesInstanceUID").values())
+    for t, (volume, start) in enumerate(zip(volumes, starts, strict=True)):
+        index = _match_ct(groups, volume.header, start)
+        if index is not None and _uid(groups[index][0].header, "FrameOfReferenceUID") in wanted:
+            return t
+    return 0
+
+
 def _read_vois(
     files: Sequence[DicomFile], grid: Grid, reference_for: str | None, source: str, where: str
 ) -> tuple[list[RoiMask], dict[str, str]]:
@@ -790,6 +1114,8 @@ def _read_vois(
     structs = [f for f in files if str(f.header.get("Modality", "")) == "RTSTRUCT"]
     use_seg = source == "seg" or (source == "auto" and segs)
     chosen = segs if use_seg else structs
+    if not chosen and source == "auto":
+        return [], {}  # no VOI file: the caller derives VOIs (harmonize.io.auto_voi)
     if not chosen:
         raise StudyError(
             f"{where}: no {'DICOM SEG' if source == 'seg' else 'RTSTRUCT' if source == 'rtstruct' else 'RTSTRUCT or DICOM SEG'} "
@@ -832,12 +1158,12 @@ def _label_map(
             kept.append(roi)
         else:
             warnings.warn(
-                f"{where}: VOI {roi.name!r} has no voxel centre inside it on the SPECT grid; dropped",
+                f"{where}: VOI {roi.name!r} has no voxel centre inside it on the emission grid; dropped",
                 VoiWarning,
                 stacklevel=3,
             )
     if not kept:
-        raise StudyError(f"{where}: no VOI covers any voxel of the SPECT grid")
+        raise StudyError(f"{where}: no VOI covers any voxel of the emission (SPECT/PET) grid")
     ids: list[int] = []
     used: set[int] = {int(v["voi_id"]) for v in declared.values() if "voi_id" in v}
     for roi in kept:

@@ -178,6 +178,12 @@ def _base(study: xr.Dataset, uids: dict[str, Any], t: int, when: datetime) -> Da
     ds.ManufacturerModelName = str(study.attrs.get("source", "harmonize"))
     ds.SoftwareVersions = _version()
     ds.ClinicalTrialTimePointID = f"C{int(study.attrs['cycle'])}"
+    ds.ClinicalTrialTimePointDescription = "therapy cycle"
+    if not study.attrs.get("identified"):
+        # a pseudonymous Study (phantom, or de-identified on reading): say so in the
+        # header, the only place harmonize.io.phi trusts (PS3.15 E.1.1)
+        ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = "harmonize: written from a pseudonymous Study"
     return ds
 
 
@@ -264,7 +270,8 @@ def _nm_dataset(study: xr.Dataset, uids: dict[str, Any], t: int, grid: Grid) -> 
     )
     pharma.RadiopharmaceuticalStartDateTime = format_dt(injection)
     pharma.RadiopharmaceuticalStartTime = format_tm(injection)
-    pharma.RadionuclideTotalDose = ds_values([float(study.attrs["injected_activity_MBq"]) * 1e6])[0]
+    # MBq, the unit of the NM Isotope Module (PS3.3 C.8.4.10; PET's module says Bq)
+    pharma.RadionuclideTotalDose = ds_values([float(study.attrs["injected_activity_MBq"])])[0]
     pharma.RadionuclideHalfLife = ds_values([nuclide.half_life_h * 3600.0])[0]
     ds.RadiopharmaceuticalInformationSequence = DicomSequence([pharma])
     ds.PixelData = stored.astype("<u2").tobytes()

@@ -126,9 +126,10 @@ def read_rtstruct(
     refs = _ref_frame_uids(ds)
     if frame_of_reference_uid is not None and refs and frame_of_reference_uid not in refs:
         raise StudyError(
-            f"{path}: RTSTRUCT refers to frame of reference {sorted(refs)}, not to the SPECT "
-            f"reference time point's frame of reference {frame_of_reference_uid}; register "
-            "the structure set to that time point first"
+            f"{path}: RTSTRUCT refers (ReferencedFrameOfReferenceSequence) to a frame of "
+            "reference of none of the study's time points (neither an emission series nor its "
+            "CT): it was drawn on a series that is not in this study, or register it to one "
+            "of its time points"
         )
     names = {
         int(item.ROINumber): str(item.get("ROIName", f"roi_{int(item.ROINumber)}")).strip()

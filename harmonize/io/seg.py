@@ -145,8 +145,9 @@ def read_seg(
     seg_for = str(ds.get("FrameOfReferenceUID", "") or "")
     if frame_of_reference_uid is not None and seg_for and seg_for != frame_of_reference_uid:
         raise StudyError(
-            f"{path}: SEG refers to frame of reference {seg_for}, not to the SPECT reference "
-            f"time point's frame of reference {frame_of_reference_uid}"
+            f"{path}: SEG refers (FrameOfReferenceUID) to a frame of reference of none of "
+            "the study's time points (neither an emission series nor its CT): it was drawn on "
+            "a series that is not in this study, or register it to one of its time points"
         )
     try:
         seg = hd.seg.Segmentation.from_dataset(ds, copy=False)

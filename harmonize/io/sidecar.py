@@ -30,6 +30,13 @@ key                        meaning
 ``voi_rules``              list of ``[pattern, kind]`` naming rules (see :mod:`.naming`)
 ``min_time_points``        fewest time points accepted (default 2; 1 for single-time-point
                            dosimetry)
+``energy_window``          DICOM: the energy window to use (1-based number or
+                           ``EnergyWindowName``) when a file holds several (default: the
+                           window holding the radionuclide's main photopeak)
+``auto_lesions``           DICOM without RTSTRUCT/SEG: ``{"threshold_fraction": f,
+                           "min_volume_ml": v}`` threshold lesions (:mod:`.auto_voi`)
+``segmenter``              DICOM without RTSTRUCT/SEG: name of an external segmenter
+                           (entry-point group ``harmonize.segmenters``, :mod:`.auto_voi`)
 =========================  ==========================================================
 """
 
@@ -67,6 +74,9 @@ SIDECAR_KEYS = (
     "vois",
     "voi_rules",
     "min_time_points",
+    "energy_window",
+    "auto_lesions",
+    "segmenter",
 )
 _UNITS = {"bq/ml": "Bq/mL", "bqml": "Bq/mL", "counts": "counts", "cnts": "counts"}
 
@@ -130,6 +140,27 @@ def validate_sidecar(data: Any, source: str = SIDECAR_NAME) -> dict[str, Any]:
                 f"{where}'decay_correction' must be NONE, START or ADMIN, got {out['decay_correction']!r}"
             )
         out["decay_correction"] = value
+    if "energy_window" in out and (
+        isinstance(out["energy_window"], bool)
+        or not isinstance(out["energy_window"], int | str)
+        or str(out["energy_window"]).strip() == ""
+    ):
+        raise StudyError(
+            f"{where}'energy_window' must be a window number or name, got {out['energy_window']!r}"
+        )
+    if "auto_lesions" in out:
+        params = out["auto_lesions"]
+        if not isinstance(params, dict) or set(params) - {"threshold_fraction", "min_volume_ml"}:
+            raise StudyError(
+                f"{where}'auto_lesions' must be an object with 'threshold_fraction' and/or "
+                f"'min_volume_ml', got {params!r}"
+            )
+        fraction = float(params.get("threshold_fraction", 0.4))
+        if not 0 < fraction < 1:
+            raise StudyError(f"{where}auto_lesions 'threshold_fraction' must be in (0, 1)")
+        _positive(f"{where}auto_lesions 'min_volume_ml'", params.get("min_volume_ml", 1.0))
+    if "segmenter" in out and (not isinstance(out["segmenter"], str) or not out["segmenter"]):
+        raise StudyError(f"{where}'segmenter' must be a non-empty string")
     if "min_time_points" in out:
         value = out["min_time_points"]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
