@@ -36,14 +36,21 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
         raise CLIError(
             f"--planned-cycles {planned} is below the highest imaged cycle {max(cycles)} (--cycles)"
         )
-    config = PhantomConfig(
-        noise=not args.no_noise,
-        cycles=cycles,
-        planned_cycles=planned,
-        psf_fwhm_mm=args.fwhm,
-        voxel_size_mm=args.voxel_size,
-        motion_mm=args.motion,
-    )
+    from harmonize.imaging import ProfileError
+
+    try:
+        config = PhantomConfig(
+            noise=not args.no_noise,
+            cycles=cycles,
+            planned_cycles=planned,
+            psf_fwhm_mm=args.fwhm,
+            voxel_size_mm=args.voxel_size,
+            motion_mm=args.motion,
+            imaging_profile=args.imaging_profile,
+            imaging_mode=args.imaging_mode,
+        )
+    except ProfileError as exc:
+        raise CLIError(f"--imaging-profile: {exc}") from exc
     out = write_cohort(
         args.out,
         n_patients=args.patients,
@@ -478,7 +485,24 @@ def _parser() -> argparse.ArgumentParser:
         help="cycles of the planned treatment; the truth covers all of them (default 4)",
     )
     p.add_argument("--no-noise", action="store_true", help="no counting noise")
-    p.add_argument("--fwhm", type=float, default=11.0, help="PSF FWHM in mm (default 11)")
+    p.add_argument(
+        "--fwhm",
+        type=float,
+        default=11.0,
+        help="PSF FWHM of the ideal scanner in mm (default 11; without --imaging-profile)",
+    )
+    p.add_argument(
+        "--imaging-profile",
+        default="",
+        help="centre imaging profile (bordet, montpellier, milan or a profile .json): "
+        "clinical noise and resolution; default: the ideal scanner",
+    )
+    p.add_argument(
+        "--imaging-mode",
+        choices=("fast", "full"),
+        default="fast",
+        help="with --imaging-profile: calibrated fast mode or full projection/OSEM",
+    )
     p.add_argument("--voxel-size", type=float, default=4.8, help="voxel size in mm (default 4.8)")
     p.add_argument(
         "--motion",

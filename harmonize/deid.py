@@ -120,6 +120,8 @@ _BUNDLE_ATTRS = {
     "source",
     "psf_fwhm_mm",
     "noise",
+    "imaging_profile",
+    "imaging_mode",
     "units_original",
     "decay_correction_original",
     "negative_voxels_clipped",

@@ -9,8 +9,11 @@ Every VOI has uniform activity concentration with its own uptake–washout kinet
 whose time integral :math:`C_0 (1/\\lambda_w - 1/\\lambda_u)` is the exact TIA per mL. The
 scanner model adds, per time point, Poisson counting noise (sensitivity × acquisition time,
 before the point-spread function so the noise is spatially correlated as in reconstructed
-SPECT) and a Gaussian PSF of configurable FWHM. Images are sampled at a superset of the
-centres' schedules (4, 24, 48, 72, 96, 168, 192 h).
+SPECT) and a Gaussian PSF of configurable FWHM — the *ideal scanner*, whose noise is about
+ten times below clinical images — or, with ``imaging_profile``, a centre's camera through
+:mod:`harmonize.imaging` (projection, noise on projections, OSEM, or its calibrated fast
+mode). Images are sampled at a superset of the centres' schedules (4, 24, 48, 72, 96, 168,
+192 h).
 
 Where the numbers come from
 ---------------------------
@@ -92,6 +95,26 @@ WASHOUT_HALF_LIFE_H = {
 }
 #: Uptake half-life range in hours [assumed].
 UPTAKE_HALF_LIFE_H = (0.5, 3.0)
+#: ``kinetics="clinical"``: effective (washout) half-life per tissue, log-normal (median h,
+#: geometric SD) [assumed: medians at the centres of the ranges above, spreads chosen so
+#: that the central 95 % spans about ×0.5–×2 for tumours; no per-tissue source available].
+CLINICAL_WASHOUT_HALF_LIFE_H = {
+    "kidney": (50.0, 1.25),
+    "liver": (75.0, 1.25),
+    "spleen": (75.0, 1.25),
+    "lesion": (85.0, 1.4),
+    "body": (30.0, 1.3),
+}
+#: ``kinetics="clinical"``: fraction of tumours whose uptake peaks late [assumed].
+LATE_PEAK_FRACTION = 0.4
+#: Time of that late peak, uniform in this range, h (the issue's 24–48 h) [assumed].
+LATE_PEAK_TIME_H = (24.0, 48.0)
+#: ``kinetics="clinical"``: probability that a lesion of at least ``NECROSIS_MIN_ML`` has a
+#: necrotic core, the core's share of the lesion depth and its relative uptake [assumed].
+NECROSIS_PROBABILITY = 0.3
+NECROSIS_MIN_ML = 10.0
+NECROSIS_DEPTH_FRACTION = 0.5
+NECROSIS_UPTAKE = 0.2
 #: Tissue mass densities, g/mL (ICRU Report 46).
 DENSITY_G_ML = {
     "soft": 1.03,
@@ -154,6 +177,27 @@ class PhantomConfig:
         Largest rigid patient shift (per axis, uniform) between the first and each later
         time point; 0 (default) keeps the patient still. With motion, each time point gets
         its own CT (``ct_by_time``) and the labels and truth refer to the first time point.
+    imaging_profile : str
+        Centre imaging profile (:func:`harmonize.imaging.load_profile`: a shipped name such
+        as ``"bordet"`` or a profile .json path) whose camera images the cohort: projection
+        with attenuation and collimator response, noise on the projections, OSEM, post-filter
+        (``imaging_mode="full"``) or the fast parametric mode calibrated on it. Empty (the
+        default, for backward compatibility) keeps the *ideal scanner*: Poisson noise per
+        voxel then the Gaussian ``psf_fwhm_mm`` — about ten times less noise than clinical
+        images (liver voxel CoV 1–2 %); ``psf_fwhm_mm`` and ``acquisition_s`` apply only to it.
+    imaging_mode : {"fast", "full"}
+        How a profile images (ignored without ``imaging_profile``).
+    kinetics : {"gentle", "clinical"}
+        ``"gentle"`` (default, backward compatible): uniform VOIs, uptake half-lives
+        0.5–3 h, uniform washout ranges. ``"clinical"``: log-normal effective half-lives
+        (:data:`CLINICAL_WASHOUT_HALF_LIFE_H`), a fraction of tumours peaking at 24–48 h
+        (:data:`LATE_PEAK_FRACTION`) and necrotic cores in some large lesions — so the
+        centres' schedules and early-time integration rules matter. Drawn from their own
+        random streams: the anatomy is the same as with ``"gentle"``.
+    observer_segmentation : bool
+        Also write ``labels_observer``, an observer's segmentation
+        (:func:`harmonize.segmentation.observer_labels`: CT organ contours with boundary
+        error, lesions by a 40 % SPECT threshold on the first time point).
     """
 
     voxel_size_mm: float = 4.8
@@ -172,6 +216,24 @@ class PhantomConfig:
     nuclide: str = "Lu-177"
     injected_activity_mbq: float = 7400.0
     motion_mm: float = 0.0
+    imaging_profile: str = ""
+    imaging_mode: str = "fast"
+    kinetics: str = "gentle"
+    observer_segmentation: bool = False
+
+    def __post_init__(self) -> None:
+        if self.imaging_mode not in ("fast", "full"):
+            raise ValueError(
+                f"PhantomConfig.imaging_mode must be 'fast' or 'full', got {self.imaging_mode!r}"
+            )
+        if self.kinetics not in ("gentle", "clinical"):
+            raise ValueError(
+                f"PhantomConfig.kinetics must be 'gentle' or 'clinical', got {self.kinetics!r}"
+            )
+        if self.imaging_profile:
+            from harmonize.imaging import load_profile
+
+            load_profile(self.imaging_profile)  # a clear error now rather than mid-cohort
 
     @property
     def all_cycles(self) -> tuple[int, ...]:
@@ -199,6 +261,7 @@ class PhantomPatient:
     vois: pd.DataFrame
     kinetics: dict[int, pd.DataFrame] = field(default_factory=dict)
     injected_activity_mbq: dict[int, float] = field(default_factory=dict)
+    uptake_scale: np.ndarray | None = None  # relative uptake per voxel (necrotic cores)
 
 
 def _grid_mm(config: PhantomConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -333,6 +396,8 @@ def make_patient(index: int, seed: int, config: PhantomConfig | None = None) -> 
         vois=table,
     )
     _draw_kinetics(patient, rng, config)
+    if config.kinetics == "clinical":
+        patient.uptake_scale = _necrotic_cores(patient, config)
     return patient
 
 
@@ -369,6 +434,17 @@ def _draw_kinetics(
         base_dose = np.where([c == "lesion" for c in classes], base_dose * scale, base_dose)
     t_wash = np.array([rng.uniform(*WASHOUT_HALF_LIFE_H[c]) for c in classes])
     t_up = rng.uniform(*UPTAKE_HALF_LIFE_H, size=n)
+    late = np.zeros(n, dtype=bool)
+    peak_h = np.full(n, np.nan)
+    if config.kinetics == "clinical":
+        # own stream: the anatomy and the gentle draws above are unchanged
+        krng = np.random.default_rng(np.random.SeedSequence([patient.seed, patient.index, 4]))
+        median = np.array([CLINICAL_WASHOUT_HALF_LIFE_H[c][0] for c in classes])
+        gsd = np.array([CLINICAL_WASHOUT_HALF_LIFE_H[c][1] for c in classes])
+        t_wash = median * np.exp(krng.normal(0.0, np.log(gsd)))
+        is_tumour = np.array([c == "lesion" for c in classes])
+        late = is_tumour & (krng.random(n) < LATE_PEAK_FRACTION)
+        peak_h = krng.uniform(*LATE_PEAK_TIME_H, size=n)
     for cycle in config.all_cycles:
         # each cycle has its own stream, so a cycle's kinetics do not depend on which
         # other cycles are simulated
@@ -381,6 +457,8 @@ def _draw_kinetics(
         spec_dose = base_dose * factor * crng.uniform(0.92, 1.08, size=n)
         lam_w = np.maximum(np.log(2.0) / (t_wash * crng.uniform(0.95, 1.05, size=n)), lam_phys)
         lam_u = np.maximum(np.log(2.0) / t_up, 4.0 * lam_w)
+        for k in np.flatnonzero(late):  # a handful of lesions
+            lam_u[k] = _uptake_for_peak(float(lam_w[k]), float(peak_h[k]))
         dose_gy = spec_dose * injected / 1000.0
         # dose = ldm · TIA_per_g ; TIA per mL = C0 (1/λw − 1/λu) with C0 in MBq/mL
         tia_per_ml = dose_gy / ldm * np.array([DENSITY_G_ML[_tissue_of(c)] for c in classes])
@@ -395,6 +473,34 @@ def _draw_kinetics(
             }
         )
         patient.injected_activity_mbq[cycle] = float(injected)
+
+
+def _uptake_for_peak(lam_w: float, peak_h: float) -> float:
+    """λ_u (1/h) such that ``e^{−λw t} − e^{−λu t}`` peaks at ``peak_h`` (capped at 0.9/λw)."""
+    from scipy.optimize import brentq
+
+    target = min(peak_h, 0.9 / lam_w)  # the peak time tends to 1/λw as λu → λw
+
+    def peak_time(lam_u: float) -> float:
+        return math.log(lam_u / lam_w) / (lam_u - lam_w) - target
+
+    return float(brentq(peak_time, lam_w * (1.0 + 1e-9), 50.0, xtol=1e-12))
+
+
+def _necrotic_cores(patient: PhantomPatient, config: PhantomConfig) -> np.ndarray:
+    """Relative uptake per voxel: :data:`NECROSIS_UPTAKE` in the core of some lesions."""
+    scale = np.ones(patient.labels.shape)
+    hrng = np.random.default_rng(np.random.SeedSequence([patient.seed, patient.index, 5]))
+    voxel_ml = config.voxel_size_mm**3 / 1000.0
+    lesions = patient.vois.loc[patient.vois["kind"] == "lesion", "voi_id"].to_numpy()
+    draws = hrng.random(lesions.size)
+    for voi_id, u in zip(lesions, draws, strict=True):  # 2-8 lesions
+        mask = patient.labels == voi_id
+        if mask.sum() * voxel_ml < NECROSIS_MIN_ML or u >= NECROSIS_PROBABILITY:
+            continue
+        depth = ndimage.distance_transform_edt(mask)
+        scale[depth > NECROSIS_DEPTH_FRACTION * depth.max()] = NECROSIS_UPTAKE
+    return scale
 
 
 def _tissue_of(cls: str) -> str:
@@ -431,6 +537,8 @@ def truth_table(
     kin = patient.kinetics[cycle]
     voxel_ml = config.voxel_size_mm**3 / 1000.0
     tia_map = _voi_lookup(patient, kin["tia_per_ml_mbq_h"].to_numpy()) * voxel_ml  # MBq·h per voxel
+    if patient.uptake_scale is not None:
+        tia_map = tia_map * patient.uptake_scale
     dose_map = reference_dose_gy(
         tia_map, (config.voxel_size_mm,) * 3, patient.density_g_ml, config.nuclide
     )
@@ -478,11 +586,25 @@ def simulate_study(
     voxel_ml = config.voxel_size_mm**3 / 1000.0
     conc = _concentration_mbq_ml(kin, times)  # (n_voi, n_t) MBq/mL
     true_maps = np.moveaxis(_voi_lookup(patient, conc), -1, 0)  # (t, z, y, x) MBq/mL
+    if patient.uptake_scale is not None:
+        true_maps = true_maps * patient.uptake_scale
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), patient.index, 3, cycle]))
     images = np.empty(true_maps.shape, dtype=np.float32)
     sigma_vox = config.psf_fwhm_mm / (2.0 * math.sqrt(2.0 * math.log(2.0))) / config.voxel_size_mm
     counts_per_mbq = SENSITIVITY_CPS_PER_MBQ * config.acquisition_s
-    for i in range(times.size):
+    ideal = not config.imaging_profile
+    from harmonize.imaging import image_activity, load_profile
+
+    if not ideal:
+        images[:] = image_activity(
+            true_maps * 1e6,
+            patient.density_g_ml,
+            config.voxel_size_mm,
+            load_profile(config.imaging_profile),
+            config.imaging_mode,
+            rng if config.noise else None,
+        )
+    for i in range(times.size if ideal else 0):
         img = true_maps[i]
         if config.noise:
             expected = img * voxel_ml * counts_per_mbq
@@ -513,10 +635,21 @@ def simulate_study(
         ),
         extra_attrs={
             "source": "harmonize.phantom",
-            "psf_fwhm_mm": float(config.psf_fwhm_mm),
             "noise": int(config.noise),
+            "imaging_profile": load_profile(config.imaging_profile).name if not ideal else "ideal",
+            "imaging_mode": config.imaging_mode if not ideal else "ideal",
+            # the Gaussian PSF is a property of the ideal scanner only
+            **({"psf_fwhm_mm": float(config.psf_fwhm_mm)} if ideal else {}),
         },
     )
+    if config.observer_segmentation:
+        from harmonize.segmentation import observer_labels
+
+        srng = np.random.default_rng(np.random.SeedSequence([int(seed), patient.index, 6, cycle]))
+        observed = observer_labels(
+            patient.labels, patient.vois, images[0], config.voxel_size_mm, srng
+        )
+        study["labels_observer"] = (("z", "y", "x"), observed, {"units": "1"})
     if config.motion_mm > 0:
         from harmonize.registration import move_study
 

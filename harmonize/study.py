@@ -12,6 +12,7 @@ variable / coordinate     dims                  units attr   meaning
 ``ct_by_time`` (optional) (time, z, y, x)       ``HU``       one CT per time point (before
                                                              registration), float32
 ``labels``                (z, y, x)             ``1``        integer VOI map, 0 = no VOI
+``labels_observer`` (opt.) (z, y, x)            ``1``        an observer's segmentation, same ids
 ``time``                  (time,)               ``h``        hours after injection, increasing, ≥ 0
 ``z``, ``y``, ``x``       (z,), (y,), (x,)      ``mm``       voxel centres, uniform spacing
 ``voi``                   (voi,)                ``1``        VOI ids (> 0) used in ``labels``
@@ -343,6 +344,13 @@ def validate_study(ds: xr.Dataset) -> xr.Dataset:
             "labels", f"label ids {unknown.tolist()} are not in the VOI table (coordinate 'voi')"
         )
     _check_vois_have_voxels(ds, table)
+    if "labels_observer" in ds.data_vars:  # optional: an observer's segmentation
+        observer = ds["labels_observer"]
+        if observer.dims != SPATIAL_DIMS or not np.issubdtype(observer.dtype, np.integer):
+            raise _fail("labels_observer", "must be an integer map on the activity grid")
+        extra = np.setdiff1d(np.unique(observer.values), [0, *table["voi_id"].tolist()])
+        if extra.size:
+            raise _fail("labels_observer", f"label ids {extra.tolist()} are not in the VOI table")
 
     _validate_attrs(ds)
     return ds

@@ -41,9 +41,11 @@ class VoiRegions:
     label map used for organ statistics in that case.
     """
 
-    def __init__(self, study: xr.Dataset, organ_includes_lesions: bool) -> None:
+    def __init__(
+        self, study: xr.Dataset, organ_includes_lesions: bool, segmentation: str = "given"
+    ) -> None:
         self.table = voi_table(study)
-        self.labels = np.asarray(study["labels"].values)
+        self.labels = np.asarray(study[segmentation_variable(study, segmentation)].values)
         self.ids = self.table["voi_id"].to_numpy()
         self.size = int(self.ids.max()) + 1
         self.organ_includes_lesions = organ_includes_lesions
@@ -119,9 +121,30 @@ class VoiRegions:
         return out.astype({"voi_id": np.int32})
 
 
-def regions(study: xr.Dataset, organ_includes_lesions: bool) -> VoiRegions:
-    """The :class:`VoiRegions` of a study."""
-    return VoiRegions(study, organ_includes_lesions)
+def regions(
+    study: xr.Dataset, organ_includes_lesions: bool, segmentation: str = "given"
+) -> VoiRegions:
+    """The :class:`VoiRegions` of a study, on the chosen segmentation."""
+    return VoiRegions(study, organ_includes_lesions, segmentation)
+
+
+#: Segmentation sources an adapter may choose (harmonize.segmentation).
+SEGMENTATION_SOURCES = {"given": "labels", "observer": "labels_observer"}
+
+
+def segmentation_variable(study: xr.Dataset, segmentation: str) -> str:
+    """The study variable holding the chosen segmentation (clear error if absent)."""
+    if segmentation not in SEGMENTATION_SOURCES:
+        raise ValueError(
+            f"segmentation must be one of {sorted(SEGMENTATION_SOURCES)}, got {segmentation!r}"
+        )
+    name = SEGMENTATION_SOURCES[segmentation]
+    if name not in study.data_vars:
+        raise ValueError(
+            f"segmentation {segmentation!r} needs the study variable {name!r}, which this "
+            "study does not have (write the phantom with observer_segmentation=True)"
+        )
+    return name
 
 
 def density_map_g_ml(study: xr.Dataset, use_ct: bool) -> np.ndarray:

@@ -70,6 +70,11 @@ class BordetConfig(UncertaintyConfig):
     organ_includes_lesions: bool = param(
         False, source="assumed", doc="count lesion voxels inside an organ as organ"
     )
+    segmentation: str = param(
+        "given",
+        source="assumed",
+        doc="VOIs from the study's labels ('given') or its observer segmentation ('observer')",
+    )
     medium: str = param(
         "soft_tissue", source="Lanconelli2012", doc="kernel medium", choices=("soft_tissue", "bone")
     )
@@ -106,7 +111,7 @@ class BordetWorkflow(WorkflowAdapter):
         index = select_time_points(study, cfg.time_points_h, cfg.time_tolerance_h)
         times = np.asarray(study["time"].values[index], dtype=np.float64)
         nuclide = str(study.attrs["radionuclide"])
-        regions = _common.regions(study, cfg.organ_includes_lesions)
+        regions = _common.regions(study, cfg.organ_includes_lesions, cfg.segmentation)
         frames = _common.frames_mbq(study, index)
         tac = regions.sums(frames).T  # (n_voi, t) MBq
 

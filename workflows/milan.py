@@ -7,8 +7,12 @@ After LUTADOSE (Maccauro2024) and the Milan group's practice:
   phase [inferred: the only option with two points]; physical decay when the VOI does not
   wash out;
 * lesion activity corrected by a recovery coefficient RC(volume) [assumed: group practice];
-  the default curve is derived by simulating a Gaussian PSF of ``rc_psf_fwhm_mm`` on spheres
-  (in practice a centre measures it on a sphere phantom: pass it as a table);
+  the curve comes from the centre's **calibration phantom** (NEMA IEC spheres imaged on the
+  camera that imaged the patient, :mod:`harmonize.imaging.nema`): the study's imaging
+  profile when the study records a shipped one, else the ``milan`` profile. It never sees
+  the patient phantom's own resolution. ``rc_source="gaussian_psf"`` restores the former
+  curve simulated with a Gaussian PSF of ``rc_psf_fwhm_mm`` (an oracle on the ideal-scanner
+  phantom, kept for comparison);
 * dose by the sphere model: unit-density-sphere S-values as a function of mass, with the
   lesion mass from CT [assumed: group practice]; organs use the same model [assumed];
 * patient index: global mean dose GTD = Σ Dᵢ mᵢ / Σ mᵢ over lesions [pub], cumulative
@@ -59,8 +63,22 @@ class MilanConfig(UncertaintyConfig):
     recovery_correction: bool = param(
         True, source="assumed", doc="correct lesion activity by RC(volume)"
     )
+    rc_source: str = param(
+        "calibration_phantom",
+        source="assumed",
+        doc="'calibration_phantom' (NEMA IEC spheres on the centre's camera) or 'gaussian_psf'",
+    )
+    rc_profile: str = param(
+        "study",
+        source="assumed",
+        doc="imaging profile of the calibration phantom; 'study': the one that imaged the study "
+        "(the 'milan' profile when the study records none)",
+    )
+    rc_imaging_mode: str = param(
+        "fast", source="assumed", doc="'fast' or 'full' simulation of the calibration phantom"
+    )
     rc_psf_fwhm_mm: float = param(
-        11.0, source="assumed", doc="FWHM of the PSF the default RC curve is simulated with, mm"
+        11.0, source="assumed", doc="FWHM of the PSF of the 'gaussian_psf' RC curve, mm"
     )
     rc_min: float = param(
         0.2, source="assumed", doc="smallest recovery coefficient applied (bounds the correction)"
@@ -74,6 +92,11 @@ class MilanConfig(UncertaintyConfig):
         source="assumed",
         doc="camera sensitivity for the counting statistics, cps/MBq (Milan's is not in our "
         "sources; Bordet's value, Marin2017)",
+    )
+    segmentation: str = param(
+        "given",
+        source="assumed",
+        doc="VOIs from the study's labels ('given') or its observer segmentation ('observer')",
     )
 
 
@@ -112,12 +135,33 @@ class MilanWorkflow(WorkflowAdapter):
     Config = MilanConfig
     config: MilanConfig
 
+    def _curve(self, study: xr.Dataset) -> pvc.RecoveryCurve:
+        cfg = self.config
+        voxel = voxel_size_mm(study)
+        if cfg.rc_source == "gaussian_psf":
+            return _rc_curve(cfg.rc_psf_fwhm_mm, voxel)
+        if cfg.rc_source != "calibration_phantom":
+            raise ValueError(
+                f"milan: rc_source must be 'calibration_phantom' or 'gaussian_psf', "
+                f"got {cfg.rc_source!r}"
+            )
+        from harmonize.imaging import available_profiles
+        from harmonize.imaging.nema import recovery_curve
+
+        profile = cfg.rc_profile
+        if profile == "study":
+            recorded = str(study.attrs.get("imaging_profile", ""))
+            profile = recorded if recorded in available_profiles() else "milan"
+        # the calibration phantom is imaged at the study's (mean) voxel size
+        side = float(np.prod(voxel) ** (1.0 / 3.0))
+        return recovery_curve(profile, round(side, 4), cfg.rc_imaging_mode)
+
     def _run(self, study: xr.Dataset) -> WorkflowResult:
         cfg = self.config
         index = select_time_points(study, cfg.time_points_h, cfg.time_tolerance_h)
         times = np.asarray(study["time"].values[index], dtype=np.float64)
         nuclide = str(study.attrs["radionuclide"])
-        regions = _common.regions(study, cfg.organ_includes_lesions)
+        regions = _common.regions(study, cfg.organ_includes_lesions, cfg.segmentation)
         frames = _common.frames_mbq(study, index)
         measured = regions.sums(frames).T  # (n_voi, t) MBq
         volume_ml = regions.voxel_counts() * voxel_volume_ml(study)
@@ -125,8 +169,12 @@ class MilanWorkflow(WorkflowAdapter):
 
         rc = np.ones(regions.ids.size)
         curve = None
+        provenance: dict[str, str] = {}
         if cfg.recovery_correction and is_lesion.any():
-            curve = _rc_curve(cfg.rc_psf_fwhm_mm, voxel_size_mm(study))
+            curve = self._curve(study)
+            provenance["rc_curve"] = curve.source + (
+                f"; fitted {curve.params}" if curve.params else ""
+            )
             rc[is_lesion] = np.maximum(curve(volume_ml[is_lesion]), cfg.rc_min)
         corrected = measured / rc[:, None]
 
@@ -205,7 +253,7 @@ class MilanWorkflow(WorkflowAdapter):
         return WorkflowResult(
             voi_dose=voi_dose,
             tac=tac,
-            provenance={},
+            provenance=provenance,
             dose_map_gy=None,
             uncertainty=budget,
             uncertainty_chain=chain,

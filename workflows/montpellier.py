@@ -74,6 +74,11 @@ class MontpellierConfig(UncertaintyConfig):
     organ_includes_lesions: bool = param(
         False, source="assumed", doc="count lesion voxels inside an organ as organ"
     )
+    segmentation: str = param(
+        "given",
+        source="assumed",
+        doc="VOIs from the study's labels ('given') or its observer segmentation ('observer')",
+    )
     registration: str = param(
         "auto",
         source="assumed",
@@ -143,7 +148,7 @@ class MontpellierWorkflow(WorkflowAdapter):
         index = select_time_points(study, cfg.time_points_h, cfg.time_tolerance_h)
         times = np.asarray(study["time"].values[index], dtype=np.float64)
         nuclide = str(study.attrs["radionuclide"])
-        regions = _common.regions(study, cfg.organ_includes_lesions)
+        regions = _common.regions(study, cfg.organ_includes_lesions, cfg.segmentation)
         frames = _common.frames_mbq(study, index)  # MBq per voxel
         body = regions.labels > 0
         details = kinetics.fit_voxels(

@@ -1,0 +1,244 @@
+"""Imaging chains: profiles as data, the projector, OSEM, the fast mode, the NEMA phantom."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from importlib import resources
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from harmonize.imaging import ProfileError, available_profiles, image_activity, load_profile
+from harmonize.imaging.fast import correlated_unit_noise, fast_image
+from harmonize.imaging.nema import (
+    NEMA_SPHERE_DIAMETERS_MM,
+    calibration_phantom,
+    measure_calibration,
+)
+from harmonize.imaging.osem import acquire, reconstruct
+from harmonize.imaging.profile import FastModeParameters
+from harmonize.imaging.projector import SpectSystem, attenuation_map_per_mm
+
+FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+
+
+def _small_profile(**changes):
+    base = load_profile("bordet")
+    fast = FastModeParameters(12.0, 4.0, 10.0, 4.8, "test", 0.0, 0.0)
+    return replace(base, **{"n_views": 16, "subsets": 4, "iterations": 3, "fast": fast, **changes})
+
+
+def test_shipped_profiles_load_with_a_source_for_every_value():
+    names = available_profiles()
+    assert {"bordet", "montpellier", "milan"} <= set(names)
+    for name in names:
+        profile = load_profile(name)
+        assert profile.name == name
+        assert len(profile.sources) == 16 and all(s.strip() for s in profile.sources.values())
+    # the published values carry their publication
+    bordet = load_profile("bordet")
+    assert bordet.system_sensitivity_cps_per_mbq == 9.87
+    assert "Marin2017" in bordet.sources["system_sensitivity_cps_per_mbq"]
+    assert load_profile("montpellier").system_sensitivity_cps_per_mbq == 5.67
+
+
+def test_bad_profile_names_the_file_and_field(tmp_path):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"name": "mine", "centre": "c", "fields": {}}))
+    with pytest.raises(ProfileError, match=r"mine\.json: field 'camera' missing"):
+        load_profile(path)
+    good = json.loads(
+        resources.files("harmonize.imaging.profiles").joinpath("bordet.json").read_text()
+    )
+    good["fields"]["n_views"]["value"] = 60.5
+    path.write_text(json.dumps(good))
+    with pytest.raises(ProfileError, match="'n_views' must be an integer"):
+        load_profile(path)
+    with pytest.raises(ProfileError, match="unknown imaging profile"):
+        load_profile("nowhere")
+
+
+def test_projector_back_projector_is_the_exact_adjoint():
+    rng = np.random.default_rng(0)
+    mu = attenuation_map_per_mm(rng.uniform(0.5, 1.5, (10, 20, 22)), 208.4)
+    system = SpectSystem(_small_profile(), mu, 4.8)
+    x = rng.random(mu.shape).astype(np.float32)
+    for view in (0, 3, 7):
+        y = rng.random((10, 22)).astype(np.float32)
+        lhs = float((system.forward(x, view).astype(np.float64) * y).sum())
+        rhs = float((x.astype(np.float64) * system.back(y, view)).sum())
+        assert lhs == pytest.approx(rhs, rel=1e-5)  # float32 arithmetic
+
+
+def test_attenuation_and_collimator_response_of_a_point_source():
+    v = 4.8
+    density = np.ones((41, 41, 41))
+    mu = attenuation_map_per_mm(density, 208.4)
+    profile = _small_profile()
+    system = SpectSystem(profile, mu, v)
+    source = np.zeros(mu.shape, dtype=np.float32)
+    j = 30  # depth index (y) of the source
+    source[20, j, 20] = 1.0
+    proj = system.forward(source, 0).astype(np.float64)
+    # μ of water at 208 keV from NIST (≈ 0.0135 /mm), path = (j + ½) voxels of water
+    mu_mm = float(mu[0, 0, 0])
+    assert mu_mm == pytest.approx(0.01353, rel=0.01)
+    # (the detector, 197 mm square, catches all but ~1e-4 of the blurred point)
+    assert proj.sum() == pytest.approx(math.exp(-mu_mm * (j + 0.5) * v), rel=1e-3)
+    # the transaxial spread is the collimator-detector response at that distance
+    distance = profile.orbit_radius_mm + (j - 20) * v
+    row = proj[20] / proj[20].sum()
+    x = (np.arange(41) - 20) * v
+    sigma = math.sqrt(float((row * x**2).sum()))
+    assert sigma == pytest.approx(profile.system_fwhm_mm(distance) * FWHM_TO_SIGMA, rel=0.02)
+
+
+def test_osem_recovers_a_large_uniform_object_without_noise():
+    v = 4.8
+    shape = (8, 40, 40)
+    zz, yy, xx = np.meshgrid(*(np.arange(n) - (n - 1) / 2 for n in shape), indexing="ij")
+    body = yy**2 + xx**2 <= 15**2
+    density = np.where(body, 1.0, 0.0012)
+    profile = _small_profile(iterations=6, post_filter_fwhm_mm=0.0, scatter_fraction=0.25)
+    system = SpectSystem(profile, attenuation_map_per_mm(density, 208.4), v)
+    activity = np.where(body, 0.05, 0.0).astype(np.float32)
+    counts, scatter = acquire(system, activity, None)
+    assert scatter.sum() / counts.sum() == pytest.approx(0.25, rel=1e-3)
+    image = reconstruct(system, counts, scatter)
+    core = (yy**2 + xx**2 <= 8**2) & (np.abs(zz) < 2)
+    # attenuation and scatter corrected with the true model: the centre of a 144 mm
+    # cylinder is recovered within 5 % after 6 × 4 subset updates (edges still converge)
+    assert image[core].mean() == pytest.approx(0.05, rel=0.05)
+
+
+def test_fast_mode_noise_level_and_texture():
+    rng = np.random.default_rng(1)
+    noise = correlated_unit_noise((40, 40, 40), 3.0, rng)
+    assert noise.std() == pytest.approx(1.0, abs=0.05)
+    lag1 = np.corrcoef(noise[:, :, :-1].ravel(), noise[:, :, 1:].ravel())[0, 1]
+    # a Gaussian autocorrelation of FWHM 3 voxels: ρ(1) = exp(−4 ln2 / 9)
+    assert lag1 == pytest.approx(math.exp(-4 * math.log(2) / 9), abs=0.03)
+
+    profile = _small_profile()
+    conc = np.full((30, 30, 30), 5.0e4)  # Bq/mL, uniform
+    a = fast_image(conc, 4.8, profile, np.random.default_rng(2))
+    b = fast_image(conc, 4.8, profile, np.random.default_rng(2))
+    np.testing.assert_array_equal(a, b)  # seeded
+    clean = fast_image(conc, 4.8, profile, None)
+    centre = (slice(12, 18),) * 3
+    counts = (
+        5.0e4
+        * 4.8**3
+        / 1000
+        * 1e-6
+        * profile.system_sensitivity_cps_per_mbq
+        * profile.acquisition_s
+    )
+    expected_cov = math.sqrt(profile.fast.noise_gain / counts)
+    inner = (slice(8, 22),) * 3
+    cov = float(a[inner].std() / clean[inner].mean())
+    assert cov == pytest.approx(expected_cov, rel=0.15)  # 2744 correlated voxels
+    assert float(a[inner].mean()) == pytest.approx(float(clean[centre].mean()), rel=0.05)
+    assert (a >= 0).all()
+
+
+def test_nema_phantom_geometry_and_fast_calibration():
+    _conc, _density, labels = calibration_phantom(4.8)
+    voxel_ml = 4.8**3 / 1000
+    for k, d in enumerate(NEMA_SPHERE_DIAMETERS_MM, start=1):
+        nominal = math.pi / 6 * d**3 / 1000
+        # voxelisation of a 10–37 mm sphere at 4.8 mm: within one shell of voxels
+        assert abs((labels == k).sum() * voxel_ml - nominal) < 0.5 * nominal + 0.3
+    result = measure_calibration(_small_profile(), 4.8, mode="fast", noise=False)
+    rc = result.table["rc"].to_numpy()
+    assert np.all(np.diff(rc) > 0) and rc[-1] < 1.0
+    # the fast mode is calibrated by construction: the background is recovered exactly
+    assert result.calibration_cps_per_mbq == pytest.approx(9.87, rel=0.01)
+    assert "NEMA IEC" in result.curve.source
+    # the fitted curve goes through the measured points
+    np.testing.assert_allclose(result.curve(result.table["volume_ml"].to_numpy()), rc, atol=0.06)
+
+
+def test_image_activity_modes_agree_in_shape_and_reject_unknown_mode():
+    profile = _small_profile()
+    frames = np.zeros((2, 20, 20, 20))
+    frames[:, 10, 10, 10] = 1e6
+    density = np.ones((20, 20, 20))
+    assert image_activity(frames, density, 4.8, profile, "fast", None).shape == frames.shape
+    with pytest.raises(ValueError, match="imaging mode"):
+        image_activity(frames, density, 4.8, profile, "quick", None)
+    full = image_activity(frames, density, 4.8, profile, "full", None)
+    assert full.shape == frames.shape and np.isfinite(full).all()
+    # the point source is reconstructed where it is, its activity within 5 % (3 × 4 subset
+    # updates of a consistent model; the rest is still spread around it)
+    assert np.unravel_index(np.argmax(full[0]), full[0].shape) == (10, 10, 10)
+    assert full[0].sum() == pytest.approx(1e6, rel=0.05)
+
+
+def test_uncalibrated_profile_refuses_fast_mode():
+    profile = replace(_small_profile(), fast=None)
+    with pytest.raises(ProfileError, match="no 'fast' block"):
+        fast_image(np.ones((4, 4, 4)), 4.8, profile, None)
+
+
+def test_lesion_smaller_than_psf_is_blurred_not_lost():
+    profile = _small_profile()
+    conc = np.zeros((30, 30, 30))
+    conc[13:17, 13:17, 13:17] = 1e5
+    img = fast_image(conc, 4.8, profile, None)
+    # the Gaussian preserves counts away from the grid edge
+    assert img.sum() == pytest.approx(conc.sum(), rel=1e-3)
+    assert img.max() < 1e5
+    assert ndimage.center_of_mass(img) == pytest.approx((14.5, 14.5, 14.5), abs=1e-3)
+
+
+def test_milan_takes_its_recovery_curve_from_the_calibration_phantom():
+    from harmonize.phantom import PhantomConfig, make_patient, simulate_study
+    from workflows.milan import MilanWorkflow
+
+    small = PhantomConfig(
+        voxel_size_mm=6.8,
+        fov_mm=(210.0, 258.0, 360.0),
+        cycles=(1,),
+        n_lesions=(2, 3),
+        imaging_profile="bordet",
+        times_h=(24.0, 168.0),
+    )
+    study, _ = simulate_study(make_patient(0, 3, small), 1, 3, small)
+    assert study.attrs["imaging_profile"] == "bordet"
+    assert "psf_fwhm_mm" not in study.attrs  # the patient's resolution is not exposed
+    result = MilanWorkflow().run(study)
+    assert "NEMA IEC" in result.provenance["rc_curve"]
+    assert "'bordet'" in result.provenance["rc_curve"]
+    lesions = result.voi_dose[result.voi_dose["voi_kind"] == "lesion"]
+    assert ((lesions["recovery_coefficient"] > 0) & (lesions["recovery_coefficient"] < 1)).all()
+    # the former oracle is still available on request, and differs
+    oracle = MilanWorkflow(rc_source="gaussian_psf").run(study)
+    assert "Gaussian PSF" in oracle.provenance["rc_curve"]
+    other = oracle.voi_dose[oracle.voi_dose["voi_kind"] == "lesion"]["recovery_coefficient"]
+    assert not np.allclose(other.to_numpy(), lesions["recovery_coefficient"].to_numpy())
+    # an ideal-scanner study records no profile: Milan's own camera is used
+    ideal = PhantomConfig(**{**small.__dict__, "imaging_profile": ""})
+    study_ideal, _ = simulate_study(make_patient(0, 3, ideal), 1, 3, ideal)
+    assert "'milan'" in MilanWorkflow().run(study_ideal).provenance["rc_curve"]
+
+
+def test_liver_voxel_cov_at_168_h_is_clinical_with_the_shipped_profiles():
+    from harmonize.phantom import PhantomConfig, _concentration_mbq_ml, _voi_lookup, make_patient
+
+    patient = make_patient(0, 0, PhantomConfig())
+    conc = _concentration_mbq_ml(patient.kinetics[1], np.array([168.0]))
+    frame = np.moveaxis(_voi_lookup(patient, conc), -1, 0)[0] * 1e6
+    liver = ndimage.binary_erosion(patient.labels == 2, iterations=2)
+    for name in ("bordet", "montpellier", "milan"):
+        profile = load_profile(name)
+        noisy = fast_image(frame, 4.8, profile, np.random.default_rng(7))
+        clean = fast_image(frame, 4.8, profile, None)
+        cov = float((noisy - clean)[liver].std() / clean[liver].mean())
+        # clinical Lu-177 OSEM liver voxel CoV is typically 10-30 % (the range issue #13
+        # states); the ideal scanner gave 1-2 %. The fast modes were calibrated on the full
+        # simulation (benchmarks/results/imaging.md: 11-24 %), not on this range.
+        assert 0.10 < cov < 0.30, (name, cov)
