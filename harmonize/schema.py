@@ -962,6 +962,9 @@ _FLAG_TOKEN = re.compile(r"^([a-z0-9_]+)(?:\(.*\)|=.*)?$")
 #: two or more words of letters separated by spaces, or a run of 6+ digits (a hospital or
 #: national number). Dates and UIDs are caught by the privacy rule of every string column.
 _IDENTIFYING_ID = re.compile(r"\^|,\s*\w|^[A-Za-z]+\s+[A-Za-z]+|\d{6,}")
+#: harmonize's own keyed pseudonym (:func:`harmonize.deid.pseudonym`): 12 hex digits, which
+#: may hold a run of 6+ decimal digits without being a number from a hospital.
+_HARMONIZE_PSEUDONYM = re.compile(r"^ANON-[0-9A-F]{12}$")
 _ORDERED_DOSES = {
     "voi_dose": (
         ("dose_min_gy", "dose_median_gy"),
@@ -988,7 +991,8 @@ def _row_problems(
     df = table.to_pandas()
     if "patient_id" in df:
         ids = df["patient_id"].astype(str)
-        bad = sorted(set(ids[ids.str.contains(_IDENTIFYING_ID)]))
+        ours = ids.str.fullmatch(_HARMONIZE_PSEUDONYM)
+        bad = sorted(set(ids[ids.str.contains(_IDENTIFYING_ID) & ~ours]))
         if bad:
             problems.append(
                 f"{where}: column 'patient_id' has {len(bad)} value(s) that look identifying "

@@ -103,8 +103,10 @@ def test_package_manifest_lists_every_file_with_its_sha256(exercise):
         if p.is_file() and p.name != "manifest.json"
     }
     assert listed == on_disk
-    # the phantom's truth covers cycles 1-2: the planned treatment of this exercise
-    assert manifest["planned_cycles"] == max(SMALL.cycles) == open_package(pkg).planned_cycles
+    # the phantom's truth covers every planned cycle (1-4, of which 1-2 are imaged): the
+    # planned treatment of this exercise
+    assert manifest["planned_cycles"] == max(SMALL.all_cycles) == 4
+    assert open_package(pkg).planned_cycles == 4
     for name in ("README.md", "vois.csv", "results_template.csv", "method_sheet.csv"):
         assert name in listed
     assert "results_template.xlsx" in listed
@@ -185,7 +187,11 @@ def test_round_trip_agreement_equals_the_direct_run(exercise, tmp_path):
     direct = compare_results(read_merged([exercise / "direct"]), n_boot=50, seed=1)
     imported = compare_results(read_merged([out]), n_boot=50, seed=1)
     assert len(direct.agreement) > 50
-    pd.testing.assert_frame_equal(imported.agreement, direct.agreement)
+    # the template carries no uncertainty column, so the ISO 13528 En share (which needs the
+    # adapters' dose_mean_u_gy) is not estimable for imported rows; every other row is equal
+    en = direct.agreement["statistic"] == "en_satisfactory_fraction"
+    assert en.any() and imported.agreement.loc[en, "estimate"].isna().all()
+    pd.testing.assert_frame_equal(imported.agreement[~en], direct.agreement[~en])
     iso = imported.agreement[imported.agreement["statistic"] == "z_satisfactory_fraction"]
     assert set(iso["workflow_a"]) == set(ADAPTERS)  # ISO 13528 rows in the agreement table
     pd.testing.assert_frame_equal(imported.cutoff_summary, direct.cutoff_summary)
