@@ -112,3 +112,16 @@ def test_empty_uids_never_join(tmp_path, make_tiny_study):
     skipped = skipped_files(tmp_path)
     assert [(s.path.name, s.what) for s in skipped] == [("ct.dcm", "CT")]
     assert "belongs to no SPECT/PET study" in skipped[0].reason
+
+
+def test_inspect_lists_exchange_bundles_instead_of_an_empty_folder(
+    tmp_path, make_tiny_study, capsys
+):
+    # a cohort folder of harmonize bundles holds no DICOM: it is not "empty"
+    for cycle in (1, 2):
+        hz.save_study(make_tiny_study(cycle=cycle), tmp_path / "P001" / f"P001_C{cycle}.nc")
+    report = inspect_folder(tmp_path)
+    assert report["studies"] == [] and report["skipped"] == []
+    assert report["bundles"] == ["P001/P001_C1.nc", "P001/P001_C2.nc"]
+    assert main(["inspect", str(tmp_path)]) == 0
+    assert "2 harmonize exchange bundle(s)" in capsys.readouterr().out

@@ -89,7 +89,8 @@ def inspect_folder(root: str | os.PathLike[str]) -> dict[str, Any]:
     -------
     dict
         ``{"folder", "studies": [{"patient", "cycle", "cycle_from", "status", "reason",
-        "time_points_h", "voi_source", "series": [...]}, ...], "skipped": [{"file", "what",
+        "time_points_h", "voi_source", "series": [...]}, ...], "bundles": [relative paths of
+        exchange bundles], "skipped": [{"file", "what",
         "reason"}, ...]}``.
 
     Raises
@@ -159,9 +160,17 @@ def inspect_folder(root: str | os.PathLike[str]) -> dict[str, Any]:
             entry["status"] = "unusable"
             entry["reason"] = str(exc)
         studies.append(entry)
+    # harmonize's own exchange bundles are not DICOM: listed, so that a cohort folder of
+    # bundles does not read as empty (harmonize run opens them directly)
+    bundles = sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*.nc")
+        if p.is_file() and not p.name.startswith(".")
+    )
     return {
         "folder": str(folder),
         "studies": studies,
+        "bundles": bundles,
         "skipped": [
             {"file": str(s.path.relative_to(folder)), "what": s.what, "reason": s.reason}
             for s in skipped
@@ -176,6 +185,11 @@ def format_inspection(report: dict[str, Any]) -> str:
         f"{'y' if len(report['studies']) == 1 else 'ies'}, "
         f"{len(report['skipped'])} file(s) skipped"
     ]
+    if report.get("bundles"):
+        lines.append(
+            f"{len(report['bundles'])} harmonize exchange bundle(s) (not DICOM; harmonize run "
+            "opens them directly): " + ", ".join(report["bundles"])
+        )
     for study in report["studies"]:
         head = (
             f"- {study['patient']}, cycle {study['cycle']} (from {study['cycle_from']}): "
