@@ -38,6 +38,7 @@ import pandas as pd
 
 from harmonize import compare, schema
 from harmonize._warnings import HarmonizeWarning
+from harmonize.compare import cutoffs as _cutoffs
 from harmonize.indices import fill_cumulative_basis
 
 #: The phantom's ground truth in the results (see harmonize.runner).
@@ -156,29 +157,10 @@ def _quiet(func: Any, *args: Any, **kwargs: Any) -> Any:
 #: (the report renders these tables; it draws no bootstrap of its own).
 DEFAULT_N_BOOT = 1000
 DEFAULT_SEED = 0
-#: Columns of the ``cutoff_classifications`` and ``cutoff_summary`` tables.
-CLASSIFICATION_COLUMNS = (
-    "cutoff_key",
-    "index",
-    "cutoff_gy",
-    "operator",
-    "patient_id",
-    "cycle",
-    "workflow",
-    "value_gy",
-    "above",
-)
-SUMMARY_COLUMNS = (
-    "cutoff_key",
-    "workflow_a",
-    "workflow_b",
-    "statistic",
-    "estimate",
-    "ci_low",
-    "ci_high",
-    "n_patients",
-    "note",
-)
+#: Columns of the ``cutoff_classifications`` and ``cutoff_summary`` tables (defined once,
+#: by the engine that fills them).
+CLASSIFICATION_COLUMNS = _cutoffs.CLASSIFICATION_COLUMNS
+SUMMARY_COLUMNS = _cutoffs.SUMMARY_COLUMNS
 #: Columns of the ``cutoff_translation`` table.
 TRANSLATION_COLUMNS = (
     "cutoff_key",

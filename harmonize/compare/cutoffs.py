@@ -25,8 +25,10 @@ from harmonize.compare.kappa import cohen_kappa, fleiss_kappa
 from harmonize.compare.regression import deming_from_moments, passing_bablok
 
 __all__ = [
+    "CLASSIFICATION_COLUMNS",
     "CUTOFF_COLUMNS",
     "END_OF_TREATMENT",
+    "SUMMARY_COLUMNS",
     "CutoffAgreement",
     "CutoffTranslation",
     "cutoff_agreement",
@@ -212,7 +214,20 @@ def treatment_end(patient_index: pd.DataFrame, what: str = "cumulative indices")
 #: agreement (pairs "workflow vs truth"), never counted as a rater in Fleiss' kappa.
 TRUTH = "truth"
 
-_SUMMARY_COLUMNS = [
+#: Columns of :attr:`CutoffAgreement.classifications` (table ``cutoff_classifications``).
+CLASSIFICATION_COLUMNS = (
+    "cutoff_key",
+    "index",
+    "cutoff_gy",
+    "operator",
+    "patient_id",
+    "cycle",
+    "workflow",
+    "value_gy",
+    "above",
+)
+#: Columns of :attr:`CutoffAgreement.summary` (table ``cutoff_summary``).
+SUMMARY_COLUMNS = (
     "cutoff_key",
     "workflow_a",
     "workflow_b",
@@ -222,7 +237,7 @@ _SUMMARY_COLUMNS = [
     "ci_high",
     "n_patients",
     "note",
-]
+)
 
 
 @dataclass(frozen=True)
@@ -425,23 +440,13 @@ def cutoff_agreement(
                     }
                 )
             )
-    cls_columns = [
-        "cutoff_key",
-        "index",
-        "cutoff_gy",
-        "operator",
-        "patient_id",
-        "cycle",
-        "workflow",
-        "value_gy",
-        "above",
-    ]
+    cls_columns = list(CLASSIFICATION_COLUMNS)
     classifications = (
         pd.concat(cls_parts, ignore_index=True)[cls_columns]
         if cls_parts
         else pd.DataFrame(columns=cls_columns)
     )
-    summary = pd.DataFrame(summ, columns=_SUMMARY_COLUMNS)
+    summary = pd.DataFrame(summ, columns=list(SUMMARY_COLUMNS))
     discordant = (
         pd.concat(disc_parts, ignore_index=True)
         if disc_parts
