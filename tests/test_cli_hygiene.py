@@ -98,3 +98,26 @@ def test_compare_with_a_bad_cutoff_file_names_file_and_column(tmp_path, capsys):
     err = _error_line(capsys)
     assert "--cutoffs" in err and str(bad) in err and "missing column(s)" in err
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "allowed"),
+    [
+        ("milan.rc_source=banana", "['calibration_phantom', 'gaussian_psf']"),
+        ("milan.rc_imaging_mode=slow", "['fast', 'full']"),
+        ("montpellier.segmentation=manual", "['given', 'observer']"),
+    ],
+)
+def test_run_refuses_the_imaging_and_segmentation_choices_before_any_study(
+    tmp_path, capsys, setting, allowed
+):
+    # these parameters came with the imaging chain (issue #13): a typo used to fail every
+    # study one by one with a ValueError
+    out = tmp_path / "results"
+    code = main(
+        ["run", "--workflow", "all", "--cohort", str(tmp_path), "--out", str(out), "--set", setting]
+    )
+    assert code == 2
+    err = _error_line(capsys)
+    assert f"--set {setting}" in err and f"must be one of {allowed}" in err
+    assert not out.exists()

@@ -74,6 +74,7 @@ class BordetConfig(UncertaintyConfig):
         "given",
         source="assumed",
         doc="VOIs from the study's labels ('given') or its observer segmentation ('observer')",
+        choices=tuple(_common.SEGMENTATION_SOURCES),
     )
     medium: str = param(
         "soft_tissue", source="Lanconelli2012", doc="kernel medium", choices=("soft_tissue", "bone")

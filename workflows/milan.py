@@ -67,6 +67,7 @@ class MilanConfig(UncertaintyConfig):
         "calibration_phantom",
         source="assumed",
         doc="'calibration_phantom' (NEMA IEC spheres on the centre's camera) or 'gaussian_psf'",
+        choices=("calibration_phantom", "gaussian_psf"),
     )
     rc_profile: str = param(
         "study",
@@ -75,7 +76,10 @@ class MilanConfig(UncertaintyConfig):
         "(the 'milan' profile when the study records none)",
     )
     rc_imaging_mode: str = param(
-        "fast", source="assumed", doc="'fast' or 'full' simulation of the calibration phantom"
+        "fast",
+        source="assumed",
+        doc="'fast' or 'full' simulation of the calibration phantom",
+        choices=("fast", "full"),
     )
     rc_psf_fwhm_mm: float = param(
         11.0, source="assumed", doc="FWHM of the PSF of the 'gaussian_psf' RC curve, mm"
@@ -97,6 +101,7 @@ class MilanConfig(UncertaintyConfig):
         "given",
         source="assumed",
         doc="VOIs from the study's labels ('given') or its observer segmentation ('observer')",
+        choices=tuple(_common.SEGMENTATION_SOURCES),
     )
 
 

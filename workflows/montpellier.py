@@ -78,6 +78,7 @@ class MontpellierConfig(UncertaintyConfig):
         "given",
         source="assumed",
         doc="VOIs from the study's labels ('given') or its observer segmentation ('observer')",
+        choices=tuple(_common.SEGMENTATION_SOURCES),
     )
     registration: str = param(
         "auto",
