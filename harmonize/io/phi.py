@@ -70,11 +70,10 @@ def identified_sources(sources: Mapping[Any, Any]) -> list[tuple[Any, Path]]:
 
 
 def _bundle_identified(path: Path) -> bool:
-    import xarray as xr
+    from harmonize.cohort import bundle_attrs
 
     try:
-        with xr.open_dataset(path, engine="h5netcdf") as handle:
-            return bool(handle.attrs.get("identified"))
+        return bool(bundle_attrs(path).get("identified"))
     except Exception:  # an unreadable bundle fails later with its own message
         return False
 
