@@ -44,7 +44,7 @@ class DaskRichProgress:
     multiprocessing scheduler; counts the tasks whose key starts with ``prefix``.
     """
 
-    def __init__(self, description: str, total: int, prefix: str = "_run_one") -> None:
+    def __init__(self, description: str, total: int, prefix: str = "_run_study") -> None:
         self.description = description
         self.total = total
         self.prefix = prefix

@@ -46,7 +46,8 @@ def bundle_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The global attributes of an exchange bundle, read without opening its variables.
 
     The attributes are decoded as :func:`xarray.open_dataset` (engine ``h5netcdf``)
-    decodes them (bytes → UTF-8 text), at a fraction of the cost: no variable, coordinate
+    decodes them (bytes → UTF-8 text; the CF ``coordinates`` attribute, which xarray moves
+    into its encoding, is kept), at a fraction of the cost: no variable, coordinate
     or index is read (8 ms instead of 0.2 s for a 64×72×96×4 study), which keeps listing a
     cohort and the PHI gate off the serial path of a parallel run.
     """
