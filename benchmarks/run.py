@@ -3,10 +3,16 @@
 Usage::
 
     python benchmarks/run.py --out bench-results
+    python benchmarks/run.py --out bench-perf --skip-accuracy \
+        --only bench_startup,bench_kinetics,bench_dose,bench_cohort
 
 * every ``benchmarks/bench_*.py`` module is imported and its ``main([])`` called (default
   arguments); it returns a dict of figures, which is flattened into a table. A module that
-  is missing, fails to import or raises is listed with the reason, and the others go on;
+  is missing, fails to import or raises is listed with the reason, and the others go on.
+  The modules of :data:`EXCLUDED_BY_DEFAULT` (studies with their own results page) are
+  listed with the reason they are not run; ``--only`` runs a named subset, excluded ones
+  included. The load average before and after each module is written beside its figures:
+  on a shared machine the timings are not the machine's own;
 * the **accuracy benchmark**: a noisy phantom cohort (seeded) is run through every
   installed workflow adapter; each workflow's lesion mean-dose error against the phantom
   truth is tabulated per lesion-size band (:func:`harmonize.report.truth_error_by_size`),
@@ -42,16 +48,48 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "EXCLUDED_BY_DEFAULT",
     "EXPECTED_BENCHMARKS",
     "accuracy_benchmark",
     "machine_description",
     "main",
+    "parse_only",
     "run_module_benchmarks",
 ]
 
 HERE = Path(__file__).resolve().parent
-#: Benchmarks the issues ask for; a missing one is reported, not an error.
-EXPECTED_BENCHMARKS = ("compare", "dose", "io", "kinetics", "phantom", "startup")
+#: Benchmarks the issues ask for; a missing one is reported, not an error. Every
+#: ``bench_*.py`` found is run by default except :data:`EXCLUDED_BY_DEFAULT`.
+EXPECTED_BENCHMARKS = (
+    "cohort",
+    "compare",
+    "dose",
+    "intercomparison",
+    "io",
+    "kinetics",
+    "phantom",
+    "startup",
+    "uncertainty",
+    "workflows",
+)
+#: Benchmarks not run by default, with the reason; ``--only`` naming one runs it.
+EXCLUDED_BY_DEFAULT = {
+    "accuracy_realistic": (
+        "an accuracy study whose result is a Markdown page (benchmarks/results/"
+        "accuracy_realistic.md, written with --write), not figures; this page's own accuracy "
+        "benchmark covers the default phantom"
+    ),
+    "imaging": (
+        "calibrates the centre imaging profiles (full-chain simulations of the NEMA phantom "
+        "and a patient per profile) and keeps its own page, benchmarks/results/imaging.md "
+        "(--write); run it alone"
+    ),
+    "outcomes": (
+        "a statistical study (where each workflow's optimal cutoff lands, bootstrap coverage "
+        "over replicate cohorts), no timing figure; its page is benchmarks/results/"
+        "bench_outcomes.txt"
+    ),
+}
 
 
 def _version(dist: str) -> str:
@@ -107,7 +145,8 @@ def machine_description() -> dict[str, Any]:
     dict
         platform, machine, cpu_model, cpu_count (logical), cpu_affinity (usable cores),
         memory_gib, python and the versions of numpy, scipy, pandas, pyarrow, matplotlib,
-        harmonize-dosimetry, plus the git commit of the checkout.
+        harmonize-dosimetry, the git commit of the checkout, and the load average (1, 5,
+        15 min) when called: on a machine shared with other jobs timings are not its own.
     """
     try:
         usable = len(os.sched_getaffinity(0))
@@ -126,6 +165,7 @@ def machine_description() -> dict[str, Any]:
             for dist in ("numpy", "scipy", "pandas", "pyarrow", "matplotlib", "harmonize-dosimetry")
         },
         "git_commit": _git_commit(),
+        "load_average_at_start": _load_average(),
     }
 
 
@@ -155,6 +195,14 @@ def _flatten(figures: Mapping[str, Any], prefix: str = "") -> list[tuple[str, An
     return rows
 
 
+def _load_average() -> str:
+    """The 1, 5 and 15-minute load averages, or "unknown" where the OS has none."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def _load(path: Path) -> Any:
     spec = importlib.util.spec_from_file_location(f"_harmonize_bench_{path.stem}", path)
     if spec is None or spec.loader is None:
@@ -174,22 +222,28 @@ def run_module_benchmarks(
     directory : pathlib.Path
         Folder of the benchmark modules.
     only : sequence of str, optional
-        Topics to run (``"dose"`` for ``bench_dose.py``); default all.
+        Topics to run (``"dose"`` for ``bench_dose.py``, see :func:`parse_only`); default
+        every module found except :data:`EXCLUDED_BY_DEFAULT` (listed as ``"excluded"``
+        with the reason).
     quiet : bool
         Do not echo progress.
 
     Returns
     -------
     dict
-        Topic → ``{"status": "ok" | "failed" | "missing", "seconds": float, "figures":
-        dict, "reason": str, "stdout": str}``; expected topics without a module are
-        ``"missing"``.
+        Topic → ``{"status": "ok" | "failed" | "missing" | "excluded", "seconds": float,
+        "figures": dict, "reason": str, "stdout": str}``; expected topics without a module
+        are ``"missing"``.
     """
     found = {p.stem.removeprefix("bench_"): p for p in sorted(directory.glob("bench_*.py"))}
     topics = sorted(set(found) | set(EXPECTED_BENCHMARKS))
+    out: dict[str, dict[str, Any]] = {}
     if only:
         topics = [t for t in topics if t in set(only)]
-    out: dict[str, dict[str, Any]] = {}
+    else:
+        for topic in sorted(set(topics) & set(EXCLUDED_BY_DEFAULT)):
+            out[topic] = {"status": "excluded", "reason": EXCLUDED_BY_DEFAULT[topic]}
+        topics = [t for t in topics if t not in EXCLUDED_BY_DEFAULT]
     for topic in topics:
         if topic not in found:
             out[topic] = {"status": "missing", "reason": f"benchmarks/bench_{topic}.py not found"}
@@ -197,6 +251,7 @@ def run_module_benchmarks(
         if not quiet:
             print(f"[bench] {topic} ...", file=sys.stderr, flush=True)
         captured = io.StringIO()
+        load_before = _load_average()
         start = time.perf_counter()
         try:
             with contextlib.redirect_stdout(captured), warnings.catch_warnings():
@@ -208,16 +263,49 @@ def run_module_benchmarks(
             status = "failed"
             reason = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         seconds = time.perf_counter() - start
+        load_after = _load_average()
         if not quiet:
-            print(f"[bench] {topic}: {status} in {seconds:.1f} s", file=sys.stderr, flush=True)
+            print(
+                f"[bench] {topic}: {status} in {seconds:.1f} s (load average "
+                f"{load_before} → {load_after})",
+                file=sys.stderr,
+                flush=True,
+            )
         out[topic] = {
             "status": status,
             "seconds": seconds,
+            "load_average_before": load_before,
+            "load_average_after": load_after,
             "figures": _jsonable(figures if isinstance(figures, Mapping) else {"result": figures}),
             "reason": reason,
             "stdout": captured.getvalue()[-4000:],
         }
     return out
+
+
+def parse_only(values: Sequence[str], directory: Path = HERE) -> list[str]:
+    """Topics named on the command line: ``dose``, ``bench_dose`` or ``bench_dose.py``.
+
+    Several per argument, separated by commas (``--only bench_startup,bench_kinetics``) or
+    as separate arguments. Raises ValueError naming an unknown one and the known ones.
+    """
+    known = sorted(
+        {p.stem.removeprefix("bench_") for p in directory.glob("bench_*.py")}
+        | set(EXPECTED_BENCHMARKS)
+    )
+    topics: list[str] = []
+    for value in values:
+        for item in value.split(","):
+            name = item.strip().removesuffix(".py").removeprefix("bench_")
+            if not name:
+                continue
+            if name not in known:
+                raise ValueError(
+                    f"--only: unknown benchmark {item.strip()!r}; known: {', '.join(known)}"
+                )
+            if name not in topics:
+                topics.append(name)
+    return topics
 
 
 def accuracy_benchmark(
@@ -379,7 +467,18 @@ def _markdown(
         if result["status"] != "ok":
             lines += [f"**{result['status']}**: {_fmt(result['reason'])}", ""]
             continue
-        lines += [f"Ran in {result['seconds']:.1f} s.", "", "| figure | value |", "|---|---:|"]
+        load = ""
+        if "load_average_before" in result:
+            load = (
+                f" Load average (1, 5, 15 min) {result['load_average_before']} before, "
+                f"{result['load_average_after']} after."
+            )
+        lines += [
+            f"Ran in {result['seconds']:.1f} s.{load}",
+            "",
+            "| figure | value |",
+            "|---|---:|",
+        ]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in _flatten(result["figures"])]
         lines.append("")
     return "\n".join(lines)
@@ -404,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     Parameters
     ----------
     argv : sequence of str, optional
-        ``--out DIR`` (required), ``--only TOPIC ...``, ``--skip-accuracy``,
+        ``--out DIR`` (required), ``--only NAME[,NAME...]``, ``--skip-accuracy``,
         ``--skip-modules``, ``--patients N``, ``--seed N``, ``--voxel-size MM``,
         ``--workers N``, ``--quiet``.
 
@@ -415,7 +514,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--only", nargs="*", default=None, help="benchmark topics to run")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="NAME[,NAME...]",
+        help="run only these benchmarks (dose, bench_dose or bench_dose.py; comma-separated "
+        "or several arguments), e.g. --only bench_startup,bench_kinetics,bench_cohort; "
+        "also runs one excluded by default",
+    )
     parser.add_argument("--skip-modules", action="store_true", help="only the accuracy benchmark")
     parser.add_argument("--skip-accuracy", action="store_true", help="no accuracy benchmark")
     parser.add_argument("--patients", type=int, default=5, help="accuracy cohort size (5)")
@@ -426,10 +533,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.patients < 1:
         parser.error(f"--patients must be ≥ 1, got {args.patients}")
+    only = None
+    if args.only is not None:
+        try:
+            only = parse_only(args.only)
+        except ValueError as exc:
+            parser.error(str(exc))
+        if not only:
+            parser.error("--only: no benchmark named")
 
     start = time.perf_counter()
     machine = machine_description()
-    modules = {} if args.skip_modules else run_module_benchmarks(HERE, args.only, args.quiet)
+    modules = {} if args.skip_modules else run_module_benchmarks(HERE, only, args.quiet)
     accuracy = None
     if not args.skip_accuracy:
         if not args.quiet:
@@ -442,6 +557,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             reason = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             accuracy = {"status": "failed", "reason": reason}
     total = time.perf_counter() - start
+    machine["load_average_at_end"] = _load_average()
     payload = {
         "machine": machine,
         "total_seconds": total,

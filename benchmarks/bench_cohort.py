@@ -1,0 +1,191 @@
+"""Benchmark: cohort throughput with 1 and 2 worker processes (``harmonize run --workers``).
+
+A 10-study cohort (5 patients × 2 cycles, the default phantom grid, 64 × 72 × 96 voxels of
+4.8 mm) through montpellier, bordet and milan (+ the phantom truth), as
+:func:`harmonize.runner.run_cohort` runs it: one task per study (opened once for the three
+adapters), then each workflow's patient indices, in ``workers`` forked processes each
+pinned to its share of the cores. One worker runs in-process and uses every core where
+the voxel work is threaded (voxel fit, FFT), so the ratio is the honest wall-time gain.
+
+Printed: the machine, the load average before and after (the 1-minute figure before
+includes this benchmark's own phantom generation), the cores other jobs kept busy during
+each timed run (the machine's busy CPU time from ``/proc/stat`` minus this process's and
+its workers'), each wall time (median of
+``--repeats`` runs, 1 and 2 workers alternating), the ratio 1 → 2 workers beside its
+ceiling (the number of cores the processes may use, at most 2), and whether both runs
+wrote identical files. Before the timed runs one untimed run of a one-study cohort warms
+the imports and caches, so that neither configuration pays them alone (forked workers
+inherit them). On a machine shared with other jobs the ratio is not meaningful: the load
+average is printed beside it for that reason.
+
+Run: ``python benchmarks/bench_cohort.py [--patients 5] [--repeats 1]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from harmonize._threads import available_cores
+from harmonize.phantom import PhantomConfig, write_cohort
+from harmonize.runner import run_cohort
+
+WORKFLOWS = ["montpellier", "bordet", "milan"]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _machine() -> str:
+    return (
+        f"{platform.platform()}, {_cpu_model()}, {os.cpu_count()} CPUs "
+        f"({available_cores()} usable), Python {platform.python_version()}, "
+        f"numpy {np.__version__}"
+    )
+
+
+def _load() -> tuple[float, float, float]:
+    return tuple(round(x, 2) for x in os.getloadavg())  # type: ignore[return-value]
+
+
+def _busy_cpu_s() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (``/proc/stat``), or None."""
+    try:
+        fields = Path("/proc/stat").read_text(encoding="ascii").splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process and its reaped children (the forked workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _digest(root: Path) -> str:
+    """One SHA-256 over every results file (names and bytes), the run manifest included."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def cohort_scaling(
+    n_patients: int = 5, cycles: tuple[int, ...] = (1, 2), repeats: int = 1, seed: int = 0
+) -> dict[str, float | str]:
+    """Wall time of the cohort with 1 and 2 worker processes; the ratio and the load."""
+    config = PhantomConfig(cycles=cycles)
+    n_studies = n_patients * len(cycles)
+    figures: dict[str, float | str] = {
+        "studies": float(n_studies),
+        "grid_voxels": float(np.prod(config.shape)),
+        "usable_cores": float(available_cores()),
+    }
+    times: dict[int, list[float]] = {1: [], 2: []}
+    digests: dict[int, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        cohort = write_cohort(root / "cohort", n_patients=n_patients, seed=seed, config=config)
+        warm = write_cohort(
+            root / "warm", n_patients=1, seed=seed + 1, config=PhantomConfig(cycles=(1,))
+        )
+        run_cohort(warm, WORKFLOWS, root / "warm_out", workers=1)  # imports, caches
+        load_before = _load()
+        other: dict[int, list[float]] = {1: [], 2: []}
+        for repeat in range(repeats):
+            for workers in (1, 2):
+                out = root / f"out{workers}_{repeat}"
+                busy, own = _busy_cpu_s(), _own_cpu_s()
+                start = time.perf_counter()
+                report = run_cohort(cohort, WORKFLOWS, out, workers=workers)
+                seconds = time.perf_counter() - start
+                times[workers].append(seconds)
+                busy_after = _busy_cpu_s()
+                if busy is not None and busy_after is not None:
+                    # cores kept busy by other jobs during this run (machine minus ours)
+                    other[workers].append(
+                        max(0.0, (busy_after - busy) - (_own_cpu_s() - own)) / seconds
+                    )
+                if not report.ok:
+                    raise RuntimeError(f"cohort run failed: {report.failures}")
+                digests.setdefault(workers, _digest(out))
+        load_after = _load()
+    for workers in (1, 2):
+        seconds = statistics.median(times[workers])
+        figures[f"workers{workers}_s"] = seconds
+        figures[f"workers{workers}_studies_per_min"] = n_studies * 60.0 / seconds
+    figures["speedup_2_vs_1"] = figures["workers1_s"] / figures["workers2_s"]  # type: ignore[operator]
+    # the ceiling: two processes cannot gain more than the cores they may run on
+    figures["speedup_ceiling"] = float(min(2, available_cores()))
+    figures["identical_files_1_vs_2"] = "yes" if digests[1] == digests[2] else "NO"
+    for workers in (1, 2):
+        if other[workers]:
+            figures[f"other_jobs_cores_during_workers{workers}"] = max(other[workers])
+    figures["load_before_1_5_15min"] = " ".join(f"{x:.2f}" for x in load_before)
+    figures["load_after_1_5_15min"] = " ".join(f"{x:.2f}" for x in load_after)
+    figures["repeats"] = float(repeats)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> dict[str, float | str]:
+    """Run the benchmark; print and return the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=5)
+    parser.add_argument("--cycles", default="1,2", help="imaged cycles per patient")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per worker count")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    cycles = tuple(int(c) for c in args.cycles.split(","))
+    figures = cohort_scaling(args.patients, cycles, args.repeats, args.seed)
+    print(f"machine: {_machine()}")
+    print(
+        f"{int(figures['studies'])} studies ({args.patients} patients × cycles {args.cycles}), "
+        f"{int(figures['grid_voxels'])} voxels, {', '.join(WORKFLOWS)} + truth; median of "
+        f"{args.repeats} run(s) per worker count"
+    )
+    print(f"load average before: {figures['load_before_1_5_15min']}")
+    print(f"1 worker:  {figures['workers1_s']:8.2f} s")
+    print(f"2 workers: {figures['workers2_s']:8.2f} s")
+    print(
+        f"ratio 1 → 2 workers: {figures['speedup_2_vs_1']:.2f}× "
+        f"(ceiling {figures['speedup_ceiling']:.0f}×: the usable cores)"
+    )
+    print(f"identical files (1 vs 2 workers): {figures['identical_files_1_vs_2']}")
+    print(f"load average after:  {figures['load_after_1_5_15min']}")
+    others = [float(v) for k, v in figures.items() if k.startswith("other_jobs_cores")]
+    if others:
+        print(
+            "cores kept busy by other jobs during the timed runs (machine's busy time minus "
+            f"this benchmark's): {', '.join(f'{x:.2f}' for x in others)} (1, 2 workers)"
+        )
+    if (others and max(others) > 0.1) or float(
+        str(figures["load_before_1_5_15min"]).split()[0]
+    ) > 1:
+        print("the machine was shared with other jobs: this ratio is not the machine's own")
+    return figures
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
+    sys.exit(0)
