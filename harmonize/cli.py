@@ -537,7 +537,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workflow", default="all", help="NAME, NAME,NAME or all (default all)")
     p.add_argument("--cohort", type=Path, required=True, help="cohort folder")
     p.add_argument("--out", type=Path, required=True, help="results folder (Parquet dataset)")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="local worker processes, each pinned to its share of the cores (default 1)",
+    )
     p.add_argument("--scheduler", default=None, help="dask.distributed scheduler address")
     p.add_argument(
         "--set", action="append", metavar="[WORKFLOW.]KEY=VALUE", help="override a parameter"
