@@ -587,6 +587,21 @@ def _treatment_total(
     return pd.Series(total, index=wide.index), pd.Series(basis, index=wide.index)
 
 
+def _measured_cycles_text(measured: pd.DataFrame) -> pd.Series:
+    """The measured cycles of each row as text ("1,2,4"), from a boolean row × cycle frame.
+
+    Formed once per distinct pattern of measured cycles (at most 2^N), not once per row:
+    the Monte Carlo of the index uncertainties calls this on hundreds of replicate rows.
+    """
+    flags = measured.to_numpy(dtype=bool)
+    if not len(flags):
+        return pd.Series([], index=measured.index, dtype=object)
+    patterns, inverse = np.unique(flags, axis=0, return_inverse=True)
+    cycles = measured.columns.to_numpy()
+    texts = np.array([",".join(str(c) for c in cycles[row]) for row in patterns], dtype=object)
+    return pd.Series(texts[inverse.reshape(-1)], index=measured.index)
+
+
 def _cumulative_indices(
     per_cycle: pd.DataFrame, lesions: pd.DataFrame, rule: str, planned_cycles: int
 ) -> pd.DataFrame:
@@ -620,7 +635,7 @@ def _cumulative_indices(
     cum_cols = [c for c in out.columns if c.startswith("cum_") and c.endswith("_gy")]
     out.loc[incomplete, cum_cols] = np.nan
     out["cum_n_cycles"] = np.where(incomplete, 0, planned_cycles)
-    cycles_text = measured.apply(lambda r: ",".join(str(c) for c in r.index[r.to_numpy()]), axis=1)
+    cycles_text = _measured_cycles_text(measured)
     # incomplete because a needed cycle is missing, or because a measured cycle has no
     # lesion dose (no lesion, or lesions not matched across the measured cycles)
     missing = gmd.isna().to_numpy() & measured.reindex(gmd.index).to_numpy()
