@@ -63,7 +63,7 @@ def test_report_shows_each_centres_rc_table_as_measure_calibration_gives_it(run)
     assert section.count("<img") == 1  # the RC(volume) figure
     for profile in available_profiles():
         expected = measure_calibration(profile, 9.28, mode="fast")
-        head = section.index(f'<h4 id="rc-{profile}-fast">')
+        head = section.index(f'<h4 id="rc-{profile}-fast-9-28">')
         block = section[head : section.index("</table>", head)]
         cells = re.findall(r'<td class="num">([^<]*)</td>', block)
         rows = np.array(cells).reshape(6, 4)  # diameter, volume, RC measured, RC fitted
@@ -92,3 +92,11 @@ def test_results_without_calibration_give_a_note(tmp_path):
 
     html = _calibration_section(pd.DataFrame(), "8")
     assert "recorded no calibration phantom" in html and "<table" not in html
+
+
+def test_a_malformed_calibration_table_is_named(tmp_path):
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    pd.DataFrame({"profile": ["bordet"]}).to_parquet(folder / "bordet_fast_4p8mm.parquet")
+    with pytest.raises(ValueError, match="calibration tables lack the columns"):
+        read_calibration(tmp_path)

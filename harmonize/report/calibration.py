@@ -14,7 +14,7 @@ import re
 import pandas as pd
 
 from harmonize.report.figures import _PALETTE, _new_figure, _plain_log_ticks, _png_img, _style
-from harmonize.report.html import _esc, _note, _num, _p, _table
+from harmonize.report.html import _esc, _note, _num, _p, _slug, _table
 
 _HEADING = '<h2 id="calibration">{number}. Calibration phantom: each centre\'s recovery curve</h2>'
 _KEYS = ["profile", "mode", "voxel_size_mm"]
@@ -86,7 +86,7 @@ def _rc_tables(table: pd.DataFrame) -> str:
             }
         )
         parts.append(
-            f'<h4 id="rc-{_esc(first["profile"])}-{_esc(first["mode"])}">'
+            f'<h4 id="{_slug("rc", first["profile"], first["mode"], first["voxel_size_mm"])}">'
             f"RC of the NEMA spheres — {_esc(_label(first))}</h4>"
             + _table(cells, numeric=list(cells.columns))
             + _note(f"Curve: {_undated(first['curve_source'])}.")

@@ -332,7 +332,10 @@ def write_report(
     from harmonize.calibration import read_calibration
 
     results = read_results(root)
-    calibration = read_calibration(root)
+    try:
+        calibration = read_calibration(root)
+    except (ValueError, OSError) as exc:
+        raise ReportError(f"{root}/calibration: {exc}") from exc
     files = _input_files(root)
     tables: dict[str, pd.DataFrame] = {}
     comparison = None
