@@ -20,6 +20,7 @@ coordination. A failing study is reported with its id and reason; the others com
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import traceback
@@ -131,6 +132,7 @@ def _run_one(
             "voi_dose": result.voi_dose,
             "uncertainty": result.uncertainty,
             "files": files,
+            "calibration": _calibration_used(study, adapter),
         }
     except Exception as exc:  # reported per study; the other studies go on
         return {"ok": False, "reason": _reason(exc)}
@@ -202,6 +204,27 @@ def _pseudonymised(study: Any, key: bytes | None) -> Any:
     from harmonize.deid import deidentify_study
 
     return deidentify_study(study, key)
+
+
+def _calibration_used(study: Any, adapter: WorkflowAdapter) -> list[tuple[str, str, float, str]]:
+    """(profile, mode, voxel side, user) of the centre profiles this task used.
+
+    The camera that imaged the study (a shipped profile; calibrated in fast mode) and the
+    calibration phantom an adapter took its RC curve from (``calibration_phantom``).
+    """
+    from harmonize.imaging import available_profiles
+    from harmonize.study import voxel_size_mm
+
+    used = []
+    profile = str(study.attrs.get("imaging_profile", ""))
+    if profile in available_profiles():
+        side = round(math.prod(voxel_size_mm(study)) ** (1.0 / 3.0), 4)
+        used.append((profile, "fast", side, "studies"))
+    hook = getattr(adapter, "calibration_phantom", None)
+    phantom = hook(study) if callable(hook) else None
+    if phantom is not None:
+        used.append((str(phantom[0]), str(phantom[1]), float(phantom[2]), adapter.name))
+    return used
 
 
 def _worker_threads(workers: int, scheduler: str | None) -> int | None:
@@ -521,8 +544,9 @@ def _run_locked(
     patient-index task waits for the studies and computes and writes that workflow's
     indices (and their Monte Carlo uncertainty, drawn over all the workflow's patients
     with one seed), so the workflows' indices are computed and written in parallel, and
-    the truth's (which needs no study) while the studies run. Every file goes through the
-    atomic writer; the caller's manifest lists them once the graph has finished.
+    the truth's (which needs no study) while the studies run; the calibration tables of
+    the profiles the studies used are one more task. Every file goes through the atomic
+    writer; the caller's manifest lists them once the graph has finished.
     """
     import dask
 
@@ -558,6 +582,8 @@ def _run_locked(
         index_tasks.append(
             dask.delayed(_truth_files, pure=False)(cohort, planned, str(out), overwrite)
         )
+    # each centre profile's calibration phantom (RC curve, calibration factor), for the report
+    index_tasks.append(dask.delayed(_calibration_files, pure=False)(studies, str(out), overwrite))
     computed = _compute(
         [*studies, *index_tasks], workers, scheduler, len(studies) if progress else 0
     )
@@ -613,6 +639,22 @@ def _workflow_indices(
         with pinned(threads):
             index = _index_table(table, budget, rule, planned)
     return _write_patient_indices(index, name, rule, Path(out), overwrite)
+
+
+def _calibration_files(
+    per_study: list[list[dict[str, Any]]], out: str, overwrite: bool
+) -> list[Path]:
+    """Worker task: the calibration tables of the centre profiles the studies used."""
+    from harmonize.calibration import write_calibration
+
+    used = [
+        item
+        for results in per_study
+        for result in results
+        if result["ok"]
+        for item in result.get("calibration", [])
+    ]
+    return write_calibration(Path(out), used, overwrite=overwrite)
 
 
 def _truth_files(cohort: Cohort, planned: int, out: str, overwrite: bool) -> list[Path]:
