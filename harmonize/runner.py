@@ -24,7 +24,7 @@ import math
 import multiprocessing
 import os
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,12 +159,10 @@ def _run_study(
     every adapter with the same reason. In a worker process (``threads`` given) the voxel
     work is pinned to the worker's share of the cores (:func:`harmonize._threads.pinned`).
     """
-    if threads is None:
-        return _run_adapters(source, adapters, out, overwrite, save_maps, key)
-    from harmonize._threads import pinned
-
-    with pinned(threads):
-        return _run_adapters(source, adapters, out, overwrite, save_maps, key)
+    results: list[dict[str, Any]] = _in_share(
+        threads, _run_adapters, source, adapters, out, overwrite, save_maps, key
+    )
+    return results
 
 
 def _run_adapters(
@@ -580,10 +578,12 @@ def _run_locked(
     ]
     if include_truth and cohort.truth is not None:
         index_tasks.append(
-            dask.delayed(_truth_files, pure=False)(cohort, planned, str(out), overwrite)
+            dask.delayed(_truth_files, pure=False)(cohort, planned, str(out), overwrite, threads)
         )
     # each centre profile's calibration phantom (RC curve, calibration factor), for the report
-    index_tasks.append(dask.delayed(_calibration_files, pure=False)(studies, str(out), overwrite))
+    index_tasks.append(
+        dask.delayed(_calibration_files, pure=False)(studies, str(out), overwrite, threads)
+    )
     computed = _compute(
         [*studies, *index_tasks], workers, scheduler, len(studies) if progress else 0
     )
@@ -631,18 +631,22 @@ def _workflow_indices(
             return []
     budgets = [r["uncertainty"] for r in done if len(r.get("uncertainty", ()))]
     budget = pd.concat(budgets, ignore_index=True) if budgets else None
-    if threads is None:
-        index = _index_table(table, budget, rule, planned)
-    else:
-        from harmonize._threads import pinned
-
-        with pinned(threads):
-            index = _index_table(table, budget, rule, planned)
+    index = _in_share(threads, _index_table, table, budget, rule, planned)
     return _write_patient_indices(index, name, rule, Path(out), overwrite)
 
 
+def _in_share(threads: int | None, func: Callable[..., Any], *args: Any) -> Any:
+    """``func(*args)``, pinned to ``threads`` threads in a worker process (None: as is)."""
+    if threads is None:
+        return func(*args)
+    from harmonize._threads import pinned
+
+    with pinned(threads):
+        return func(*args)
+
+
 def _calibration_files(
-    per_study: list[list[dict[str, Any]]], out: str, overwrite: bool
+    per_study: list[list[dict[str, Any]]], out: str, overwrite: bool, threads: int | None = None
 ) -> list[Path]:
     """Worker task: the calibration tables of the centre profiles the studies used."""
     from harmonize.calibration import write_calibration
@@ -654,10 +658,15 @@ def _calibration_files(
         if result["ok"]
         for item in result.get("calibration", [])
     ]
-    return write_calibration(Path(out), used, overwrite=overwrite)
+    files: list[Path] = _in_share(
+        threads, lambda: write_calibration(Path(out), used, overwrite=overwrite)
+    )
+    return files
 
 
-def _truth_files(cohort: Cohort, planned: int, out: str, overwrite: bool) -> list[Path]:
+def _truth_files(
+    cohort: Cohort, planned: int, out: str, overwrite: bool, threads: int | None = None
+) -> list[Path]:
     """Worker task: the phantom truth's ``voi_dose`` rows and patient indices, written.
 
     The truth's ``voi_dose`` rows are those of the imaged cycles; its cumulative is the
@@ -675,7 +684,7 @@ def _truth_files(cohort: Cohort, planned: int, out: str, overwrite: bool) -> lis
             basename=str(patient_id),
             overwrite=overwrite,
         )
-    index = indices.patient_index(truth_all_cycles, "sum", planned)
+    index = _in_share(threads, indices.patient_index, truth_all_cycles, "sum", planned)
     index = index.loc[index["cycle"].isin(set(truth["cycle"]))]
     return files + _write_patient_indices(index, TRUTH_WORKFLOW, "sum", Path(out), overwrite)
 
