@@ -1,16 +1,23 @@
 """Run workflow adapters over a cohort with Dask and write the common Parquet dataset.
 
 A cohort is a list of independent studies, so the work is an embarrassingly parallel map
-of (study, adapter) pairs. Locally Dask's multiprocessing scheduler runs it on ``workers``
-processes (``workers=1`` runs in this process); with ``scheduler="tcp://host:8786"`` the
-tasks go to a ``dask.distributed`` cluster. Each task opens its study from disk, so only
-paths travel to the workers; each task writes its own files and returns its small
-``voi_dose`` table, from which the caller writes the patient indices:
+over studies. Locally Dask's multiprocessing scheduler runs it on ``workers`` forked
+processes, one task at a time each, every process pinned to its share of the cores
+(:mod:`harmonize._threads`; ``workers=1`` runs in this process and uses every core for
+the threaded voxel work); with ``scheduler="tcp://host:8786"`` the tasks go to a
+``dask.distributed`` cluster. One task per study opens it from disk once (only paths
+travel to the workers) and runs every adapter on its own copy; each writes its own files
+and returns its small ``voi_dose`` and ``uncertainty`` tables. One task per workflow then
+computes and writes that workflow's patient indices, in parallel with the others (the
+truth's runs while the studies do); the calibration tables of the profiles used are one
+more task:
 
 * ``OUT/voi_dose/workflow=NAME/<patient>_c<cycle>.parquet``, likewise ``tac``, ``run`` and,
   for adapters with a voxel dose map, ``dvh``;
 * ``OUT/patient_index/workflow=NAME/<patient>.parquet`` — computed from all cycles of the
   patient in this run with the adapter's cumulative rule.
+
+The files are the same bytes whatever the number of workers.
 
 File names are deterministic, so a re-run replaces its own files instead of adding rows,
 and runs of other workflows, patients or centres merge into the same dataset without
