@@ -585,7 +585,9 @@ def _run_locked(
     ]
     if include_truth and cohort.truth is not None:
         index_tasks.append(
-            dask.delayed(_truth_files, pure=False)(cohort, planned, str(out), overwrite, threads)
+            dask.delayed(_truth_files, pure=False)(
+                Cohort(cohort.root, {}, cohort.truth), planned, str(out), overwrite, threads
+            )
         )
     # each centre profile's calibration phantom (RC curve, calibration factor), for the report
     index_tasks.append(
