@@ -12,8 +12,10 @@ includes this benchmark's own phantom generation), the cores other jobs kept bus
 each timed run (the machine's busy CPU time from ``/proc/stat`` minus this process's and
 its workers'), each wall time (median of
 ``--repeats`` runs, 1 and 2 workers alternating), the ratio 1 → 2 workers beside its
-ceiling (the number of cores the processes may use, at most 2), and whether both runs
-wrote identical files. Before the timed runs one untimed run of a one-study cohort warms
+ceiling (the number of cores the processes may use, at most 2), each run split into its
+serial set-up (until the first study task is handed out), the study phase and the tail
+after the last study (patient indices, calibration tables, manifest), and whether both
+runs wrote identical files. Before the timed runs one untimed run of a one-study cohort warms
 the imports and caches, so that neither configuration pays them alone (forked workers
 inherit them). On a machine shared with other jobs the ratio is not meaningful: the load
 average is printed beside it for that reason.
@@ -33,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -91,6 +94,29 @@ def _digest(root: Path) -> str:
     return h.hexdigest()
 
 
+class _StudyPhase:
+    """Dask callbacks (run in the calling process): when the first study task was handed
+    out and when the last study result came back, to split a run into its serial set-up,
+    the study phase and the tail (patient indices, calibration tables, manifest)."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def callback(self) -> Any:
+        from dask.callbacks import Callback
+
+        def pretask(key: object, dsk: object, state: object) -> None:
+            if "_run_study" in str(key) and self.first is None:
+                self.first = time.perf_counter()
+
+        def posttask(key: object, result: object, dsk: object, state: object, wid: object) -> None:
+            if "_run_study" in str(key):
+                self.last = time.perf_counter()
+
+        return Callback(pretask=pretask, posttask=posttask)
+
+
 def cohort_scaling(
     n_patients: int = 5, cycles: tuple[int, ...] = (1, 2), repeats: int = 1, seed: int = 0
 ) -> dict[str, float | str]:
@@ -113,14 +139,22 @@ def cohort_scaling(
         run_cohort(warm, WORKFLOWS, root / "warm_out", workers=1)  # imports, caches
         load_before = _load()
         other: dict[int, list[float]] = {1: [], 2: []}
+        split: dict[int, list[tuple[float, float, float]]] = {1: [], 2: []}
         for repeat in range(repeats):
             for workers in (1, 2):
                 out = root / f"out{workers}_{repeat}"
                 busy, own = _busy_cpu_s(), _own_cpu_s()
+                phase = _StudyPhase()
                 start = time.perf_counter()
-                report = run_cohort(cohort, WORKFLOWS, out, workers=workers)
-                seconds = time.perf_counter() - start
+                with phase.callback():
+                    report = run_cohort(cohort, WORKFLOWS, out, workers=workers)
+                end = time.perf_counter()
+                seconds = end - start
                 times[workers].append(seconds)
+                if phase.first is not None and phase.last is not None:
+                    split[workers].append(
+                        (phase.first - start, phase.last - phase.first, end - phase.last)
+                    )
                 busy_after = _busy_cpu_s()
                 if busy is not None and busy_after is not None:
                     # cores kept busy by other jobs during this run (machine minus ours)
@@ -135,6 +169,10 @@ def cohort_scaling(
         seconds = statistics.median(times[workers])
         figures[f"workers{workers}_s"] = seconds
         figures[f"workers{workers}_studies_per_min"] = n_studies * 60.0 / seconds
+        if split[workers]:  # the run closest to the median
+            parts = min(split[workers], key=lambda p: abs(sum(p) - seconds))
+            for name, value in zip(("setup", "studies", "tail"), parts, strict=True):
+                figures[f"workers{workers}_{name}_s"] = value
     figures["speedup_2_vs_1"] = figures["workers1_s"] / figures["workers2_s"]  # type: ignore[operator]
     # the ceiling: two processes cannot gain more than the cores they may run on
     figures["speedup_ceiling"] = float(min(2, available_cores()))
@@ -165,8 +203,15 @@ def main(argv: list[str] | None = None) -> dict[str, float | str]:
         f"{args.repeats} run(s) per worker count"
     )
     print(f"load average before: {figures['load_before_1_5_15min']}")
-    print(f"1 worker:  {figures['workers1_s']:8.2f} s")
-    print(f"2 workers: {figures['workers2_s']:8.2f} s")
+    for workers in (1, 2):
+        line = f"{workers} worker{'s' if workers > 1 else ' '}: {figures[f'workers{workers}_s']:8.2f} s"
+        if f"workers{workers}_setup_s" in figures:
+            line += (
+                f"  (set-up {figures[f'workers{workers}_setup_s']:.2f} s, studies "
+                f"{figures[f'workers{workers}_studies_s']:.2f} s, indices/calibration/manifest "
+                f"after the last study {figures[f'workers{workers}_tail_s']:.2f} s)"
+            )
+        print(line)
     print(
         f"ratio 1 → 2 workers: {figures['speedup_2_vs_1']:.2f}× "
         f"(ceiling {figures['speedup_ceiling']:.0f}×: the usable cores)"

@@ -67,6 +67,9 @@ class RunReport:
     files: list[Path] = field(default_factory=list)
     failures: list[RunFailure] = field(default_factory=list)
     n_runs: int = 0
+    #: The manifest records (relative path → SHA-256, rows) the worker tasks computed for
+    #: the files they wrote, so the caller does not read every file again.
+    _records: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -139,10 +142,24 @@ def _run_one(
             "voi_dose": result.voi_dose,
             "uncertainty": result.uncertainty,
             "files": files,
+            "records": _records(files, Path(out)),
             "calibration": _calibration_used(study, adapter),
         }
     except Exception as exc:  # reported per study; the other studies go on
         return {"ok": False, "reason": _reason(exc)}
+
+
+def _records(files: Sequence[Path], out: Path) -> dict[str, dict[str, Any]]:
+    """Manifest records of files this task wrote (hashed where the files were written)."""
+    return dict(runfolder.file_record(Path(f), out) for f in files)
+
+
+def _record(
+    path: Path, out: Path, known: Mapping[str, dict[str, Any]]
+) -> tuple[str, dict[str, Any]]:
+    """A file's manifest record: the one its task computed, else read from the file."""
+    rel = path.relative_to(out).as_posix()
+    return (rel, known[rel]) if rel in known else runfolder.file_record(path, out)
 
 
 def _reason(exc: BaseException) -> str:
@@ -517,7 +534,7 @@ def run_cohort(
         )  # fmt: skip
         manifest["files"] = {
             **old_files,
-            **dict(runfolder.file_record(Path(f), out) for f in report.files),
+            **dict(_record(Path(f), out, report._records) for f in report.files),
         }
         manifest["failures"] = [
             {"patient_id": f.patient_id, "cycle": f.cycle, "workflow": f.workflow,
@@ -602,6 +619,7 @@ def _run_locked(
         for adapter, result in zip(adapters, results, strict=True):
             if result["ok"]:
                 report.files += result["files"]
+                report._records.update(result["records"])
                 continue
             shown = patient_id
             if (patient_id, cycle) in raw and key is not None:
@@ -609,8 +627,9 @@ def _run_locked(
 
                 shown = pseudonym(patient_id, key)
             report.failures.append(RunFailure(shown, cycle, adapter.name, result["reason"]))
-    for files in per_index:
+    for files, records in per_index:
         report.files += files
+        report._records.update(records)
     report.files = sorted(set(report.files))
     return report
 
@@ -625,23 +644,25 @@ def _workflow_indices(
     out: str,
     overwrite: bool,
     threads: int | None = None,
-) -> list[Path]:
+) -> tuple[list[Path], dict[str, dict[str, Any]]]:
     """Worker task: one workflow's patient indices from its studies' results, written.
 
     ``per_study`` holds every study task's results; this workflow's are at ``position``.
+    Returns the files written and their manifest records.
     """
     done = [results[position] for results in per_study if results[position]["ok"]]
     if not done:
-        return []
+        return [], {}
     table = pd.concat([r["voi_dose"] for r in done], ignore_index=True)
     if imaged_cycles:
         table = table[table["cycle"].isin(imaged_cycles)]
         if table.empty:
-            return []
+            return [], {}
     budgets = [r["uncertainty"] for r in done if len(r.get("uncertainty", ()))]
     budget = pd.concat(budgets, ignore_index=True) if budgets else None
     index = _in_share(threads, _index_table, table, budget, rule, planned)
-    return _write_patient_indices(index, name, rule, Path(out), overwrite)
+    files = _write_patient_indices(index, name, rule, Path(out), overwrite)
+    return files, _records(files, Path(out))
 
 
 def _in_share(threads: int | None, func: Callable[..., Any], *args: Any) -> Any:
@@ -656,7 +677,7 @@ def _in_share(threads: int | None, func: Callable[..., Any], *args: Any) -> Any:
 
 def _calibration_files(
     per_study: list[list[dict[str, Any]]], out: str, overwrite: bool, threads: int | None = None
-) -> list[Path]:
+) -> tuple[list[Path], dict[str, dict[str, Any]]]:
     """Worker task: the calibration tables of the centre profiles the studies used."""
     from harmonize.calibration import write_calibration
 
@@ -670,12 +691,12 @@ def _calibration_files(
     files: list[Path] = _in_share(
         threads, lambda: write_calibration(Path(out), used, overwrite=overwrite)
     )
-    return files
+    return files, _records(files, Path(out))
 
 
 def _truth_files(
     cohort: Cohort, planned: int, out: str, overwrite: bool, threads: int | None = None
-) -> list[Path]:
+) -> tuple[list[Path], dict[str, dict[str, Any]]]:
     """Worker task: the phantom truth's ``voi_dose`` rows and patient indices, written.
 
     The truth's ``voi_dose`` rows are those of the imaged cycles; its cumulative is the
@@ -695,7 +716,8 @@ def _truth_files(
         )
     index = _in_share(threads, indices.patient_index, truth_all_cycles, "sum", planned)
     index = index.loc[index["cycle"].isin(set(truth["cycle"]))]
-    return files + _write_patient_indices(index, TRUTH_WORKFLOW, "sum", Path(out), overwrite)
+    files += _write_patient_indices(index, TRUTH_WORKFLOW, "sum", Path(out), overwrite)
+    return files, _records(files, Path(out))
 
 
 def _index_table(
