@@ -7,18 +7,19 @@ adapters), then each workflow's patient indices, in ``workers`` forked processes
 pinned to its share of the cores. One worker runs in-process and uses every core where
 the voxel work is threaded (voxel fit, FFT), so the ratio is the honest wall-time gain.
 
-Printed: the machine, the load average before and after (the 1-minute figure before
-includes this benchmark's own phantom generation), the cores other jobs kept busy during
+Printed: the machine; the load average before and after (the 1-minute figure before
+includes this benchmark's own phantom generation); the cores other jobs kept busy during
 each timed run (the machine's busy CPU time from ``/proc/stat`` minus this process's and
-its workers'), each wall time (median of
-``--repeats`` runs, 1 and 2 workers alternating), the ratio 1 → 2 workers beside its
-ceiling (the number of cores the processes may use, at most 2), each run split into its
-serial set-up (until the first study task is handed out), the study phase and the tail
-after the last study (patient indices, calibration tables, manifest), and whether both
-runs wrote identical files. Before the timed runs one untimed run of a one-study cohort warms
-the imports and caches, so that neither configuration pays them alone (forked workers
-inherit them). On a machine shared with other jobs the ratio is not meaningful: the load
-average is printed beside it for that reason.
+its workers'); each wall time (median of ``--repeats`` runs, 1 and 2 workers
+alternating); the ratio 1 → 2 workers beside its ceiling (the cores the processes may
+use, at most 2); the cores each run kept busy on average (its CPU time over its wall
+time: the one-worker run exceeds 1 where its threads pay, which lowers what a second
+worker can add); each run split into its serial set-up (until the first study task is
+handed out), the study phase and the tail after the last study (patient indices,
+calibration tables, manifest); and whether both runs wrote identical files. Before the
+timed runs one untimed run of a one-study cohort warms the imports and caches, so that
+neither configuration pays them alone (forked workers inherit them). On a machine shared
+with other jobs the ratio is not meaningful: the load is printed beside it for that reason.
 
 Run: ``python benchmarks/bench_cohort.py [--patients 5] [--repeats 1]``.
 """
@@ -140,6 +141,7 @@ def cohort_scaling(
         load_before = _load()
         other: dict[int, list[float]] = {1: [], 2: []}
         split: dict[int, list[tuple[float, float, float]]] = {1: [], 2: []}
+        used: dict[int, list[float]] = {1: [], 2: []}
         for repeat in range(repeats):
             for workers in (1, 2):
                 out = root / f"out{workers}_{repeat}"
@@ -155,11 +157,13 @@ def cohort_scaling(
                     split[workers].append(
                         (phase.first - start, phase.last - phase.first, end - phase.last)
                     )
-                busy_after = _busy_cpu_s()
+                busy_after, own_after = _busy_cpu_s(), _own_cpu_s()
+                # cores this run kept busy on average (1 worker: > 1 where its threads pay)
+                used[workers].append((own_after - own) / seconds)
                 if busy is not None and busy_after is not None:
                     # cores kept busy by other jobs during this run (machine minus ours)
                     other[workers].append(
-                        max(0.0, (busy_after - busy) - (_own_cpu_s() - own)) / seconds
+                        max(0.0, (busy_after - busy) - (own_after - own)) / seconds
                     )
                 if not report.ok:
                     raise RuntimeError(f"cohort run failed: {report.failures}")
@@ -169,6 +173,7 @@ def cohort_scaling(
         seconds = statistics.median(times[workers])
         figures[f"workers{workers}_s"] = seconds
         figures[f"workers{workers}_studies_per_min"] = n_studies * 60.0 / seconds
+        figures[f"workers{workers}_cores_used"] = statistics.median(used[workers])
         if split[workers]:  # the run closest to the median
             parts = min(split[workers], key=lambda p: abs(sum(p) - seconds))
             for name, value in zip(("setup", "studies", "tail"), parts, strict=True):
@@ -205,9 +210,11 @@ def main(argv: list[str] | None = None) -> dict[str, float | str]:
     print(f"load average before: {figures['load_before_1_5_15min']}")
     for workers in (1, 2):
         line = f"{workers} worker{'s' if workers > 1 else ' '}: {figures[f'workers{workers}_s']:8.2f} s"
+        line += f", {figures[f'workers{workers}_cores_used']:.2f} cores busy"
         if f"workers{workers}_setup_s" in figures:
             line += (
-                f"  (set-up {figures[f'workers{workers}_setup_s']:.2f} s, studies "
+                f"  (run closest to the median: set-up "
+                f"{figures[f'workers{workers}_setup_s']:.2f} s, studies "
                 f"{figures[f'workers{workers}_studies_s']:.2f} s, indices/calibration/manifest "
                 f"after the last study {figures[f'workers{workers}_tail_s']:.2f} s)"
             )
