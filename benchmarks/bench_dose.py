@@ -93,14 +93,15 @@ def main(argv: list[str] | None = None) -> dict:
         out[name] = {
             "voxels": int(np.prod(shape)),
             "input_mib": round(input_mib, 1),
+            # each figure with its floor beside it
             "convolve_s": round(t_conv, 3),
-            "convolve_peak_mib": round(m_conv, 1),
-            "ldm_s": round(t_ldm, 4),
-            "ldm_peak_mib": round(m_ldm, 1),
-            "one_memory_pass_floor_s": round(t_pass, 4),
-            "ldm_ratio_to_floor": round(t_ldm / t_pass, 2),
             "fftconvolve_floor_s": round(t_fft, 3),
             "convolve_ratio_to_floor": round(t_conv / t_fft, 2),
+            "convolve_peak_mib": round(m_conv, 1),
+            "ldm_s": round(t_ldm, 4),
+            "one_memory_pass_floor_s": round(t_pass, 4),
+            "ldm_ratio_to_floor": round(t_ldm / t_pass, 2),
+            "ldm_peak_mib": round(m_ldm, 1),
         }
     from harmonize.dose import kernels
 
