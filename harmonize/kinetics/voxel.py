@@ -234,23 +234,24 @@ def fit_monoexp_columns(
     if idx.size == 0:
         return a, lam, flags
     everything = idx.size == m
-    yf = y if everything else y[:, idx]
-    wf = w if everything else w[:, idx]
-    pf = pos if everything else pos[:, idx]
-    wy = wf * yf
+    wy = w * y
     # Rows 1, t, t² and their use as matrix products give the moments Σ(·), Σt(·), Σt²(·).
     t_pow = np.vstack([np.ones_like(t_h), t_h, t_h * t_h])
 
     # Start: weighted log-linear regression on positive points, weights w·y² (centred times).
-    u = np.where(pf, wy * yf, 0.0)
-    z = np.log(np.where(pf, yf, 1.0))
+    # Computed on every column (no gather of the fitted ones: the others are not used).
+    u = np.where(pos, wy * y, 0.0)
+    z = np.log(np.where(pos, y, 1.0))
     mu = t_pow @ u
     mz = t_pow[:2] @ (u * z)
-    s0 = mu[0]
+    s0 = np.where(fit, mu[0], 1.0)
     stt = mu[2] - mu[1] ** 2 / s0
     stz = mz[1] - mu[1] * mz[0] / s0
     slope = np.where(stt > 0, stz / np.where(stt > 0, stt, 1.0), 0.0)
     lf = np.clip(-slope, lambda_phys_per_h, LAMBDA_MAX_PER_H)
+    if not everything:
+        lf = lf[idx]
+    pf = pos if everything else pos[:, idx]
 
     # Variable projection: for fixed λ the best amplitude is N/D (N = Σw·y·e, D = Σw·e²),
     # so the fit maximises g(λ) = N²/D. Safeguarded Newton on λ (quadratic convergence),
@@ -261,53 +262,84 @@ def fit_monoexp_columns(
         active = np.flatnonzero((lf <= lambda_phys_per_h) | (lf >= LAMBDA_MAX_PER_H) | ~pf.all(0))
     else:
         active = np.arange(idx.size)
-    for _ in range(_NEWTON_MAX_ITER):
-        if active.size == 0:
-            break
-        all_active = active.size == idx.size
-        wya = wy if all_active else wy[:, active]
-        wa = wf if all_active else wf[:, active]
-        la = lf[active]
-        ea = np.exp(-la * tt)
-        nm = t_pow @ (wya * ea)
-        ee = ea * ea
-        dm = t_pow @ (wa * ee)
-        n0, n1, n2 = nm[0], -nm[1], nm[2]
-        d0, d1, d2 = dm[0], -2.0 * dm[1], 4.0 * dm[2]
-        # g = u/D with u = N²: g' = (u' − u·D'/D)/D and g'' ∝ u'' − u·D''/D − 2(D'/D)(u' − u·D'/D);
-        # the Newton step −g'/g'' does not depend on the positive factor 1/D.
-        dd = np.where(d0 > 0, d0, 1.0)
-        r1, r2 = d1 / dd, d2 / dd
-        u0, u1, u2 = n0 * n0, 2.0 * n0 * n1, 2.0 * (n1 * n1 + n0 * n2)
-        q = u1 - u0 * r1
-        curv = u2 - u0 * r2 - 2.0 * r1 * q
-        newton = (curv < 0) & (n0 > 0)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            step = np.where(newton, -q / np.where(newton, curv, -1.0), np.sign(q) * 0.5 * la)
-        step = np.where(np.isfinite(step), step, 0.0)
-        # Steps that would leave the bounds are cut at the bound.
-        step = np.clip(la + step, lambda_phys_per_h, LAMBDA_MAX_PER_H) - la
-        new_l = la.copy()
-        # Newton steps below 25 % of λ where g is concave are taken directly (in the quadratic
-        # basin g cannot even resolve them in floating point); larger steps must not decrease
-        # g, else they are halved.
-        local = newton & (np.abs(step) <= _LOCAL_STEP * la)
-        new_l[local] = la[local] + step[local]
-        trial = np.flatnonzero(~local & (step != 0))
-        ga = np.maximum(n0, 0.0) ** 2 / dd
-        for _ in range(_MAX_HALVINGS):
-            if trial.size == 0:
+    # The Newton iterations work on the columns of `cols` (all fitted voxels at first); a
+    # voxel that has converged is frozen (`live` false: its λ is no longer updated) and the
+    # arrays are compacted to the live columns once fewer than half of them are live, so that
+    # neither a gather per iteration nor the arithmetic of many frozen voxels is paid.
+    cols = active  # positions among the fitted columns
+    wya, wa = wy, w
+    if cols.size < m:
+        wya, wa = wy.take(idx[cols], axis=1), w.take(idx[cols], axis=1)
+    la = lf[cols]
+    # Unweighted with every point positive: every weight is exactly 1, so Σw·e² is Σe²
+    # (the same numbers without the multiplication).
+    unit_weights = weighting == "none" and bool(pf.all())
+    live = np.ones(cols.size, dtype=bool)
+    n_live = cols.size
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for _ in range(_NEWTON_MAX_ITER):
+            if n_live == 0:
                 break
-            lt = la[trial] + step[trial]
-            gt = _projected_gain(yf[:, active[trial]], wf[:, active[trial]], np.exp(-lt * tt))
-            better = gt >= ga[trial]
-            new_l[trial[better]] = lt[better]
-            trial = trial[~better]
-            step[trial] *= 0.5
-        moved = np.abs(new_l - la) > _REL_TOL * la
-        lf[active] = new_l
-        active = active[moved]
-    af = _amplitude_given_lambda(yf, wf, np.exp(-lf * tt))
+            if n_live < cols.size // 2:
+                keep = np.flatnonzero(live)
+                cols, la, live = cols[keep], la[keep], live[keep]
+                wya, wa = wya.take(keep, axis=1), wa.take(keep, axis=1)
+            all_live = n_live == cols.size
+            ea = np.exp(-la * tt)
+            nm = t_pow @ (wya * ea)
+            ea *= ea
+            dm = t_pow @ (ea if unit_weights else wa * ea)
+            n0 = nm[0]
+            # g = u/D with u = N²: g' = (u' − u·D'/D)/D and g'' ∝ u'' − u·D''/D − 2(D'/D)(u' − u·D'/D);
+            # the Newton step −g'/g'' does not depend on the positive factor 1/D.
+            # (N1 = −nm[1], D1 = −2·dm[1], D2 = 4·dm[2]: the signs and powers of two are exact.)
+            dd = np.where(dm[0] > 0, dm[0], 1.0)
+            r1 = -2.0 * dm[1] / dd
+            u0 = n0 * n0
+            q = 2.0 * n0 * -nm[1] - u0 * r1
+            curv = 2.0 * (nm[1] * nm[1] + n0 * nm[2]) - u0 * (4.0 * dm[2] / dd) - 2.0 * r1 * q
+            newton = (curv < 0) & (n0 > 0)
+            step = np.where(newton, -q / np.where(newton, curv, -1.0), np.sign(q) * 0.5 * la)
+            step[~np.isfinite(step)] = 0.0
+            # Steps that would leave the bounds are cut at the bound.
+            step = np.clip(la + step, lambda_phys_per_h, LAMBDA_MAX_PER_H) - la
+            # Newton steps below 25 % of λ where g is concave are taken directly (in the
+            # quadratic basin g cannot even resolve them in floating point); larger steps must
+            # not decrease g, else they are halved.
+            local = newton & (np.abs(step) <= _LOCAL_STEP * la)
+            new_l = np.where(local, la + step, la)
+            tried = ~local & (step != 0)
+            if not all_live:
+                tried &= live
+            trial = np.flatnonzero(tried)
+            if trial.size:
+                ga = np.maximum(n0, 0.0) ** 2 / dd
+                for _ in range(_MAX_HALVINGS):
+                    if trial.size == 0:
+                        break
+                    lt = la[trial] + step[trial]
+                    at = idx[cols[trial]]
+                    gt = _projected_gain(y[:, at], w[:, at], np.exp(-lt * tt))
+                    better = gt >= ga[trial]
+                    new_l[trial[better]] = lt[better]
+                    trial = trial[~better]
+                    step[trial] *= 0.5
+            moved = np.abs(new_l - la) > _REL_TOL * la
+            if all_live:
+                lf[cols] = new_l
+                la, live = new_l, moved
+            else:
+                lf[cols[live]] = new_l[live]
+                la = np.where(live, new_l, la)
+                live &= moved
+            n_live = int(np.count_nonzero(live))
+    active = cols[live]
+    if everything:
+        af = _amplitude_given_lambda(y, w, np.exp(-lf * tt))
+    else:
+        lam_all = np.zeros(m)
+        lam_all[idx] = lf
+        af = _amplitude_given_lambda(y, w, np.exp(-lam_all * tt))[idx]
     sub_flags = np.zeros(idx.size, dtype=np.uint8)
     sub_flags[active] |= _bit(VoxelFlag.NOT_CONVERGED)
     sub_flags[lf <= lambda_phys_per_h] |= _bit(VoxelFlag.NO_WASHOUT)
