@@ -193,6 +193,31 @@ def _amplitude_given_lambda(y: np.ndarray, w: np.ndarray, e: np.ndarray) -> np.n
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
 
 
+def _time_powers(t_h: np.ndarray) -> np.ndarray:
+    """Rows 1, t, t²: as matrix products they give the moments Σ(·), Σt(·), Σt²(·)."""
+    return np.vstack([np.ones_like(t_h), t_h, t_h * t_h])
+
+
+def _loglinear_start(
+    t_pow: np.ndarray, y: np.ndarray, wy: np.ndarray, pos: np.ndarray, fit: np.ndarray,
+    lambda_phys_per_h: float,
+) -> np.ndarray:  # fmt: skip
+    """λ of the weighted log-linear regression on the positive points (weights w·y²).
+
+    The start of :func:`fit_monoexp_columns`, clipped to the bounds; columns where ``fit`` is
+    false get a meaningless value (they are not fitted).
+    """
+    u = np.where(pos, wy * y, 0.0)
+    z = np.log(np.where(pos, y, 1.0))
+    mu = t_pow @ u
+    mz = t_pow[:2] @ (u * z)
+    s0 = np.where(fit, mu[0], 1.0)
+    stt = mu[2] - mu[1] ** 2 / s0
+    stz = mz[1] - mu[1] * mz[0] / s0
+    slope = np.where(stt > 0, stz / np.where(stt > 0, stt, 1.0), 0.0)
+    return np.clip(-slope, lambda_phys_per_h, LAMBDA_MAX_PER_H)
+
+
 def fit_monoexp_columns(
     t_h: np.ndarray,
     y: np.ndarray,
@@ -236,19 +261,9 @@ def fit_monoexp_columns(
     everything = idx.size == m
     wy = w * y
     # Rows 1, t, t² and their use as matrix products give the moments Σ(·), Σt(·), Σt²(·).
-    t_pow = np.vstack([np.ones_like(t_h), t_h, t_h * t_h])
-
-    # Start: weighted log-linear regression on positive points, weights w·y² (centred times).
+    t_pow = _time_powers(t_h)
     # Computed on every column (no gather of the fitted ones: the others are not used).
-    u = np.where(pos, wy * y, 0.0)
-    z = np.log(np.where(pos, y, 1.0))
-    mu = t_pow @ u
-    mz = t_pow[:2] @ (u * z)
-    s0 = np.where(fit, mu[0], 1.0)
-    stt = mu[2] - mu[1] ** 2 / s0
-    stz = mz[1] - mu[1] * mz[0] / s0
-    slope = np.where(stt > 0, stz / np.where(stt > 0, stt, 1.0), 0.0)
-    lf = np.clip(-slope, lambda_phys_per_h, LAMBDA_MAX_PER_H)
+    lf = _loglinear_start(t_pow, y, wy, pos, fit, lambda_phys_per_h)
     if not everything:
         lf = lf[idx]
     pf = pos if everything else pos[:, idx]
@@ -360,6 +375,42 @@ def _head_area(t0_h: float, y0: np.ndarray, head: str) -> np.ndarray:
     return np.zeros_like(y0)
 
 
+#: Largest λ·t of the two-point shortcut: w·e^(−2λt) >= 1e-60·e^(−400) ≈ 1e-234 (w >= 1e-60
+#: for |y| <= 1e30) cannot underflow, so the amplitude is positive and finite; beyond it
+#: :func:`fit_monoexp_columns` decides.
+_TWO_POINT_MAX_EXPONENT = 200.0
+
+
+def _two_point_tail(
+    t_h: np.ndarray, y: np.ndarray, lambda_phys_per_h: float, weighting: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """λ and flags of :func:`fit_monoexp_columns` on two points, without its iterations.
+
+    Two positive points whose start λ (the same weighted log-linear regression,
+    :func:`_loglinear_start`, the same arithmetic) lies strictly inside the bounds are fitted
+    exactly by it: :func:`fit_monoexp_columns` runs no Newton iteration on them and flags
+    nothing, as long as its amplitude is positive and finite, which ``λ·t <
+    _TWO_POINT_MAX_EXPONENT`` guarantees (no underflow of ``w·e^(−2λt)``). Every other
+    column is passed to :func:`fit_monoexp_columns` itself: the same λ and flags.
+    """
+    pos = y > 0
+    both = pos[0] & pos[1]
+    w = point_weights(y, weighting)
+    lam = _loglinear_start(_time_powers(t_h), y, w * y, pos, both, lambda_phys_per_h)
+    easy = (
+        both
+        & (lam > lambda_phys_per_h)
+        & (lam < LAMBDA_MAX_PER_H)
+        & (lam * t_h[1] < _TWO_POINT_MAX_EXPONENT)
+    )
+    flags = np.zeros(y.shape[1], dtype=np.uint8)
+    hard = np.flatnonzero(~easy)
+    if hard.size:
+        _, lam_h, flags_h = fit_monoexp_columns(t_h, y[:, hard], lambda_phys_per_h, weighting)
+        lam[hard], flags[hard] = lam_h, flags_h
+    return lam, flags
+
+
 def trapezoid_columns(
     t_h: np.ndarray,
     y: np.ndarray,
@@ -391,9 +442,12 @@ def trapezoid_columns(
         area = area + np.trapezoid(y, t_h, axis=0)
     lam = np.full(m, lambda_phys_per_h)
     if tail == "monoexp":
-        _, lam_fit, tflags = fit_monoexp_columns(
-            t_h[-tail_points:], y[-tail_points:], lambda_phys_per_h, weighting
-        )
+        if tail_points == 2:
+            lam_fit, tflags = _two_point_tail(t_h[-2:], y[-2:], lambda_phys_per_h, weighting)
+        else:
+            _, lam_fit, tflags = fit_monoexp_columns(
+                t_h[-tail_points:], y[-tail_points:], lambda_phys_per_h, weighting
+            )
         usable = (tflags & _bit(VoxelFlag.FALLBACK)) == 0
         lam = np.where(usable, lam_fit, lambda_phys_per_h)
         flags |= tflags & _bit(VoxelFlag.NO_WASHOUT | VoxelFlag.LAMBDA_AT_UPPER_BOUND)
@@ -587,9 +641,12 @@ def fit_voxels(
 
     def work(start: int) -> None:
         stop = min(start + _CHUNK_VOXELS, n_vox)
-        cols = np.arange(start, stop) if sel is None else sel[start:stop]
-        y = np.asarray(flat[:, cols] if sel is not None else flat[:, start:stop], dtype=float)
-        if not np.all(np.isfinite(y)):
+        # a slice when there is no mask: no index array, no fancy-index copy or scatter
+        cols = slice(start, stop) if sel is None else sel[start:stop]
+        y = np.asarray(flat[:, cols], dtype=float)
+        # NaN or ±inf anywhere makes the sum non-finite, so a finite sum proves every value
+        # finite in one pass; only a non-finite sum (or an overflowing one) needs the test
+        if not np.isfinite(y.sum()) and not np.all(np.isfinite(y)):
             bad_chunks.append(start)
             return
         if model == "monoexp":
