@@ -12,8 +12,15 @@ Fitting
     ordering λ1 <= λ2 <= λ3 is built in by fitting increments ``λ_{k+1} − λ_k >= 0``. Start:
     a grid over the decay constants (log-spaced from the physical λ to ``10/t_first``) with
     the amplitudes solved by non-negative least squares for each grid point (variable
-    projection); the three best grid points start :func:`scipy.optimize.least_squares`
-    (trust-region reflective, analytic Jacobian) and the lowest cost wins. The
+    projection). From the best grid point, one unbounded Levenberg-Marquardt fit
+    (:func:`scipy.optimize.leastsq`, analytic Jacobian) is kept when it converged strictly
+    inside the bounds and its TIA is determined by the data (``_first_fit``: over the
+    parameters whose cost is within the multi-start's ``ftol`` of the minimum, the TIA moves
+    by < 1e-7 relative). Otherwise, e.g. a λ at its bound or an uptake λ2 that no sampling
+    point constrains (the cost is flat along λ2 while the TIA is not), the three best grid
+    points start :func:`scipy.optimize.least_squares` (trust-region reflective, analytic
+    Jacobian, bounds) and the lowest cost wins, as before issue #17
+    (``tests/test_kinetics_reference.py``). The
     mono-exponential, a 1-D problem once the amplitude is profiled out, is instead solved
     like the voxel fit (:mod:`harmonize.kinetics.voxel`: closed-form log-linear start, then
     safeguarded Newton on λ, in plain floats) — the same optimum (TIAs within 1e-7 of the
