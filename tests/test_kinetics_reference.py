@@ -211,3 +211,37 @@ def test_fit_voxels_matches_main_implementation():
             bitwise += int(np.count_nonzero(res.tia == ref[f"{gen.key(i)}_tia"]))
             total += res.tia.size
     assert bitwise >= 0.99 * total  # the differences are rounding in a few voxels
+
+
+def test_first_fit_at_physical_bound_is_multi_start_optimum():
+    # TACs whose washout is slower than physical decay (λ1 fitted < λ_phys without bounds):
+    # the first fit redoes the fit with λ1 = λ_phys and keeps it only at an active bound;
+    # it must be the bounded optimum that main's multi-start (fit._multi_start, unchanged)
+    # finds, within TIA_RTOL, with the no_washout flag.
+    from harmonize.kinetics import fit as fit_module
+
+    rng = np.random.default_rng(88)
+    t = np.array([1.0, 4.0, 24.0, 48.0, 72.0, 120.0, 192.0])
+    lam_phys = kinetics.fit_tac(t[:2], [2.0, 1.0], model="monoexp").lambda_phys_per_h
+    at_bound = 0
+    for _ in range(40):
+        lam1 = lam_phys * rng.uniform(0.8, 1.05)  # around and below physical decay
+        y = 80.0 * (np.exp(-lam1 * t) - np.exp(-0.3 * t)) * (1 + 0.03 * rng.standard_normal(7))
+        w = point_weights(y, "none")
+        ys = y / np.max(np.abs(y))
+        start = fit_module._best_grid_start("biexp_uptake", t, ys, w, lam_phys)
+        first = fit_module._first_fit("biexp_uptake", t, ys, w, lam_phys, start)
+        starts = fit_module._grid_starts("biexp_uptake", t, ys, w, lam_phys)
+        amps, lams, ok = fit_module._multi_start("biexp_uptake", t, ys, w, lam_phys, starts, 1.0)
+        assert ok
+        if first is None:
+            continue
+        tia_first = float(first[0][0] * (1 / first[1][0] - 1 / first[1][1]))
+        tia_multi = float(amps[0] * (1 / lams[0] - 1 / lams[1]))
+        assert tia_first == pytest.approx(tia_multi, rel=TIA_RTOL, abs=0)
+        if first[1][0] == lam_phys:
+            at_bound += 1
+            assert lams[0] <= lam_phys * (1 + 1e-9)  # multi-start at the bound too
+            fit = kinetics.fit_tac(t, y, model="biexp_uptake")
+            assert "no_washout" in fit.flags
+    assert at_bound >= 5  # the bound-active path was exercised

@@ -483,17 +483,16 @@ def _fit_parametric(
 def _first_fit(
     model: str, t: np.ndarray, ys: np.ndarray, w: np.ndarray, lam_phys: float, x0: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Unbounded Levenberg-Marquardt from one start; the fit if it passes the checks, else None.
+    """Levenberg-Marquardt from one start; the fit if it passes the checks, else None.
 
     :func:`scipy.optimize.leastsq` (MINPACK, analytic Jacobian) on the natural parameters
-    (amplitudes, λs) from the best grid point. Its solution is the bounded problem's solution
-    (a local minimum of the unbounded problem strictly inside the bounds is one of the
-    bounded problem) and the multi-start's, when it passes these checks:
+    (amplitudes, λs) from the best grid point, without bounds. A local minimum of the
+    unbounded problem strictly inside the bounds is one of the bounded problem; it is kept
+    as the multi-start's solution when it passes these checks:
 
     * MINPACK reports convergence (``ier`` 1–4) and the parameters are finite;
     * it is strictly inside the bounds (amplitudes > 0; λ1 > λ_phys, λs increasing and
-      < ``LAMBDA_MAX_PER_H``, each by a relative margin of 1e-6): a fit that wants a bound
-      gets the bounded solver;
+      < ``LAMBDA_MAX_PER_H``, each by a relative margin of 1e-6);
     * its TIA is determined by the data: over the parameters whose weighted cost is within
       a relative ``_TOL`` (the multi-start's ``ftol``) of the minimum, the TIA varies by at
       most ``_TIA_DETERMINED`` relative (linearised: ``sqrt(2·_TOL·F·gᵀ(JᵀJ)⁻¹g)/TIA``, with
@@ -502,58 +501,57 @@ def _first_fit(
       the sampling does not determine: no point on the rise), where any solver stops at
       an arbitrary point of the valley; there main's multi-start is kept so that the same
       point is reported (``tests/test_kinetics_reference.py``).
+
+    When the only bound crossed is λ1 < λ_phys (no washout faster than physical decay), the
+    fit is redone with λ1 fixed at λ_phys, and kept if it passes the same checks on the other
+    parameters and the bound is active (the cost's derivative in λ1 there is > 0: the
+    constrained minimum, the Karush-Kuhn-Tucker condition).
     """
     coeffs = _COEFFS[model]
     k_lin = coeffs.shape[0]
     sw = np.sqrt(w)
     swy = sw * ys
-    sw_col = sw[:, None]
-    minus_t = -t
-    minus_t_col = minus_t[:, None]
     p0 = np.concatenate([x0[:k_lin], np.cumsum(x0[k_lin:])])
-    last: list[Any] = [b"", None]  # MINPACK asks for the Jacobian where it last evaluated
-
-    def expo(p: np.ndarray) -> np.ndarray:
-        key = p.tobytes()
-        if key != last[0]:
-            last[0], last[1] = key, np.exp(np.multiply.outer(minus_t, p[k_lin:]))  # (n, n_exp)
-        return last[1]
-
-    def resid(p: np.ndarray) -> np.ndarray:
-        return sw * (expo(p) @ (p[:k_lin] @ coeffs)) - swy
-
-    def jac(p: np.ndarray) -> np.ndarray:
-        e = expo(p)
-        d_lam = minus_t_col * e * (p[:k_lin] @ coeffs)
-        return sw_col * np.concatenate([e @ coeffs.T, d_lam], axis=1)
-
-    try:
-        with np.errstate(all="ignore"):  # overflow on a wild step: MINPACK rejects that step
-            p, _, info, _, ier = _optimize.leastsq(
-                resid, p0, Dfun=jac, full_output=True, ftol=_TOL, xtol=_TOL, gtol=0.0,
-                maxfev=_FIRST_MAX_NFEV,
-            )  # fmt: skip
-    except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+    found = _lm(coeffs, t, sw, swy, p0, None)
+    if found is None:
         return None
-    if ier not in (1, 2, 3, 4) or not np.all(np.isfinite(p)):
-        return None
+    p, r, j = found
     amps, lams = p[:k_lin], p[k_lin:]
     lam_list = lams.tolist()
     margin = _INTERIOR_MARGIN
     if (
         min(amps.tolist()) <= 0
-        or lam_list[0] <= lam_phys * (1 + margin)
         or any(b - a <= margin * b for a, b in itertools.pairwise(lam_list))
         or lam_list[-1] >= LAMBDA_MAX_PER_H * (1 - margin)
     ):
         return None
+    free = np.ones(p.size, dtype=bool)
+    if lam_list[0] <= lam_phys * (1 + margin):
+        # λ1 wants to go below the physical λ: the minimum with λ1 = λ_phys, if it is one
+        if len(lam_list) > 1 and lam_list[1] <= lam_phys * (1 + margin):
+            return None
+        p0 = p.copy()
+        p0[k_lin] = lam_phys
+        found = _lm(coeffs, t, sw, swy, p0, lam_phys)
+        if found is None:
+            return None
+        p, r, j = found
+        amps, lams = p[:k_lin], p[k_lin:]
+        lam_list = lams.tolist()
+        if (
+            min(amps.tolist()) <= 0
+            or any(b - a <= margin * b for a, b in itertools.pairwise(lam_list))
+            or lam_list[-1] >= LAMBDA_MAX_PER_H * (1 - margin)
+            or not float(j[:, k_lin] @ r) > 0  # ∂F/∂λ1 = Jᵀr: the bound is active
+        ):
+            return None
+        free[k_lin] = False
     c = amps @ coeffs
     tia = float(np.sum(c / lams))
-    r = info["fvec"]
-    j = jac(p)
-    grad = np.concatenate([coeffs @ (1.0 / lams), -c / lams**2])
+    grad = np.concatenate([coeffs @ (1.0 / lams), -c / lams**2])[free]
+    jf = j[:, free]
     try:
-        spread = float(grad @ np.linalg.solve(j.T @ j, grad))
+        spread = float(grad @ np.linalg.solve(jf.T @ jf, grad))
     except np.linalg.LinAlgError:
         return None
     # the cost's resolution: _TOL of the cost, but not below the round-off floor of the fit
@@ -562,6 +560,66 @@ def _first_fit(
     if not (tia > 0 and spread >= 0 and 2 * _TOL * cost * spread <= (_TIA_DETERMINED * tia) ** 2):
         return None
     return amps, lams
+
+
+def _lm(
+    coeffs: np.ndarray, t: np.ndarray, sw: np.ndarray, swy: np.ndarray, p0: np.ndarray,
+    fixed_lambda1: float | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:  # fmt: skip
+    """MINPACK Levenberg-Marquardt on ``sw·(f(t) − y)``; parameters, residuals, full Jacobian.
+
+    With ``fixed_lambda1`` the first λ is held at that value (not a parameter). None if
+    MINPACK does not report convergence or the parameters are not finite.
+    """
+    k_lin = coeffs.shape[0]
+    sw_col = sw[:, None]
+    minus_t = -t
+    minus_t_col = minus_t[:, None]
+    last: list[Any] = [b"", None]  # MINPACK asks for the Jacobian where it last evaluated
+    fixed = fixed_lambda1 is not None
+    keep = np.ones(p0.size, dtype=bool)
+    if fixed:
+        keep[k_lin] = False
+
+    def full(q: np.ndarray) -> np.ndarray:
+        return np.insert(q, k_lin, fixed_lambda1) if fixed else q
+
+    def expo(p: np.ndarray) -> np.ndarray:
+        key = p.tobytes()
+        if key != last[0]:
+            last[0], last[1] = key, np.exp(np.multiply.outer(minus_t, p[k_lin:]))  # (n, n_exp)
+        return last[1]
+
+    def resid_full(p: np.ndarray) -> np.ndarray:
+        return sw * (expo(p) @ (p[:k_lin] @ coeffs)) - swy
+
+    def jac_full(p: np.ndarray) -> np.ndarray:
+        e = expo(p)
+        d_lam = minus_t_col * e * (p[:k_lin] @ coeffs)
+        return sw_col * np.concatenate([e @ coeffs.T, d_lam], axis=1)
+
+    if fixed:
+
+        def resid(q: np.ndarray) -> np.ndarray:
+            return resid_full(full(q))
+
+        def jac(q: np.ndarray) -> np.ndarray:
+            return jac_full(full(q))[:, keep]
+
+    else:
+        resid, jac = resid_full, jac_full
+    try:
+        with np.errstate(all="ignore"):  # overflow on a wild step: MINPACK rejects that step
+            q, _, info, _, ier = _optimize.leastsq(
+                resid, p0[keep], Dfun=jac, full_output=True, ftol=_TOL, xtol=_TOL, gtol=0.0,
+                maxfev=_FIRST_MAX_NFEV,
+            )  # fmt: skip
+    except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+        return None
+    if ier not in (1, 2, 3, 4) or not np.all(np.isfinite(q)):
+        return None
+    p = full(q)
+    return p, info["fvec"], jac_full(p)
 
 
 def _multi_start(
