@@ -66,7 +66,7 @@ import dataclasses
 import functools
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -379,7 +379,7 @@ def _grid_starts(
 
 def _grid_top(t: np.ndarray, lam_phys: float) -> float:
     """Largest λ of the start grid: ``10/t_first`` (h⁻¹), within [4 λ_phys, LAMBDA_MAX]."""
-    t_first = float(t[t > 0][0]) if np.any(t > 0) else 1.0
+    t_first = next((v for v in t.tolist() if v > 0), 1.0)
     return min(LAMBDA_MAX_PER_H, max(10.0 / t_first, 4.0 * lam_phys))
 
 
@@ -581,8 +581,10 @@ def _lm(
     if fixed:
         keep[k_lin] = False
 
+    fixed_value = 0.0 if fixed_lambda1 is None else float(fixed_lambda1)
+
     def full(q: np.ndarray) -> np.ndarray:
-        return np.insert(q, k_lin, fixed_lambda1) if fixed else q
+        return np.insert(q, k_lin, fixed_value) if fixed else q
 
     def expo(p: np.ndarray) -> np.ndarray:
         key = p.tobytes()
@@ -598,6 +600,8 @@ def _lm(
         d_lam = minus_t_col * e * (p[:k_lin] @ coeffs)
         return sw_col * np.concatenate([e @ coeffs.T, d_lam], axis=1)
 
+    resid: Callable[[np.ndarray], np.ndarray] = resid_full
+    jac: Callable[[np.ndarray], np.ndarray] = jac_full
     if fixed:
 
         def resid(q: np.ndarray) -> np.ndarray:
@@ -606,8 +610,6 @@ def _lm(
         def jac(q: np.ndarray) -> np.ndarray:
             return jac_full(full(q))[:, keep]
 
-    else:
-        resid, jac = resid_full, jac_full
     try:
         with np.errstate(all="ignore"):  # overflow on a wild step: MINPACK rejects that step
             q, _, info, _, ier = _optimize.leastsq(
@@ -813,9 +815,10 @@ def _fit_one(
     """Fit one parametric model; returns the TACFit and its floored weighted RSS."""
     k = len(MODEL_PARAMETERS[model])
     w = point_weights(y, weighting)
-    flags = ["nonpositive_points"] if np.any(y <= 0) else []
-    n_eff = int(np.count_nonzero(w))
-    if n_eff < k or np.count_nonzero(y > 0) < _COEFFS[model].shape[1]:
+    y_list = y.tolist()  # a few points: counted in Python (validated: no NaN)
+    flags = ["nonpositive_points"] if min(y_list) <= 0 else []
+    n_eff = sum(1 for v in w.tolist() if v != 0)
+    if n_eff < k or sum(1 for v in y_list if v > 0) < _COEFFS[model].shape[1]:
         fb = _fallback(model, t, y, weighting, lam_phys, [*flags, "too_few_positive_points"])
         return fb, math.inf
     if model == "monoexp":
