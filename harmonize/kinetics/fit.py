@@ -415,7 +415,7 @@ def _grid_nnls(h: np.ndarray, gvec: np.ndarray, syy: float) -> tuple[np.ndarray,
     return best_rss, best_amp
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=32)  # ≤ 0.7 MB an entry (tri-exponential, 7 points)
 def _grid_basis(
     model: str, t_h: tuple[float, ...], lam_lo: float, lam_hi: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
