@@ -39,6 +39,8 @@ class LazyModule:
         return self._lazy_module
 
     def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_lazy_"):  # a slot not yet set (copy, unpickling): no recursion
+            raise AttributeError(attr)
         return getattr(self._load(), attr)
 
     def __repr__(self) -> str:
