@@ -259,9 +259,15 @@ def fit_monoexp_columns(
     flags[~fit] |= _bit(VoxelFlag.FALLBACK)
     a = np.zeros(m)
     lam = np.zeros(m)
-    idx = np.flatnonzero(fit)
-    if idx.size == 0:
+    n_fit = int(np.count_nonzero(fit))
+    if n_fit == 0:
         return a, lam, flags
+    # When most columns are fitted, all columns go through the iterations (no gather of the
+    # fitted ones, no scatter back): a column with fewer than two positive points has a
+    # gain g(λ) that does not depend on λ (one term), so its first Newton step is 0 and it
+    # is frozen at once; its numbers are discarded below.
+    dense = 4 * n_fit >= 3 * m
+    idx = np.arange(m) if dense else np.flatnonzero(fit)
     everything = idx.size == m
     wy = w * y
     # Rows 1, t, t² and their use as matrix products give the moments Σ(·), Σt(·), Σt²(·).
@@ -366,6 +372,8 @@ def fit_monoexp_columns(
     bad = ~(np.isfinite(af) & np.isfinite(lf)) | (af <= 0)
     sub_flags[bad] |= _bit(VoxelFlag.FALLBACK)
     af[bad], lf[bad] = 0.0, 0.0
+    if dense and n_fit < m:
+        af[~fit], lf[~fit], sub_flags[~fit] = 0.0, 0.0, 0
     a[idx], lam[idx] = af, lf
     flags[idx] |= sub_flags
     return a, lam, flags
