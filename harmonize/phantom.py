@@ -29,7 +29,14 @@ distribution with the published mean ± SD:
   geometric SD 1.6 [assumed] so that the cohort straddles the published cutoffs.
 * effective half-lives (washout) [assumed, typical of the 177Lu-DOTATATE literature]:
   kidneys 40–60 h, liver 60–90 h, spleen 60–90 h, tumours 60–110 h, remainder of body 20–40 h;
-  uptake half-lives 0.5–3 h.
+  uptake half-lives 0.5–3 h. With ``kinetics="clinical"`` they are log-normal per tissue:
+  the *form* follows Hou2021 (Hou X, Brosch J, Uribe C, et al. Feasibility of
+  single-time-point dosimetry for radiopharmaceutical therapies. J Nucl Med
+  2021;62(7):1006–1011, PMC8882881 — abstract: "A lognormal distribution was more
+  appropriate for capturing effective half-life distributions"); the medians and
+  geometric SDs are [assumed] (we could read no per-tissue table: only that abstract).
+  A fraction of tumours whose uptake peaks at 24–48 h: fraction and times [assumed]
+  (no source read that gives the fraction).
 * per-cycle fall of tumour uptake, × 0.9 per cycle [assumed; tumour absorbed dose tends to
   decrease over cycles as reported by Garske-Román 2018, EJNMMI 45:970].
 * injected activity 7.4 GBq ± 3 % per cycle (the Lutathera SmPC activity, 7.4 GBq × 4 cycles).
@@ -96,8 +103,10 @@ WASHOUT_HALF_LIFE_H = {
 #: Uptake half-life range in hours [assumed].
 UPTAKE_HALF_LIFE_H = (0.5, 3.0)
 #: ``kinetics="clinical"``: effective (washout) half-life per tissue, log-normal (median h,
-#: geometric SD) [assumed: medians at the centres of the ranges above, spreads chosen so
-#: that the central 95 % spans about ×0.5–×2 for tumours; no per-tissue source available].
+#: geometric SD). Log-normal rather than normal: Hou2021 (J Nucl Med 2021;62:1006–1011,
+#: abstract). The values are [assumed: medians at the centres of the ranges above, spreads
+#: chosen so that the central 95 % spans about ×0.5–×2 for tumours; no per-tissue table
+#: could be read].
 CLINICAL_WASHOUT_HALF_LIFE_H = {
     "kidney": (50.0, 1.25),
     "liver": (75.0, 1.25),

@@ -20,6 +20,7 @@ coordination. A failing study is reported with its id and reason; the others com
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import traceback
@@ -138,6 +139,7 @@ def _run_one(
             "voi_dose": result.voi_dose,
             "uncertainty": result.uncertainty,
             "files": files,
+            "calibration": _calibration_used(study, adapter),
         }
     except Exception as exc:  # reported per study; the other studies go on
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -163,6 +165,27 @@ def _pseudonymised(study: Any, key: bytes | None) -> Any:
     from harmonize.deid import deidentify_study
 
     return deidentify_study(study, key)
+
+
+def _calibration_used(study: Any, adapter: WorkflowAdapter) -> list[tuple[str, str, float, str]]:
+    """(profile, mode, voxel side, user) of the centre profiles this task used.
+
+    The camera that imaged the study (a shipped profile; calibrated in fast mode) and the
+    calibration phantom an adapter took its RC curve from (``calibration_phantom``).
+    """
+    from harmonize.imaging import available_profiles
+    from harmonize.study import voxel_size_mm
+
+    used = []
+    profile = str(study.attrs.get("imaging_profile", ""))
+    if profile in available_profiles():
+        side = round(math.prod(voxel_size_mm(study)) ** (1.0 / 3.0), 4)
+        used.append((profile, "fast", side, "studies"))
+    hook = getattr(adapter, "calibration_phantom", None)
+    phantom = hook(study) if callable(hook) else None
+    if phantom is not None:
+        used.append((str(phantom[0]), str(phantom[1]), float(phantom[2]), adapter.name))
+    return used
 
 
 def _compute(
@@ -492,6 +515,7 @@ def _run_locked(
 
     voi_by_workflow: dict[str, list[pd.DataFrame]] = {}
     budget_by_workflow: dict[str, list[pd.DataFrame]] = {}
+    calibration_used: list[tuple[str, str, float, str]] = []
     for ((patient_id, cycle), adapter), result in zip(keys, results, strict=True):
         if not result["ok"]:
             shown = patient_id
@@ -502,9 +526,15 @@ def _run_locked(
             report.failures.append(RunFailure(shown, cycle, adapter.name, result["reason"]))
             continue
         report.files += result["files"]
+        calibration_used += result.get("calibration", [])
         voi_by_workflow.setdefault(adapter.name, []).append(result["voi_dose"])
         if len(result.get("uncertainty", ())):
             budget_by_workflow.setdefault(adapter.name, []).append(result["uncertainty"])
+
+    # each centre profile's calibration phantom (RC curve, calibration factor), for the report
+    from harmonize.calibration import write_calibration
+
+    report.files += write_calibration(out, calibration_used, overwrite=overwrite)
 
     rules = {a.name: a.cumulative_rule for a in adapters}
     # a workflow that images only some cycles (Milan: 1 and 4) builds its patient indices

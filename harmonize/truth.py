@@ -33,11 +33,16 @@ local deposition):
 * the true mean dose of a VOI is the mass-weighted mean over the VOI's own voxels (a
   lesion's voxels are not counted in the organ that contains it).
 
-Validation (tests/test_truth.py): the kernels conserve energy; the mean dose of uniform
-unit-density spheres of 1–500 g agrees with the sphere model of :mod:`harmonize.dose`
-within 3 % (no published Lu-177 sphere S-value table was available to us — see the
-report); deep in large organs the dose is local deposition of the electrons plus the
-absorbed photon share, within 5 %.
+Validation (tests/test_truth.py): the kernels conserve energy; the mean dose per decay of
+uniform soft-tissue spheres (1.03 g/mL, radii 8–40 mm, 2.2–276 g: every tabulated sphere
+of 1–500 g) agrees with a published Lu-177 sphere S-value table (the "100%/0%" series of
+``harmonize/data/spheres_lu177_pytheranostics.json``, shipped by PyTheranostics; see its
+README) within 1 % (3 % asked) — and the whole table from 0.9 to 932 g within 1 %; for
+spheres of 1–4 mm radius (< 0.3 g) the truth is 1–3.4 % low, the single-end-point
+electron kernel above [assumed] letting too many electrons escape; it agrees with the
+sphere model of :mod:`harmonize.dose` within 3 %; deep in large organs the dose is local
+deposition of the electrons plus the absorbed photon share, within 5 %. Residuals per
+sphere: ``benchmarks/results/truth_spheres.md``.
 """
 
 from __future__ import annotations
@@ -260,14 +265,26 @@ def reference_dose_gy(
     )
 
 
-def sphere_mean_dose_gy_per_decay(mass_g: np.ndarray, nuclide: str = "Lu-177") -> np.ndarray:
-    """Mean dose per decay of a uniform unit-density sphere, from the continuous DPK.
+def sphere_mean_dose_gy_per_decay(
+    mass_g: np.ndarray, nuclide: str = "Lu-177", density_g_ml: float = 1.0
+) -> np.ndarray:
+    """Mean dose per decay of a uniform sphere of a given mass, from the continuous DPK.
 
     Uses the exact self-irradiation geometry of a sphere of radius R: a point kernel at
     distance r keeps the fraction ``1 − 3r/(4R) + r³/(16R³)`` (r ≤ 2R) of its energy inside
     (Berger, J Nucl Med 1971, MIRD Pamphlet 7). Cross-checks the voxel integration.
+
+    ``density_g_ml`` ≠ 1 uses the scaling theorem of a homogeneous medium: both kernels
+    depend on distance only through the mass thickness ρr (the Loevinger ν is in cm²/g,
+    the photon μ/ρ in cm²/g), so the absorbed fraction of a sphere depends on ρR only, and
+    a sphere of mass m and density ρ absorbs the fraction of the unit-density sphere of
+    mass ρ²·m (same ρR); its dose per decay is therefore ``ρ²·D₁(ρ²·m)``. The medium stays
+    water-like in composition (only its density changes).
     """
-    m = np.atleast_1d(np.asarray(mass_g, dtype=float))
+    rho = float(density_g_ml)
+    if not rho > 0:
+        raise ValueError(f"density_g_ml must be > 0, got {density_g_ml!r}")
+    m = np.atleast_1d(np.asarray(mass_g, dtype=float)) * rho**2
     out = np.empty_like(m)
     for i, mass in enumerate(m):  # a handful of masses
         radius = (3.0 * mass / (4.0 * math.pi)) ** (1.0 / 3.0) * 10.0  # mm, unit density
@@ -275,4 +292,4 @@ def sphere_mean_dose_gy_per_decay(mass_g: np.ndarray, nuclide: str = "Lu-177") -
         keep = 1.0 - 3.0 * r / (4.0 * radius) + r**3 / (16.0 * radius**3)
         energy = float(np.trapezoid(_shell_energy_mev(r, nuclide) * keep, r))
         out[i] = energy * _MEV_TO_J / (mass * 1e-3)
-    return out.reshape(np.shape(mass_g))
+    return (out * rho**2).reshape(np.shape(mass_g))

@@ -150,16 +150,31 @@ class MilanWorkflow(WorkflowAdapter):
                 f"milan: rc_source must be 'calibration_phantom' or 'gaussian_psf', "
                 f"got {cfg.rc_source!r}"
             )
-        from harmonize.imaging import available_profiles
         from harmonize.imaging.nema import recovery_curve
+
+        profile, mode, side = self._calibration(study)
+        return recovery_curve(profile, side, mode)
+
+    def calibration_phantom(self, study: xr.Dataset) -> tuple[str, str, float] | None:
+        """(profile, mode, voxel side mm) of the calibration phantom whose RC curve this
+        study gets, or None when no calibration-phantom curve is applied (the runner
+        records it: :mod:`harmonize.calibration`)."""
+        cfg = self.config
+        if not cfg.recovery_correction or cfg.rc_source != "calibration_phantom":
+            return None
+        return self._calibration(study)
+
+    def _calibration(self, study: xr.Dataset) -> tuple[str, str, float]:
+        cfg = self.config
+        from harmonize.imaging import available_profiles
 
         profile = cfg.rc_profile
         if profile == "study":
             recorded = str(study.attrs.get("imaging_profile", ""))
             profile = recorded if recorded in available_profiles() else "milan"
         # the calibration phantom is imaged at the study's (mean) voxel size
-        side = float(np.prod(voxel) ** (1.0 / 3.0))
-        return recovery_curve(profile, round(side, 4), cfg.rc_imaging_mode)
+        side = float(np.prod(voxel_size_mm(study)) ** (1.0 / 3.0))
+        return profile, cfg.rc_imaging_mode, round(side, 4)
 
     def _run(self, study: xr.Dataset) -> WorkflowResult:
         cfg = self.config

@@ -16,7 +16,9 @@ cumulative indices of the published cutoffs) ratio Bland–Altman plots, scatter
 the identity and the Passing–Bablok line and the agreement table with confidence
 intervals; classification agreement at the five published cutoffs with the discordant
 patients; the cutoffs translated between workflows; accuracy against the phantom truth
-(workflow ``"truth"``) when present; the cumulative DVHs of two lesions (the ``dvh`` table;
+(workflow ``"truth"``) when present; each centre profile's recovery curve and
+calibration factor from its NEMA IEC calibration phantom (the tables the run wrote in
+``calibration/``); the cumulative DVHs of two lesions (the ``dvh`` table;
 for results without one, a summary through their dose indices); for each workflow the EANM dosimetry reporting checklist (Lassmann2011,
 Stokke2024 Table 4), every item filled from the data or marked "not reported by this
 workflow"; and the provenance of every input (file and study hashes, software and schema
@@ -41,9 +43,11 @@ Modules: :mod:`._data` reads, checks and sorts the tables (and defines
 :data:`DOSE_INDICES`); :mod:`.html` escapes, formats numbers, builds tables and the page
 shell; :mod:`.figures` draws every matplotlib figure as a deterministic PNG;
 :mod:`.overview` (sections 1–2, cohort and workflows), :mod:`.agreement` (3),
-:mod:`.cutoffs` (4–5, cutoff agreement and translation), :mod:`.truth` (6),
-:mod:`.dvh` (7), :mod:`.checklist` (8, the EANM checklist) and :mod:`.provenance`
-(9–10) build the numbered sections; :mod:`.document` assembles the page, the key
+:mod:`.cutoffs` (4–5, cutoff agreement and translation), :mod:`.outcomes` (6,
+dose–response), :mod:`.truth` (7), :mod:`.calibration` (8, each centre's calibration
+phantom: RC curve and calibration factor, from the tables the run wrote),
+:mod:`.uncertainty` (9), :mod:`.dvh` (10), :mod:`.checklist` (11, the EANM checklist) and
+:mod:`.provenance` (12–13) build the numbered sections; :mod:`.document` assembles the page, the key
 findings and the file.
 
 Privacy: the report shows the pseudonymous ``patient_id`` and no other identifier, no

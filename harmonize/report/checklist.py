@@ -1,4 +1,4 @@
-"""Section 8 of the report: the EANM dosimetry reporting checklist, per workflow.
+"""Section 11 of the report: the EANM dosimetry reporting checklist, per workflow.
 
 Every item of :data:`CHECKLIST_ITEMS` (Lassmann2011; Stokke2024 Table 4) is filled from
 the workflow's results and parameters, or marked :data:`NOT_REPORTED`.
@@ -356,7 +356,7 @@ def _checklist(data: _Data, w: str, info: _AdapterInfo) -> tuple[pd.DataFrame, s
 
 
 def _checklist_section(data: _Data, infos: Mapping[str, _AdapterInfo]) -> str:
-    parts = ['<h2 id="checklist">8. EANM dosimetry reporting checklist, per workflow</h2>']
+    parts = ['<h2 id="checklist">11. EANM dosimetry reporting checklist, per workflow</h2>']
     parts.append(
         _p(
             "The items a dosimetry report should state (Lassmann2011; Stokke2024 Table 4), "

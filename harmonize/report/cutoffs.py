@@ -145,7 +145,7 @@ def _cutoffs_section(data: _Data) -> str:
             "totals the same planned treatment). Agreement: raw proportion classified alike and "
             "Cohen's kappa (Cohen1960; Wald CI clipped to [−1, 1]); Fleiss' kappa (Fleiss1971) "
             "over the workflows when there are three or more. The phantom truth is not a rater: "
-            "each workflow's agreement with it is in section 6. The cutoffs are defined in "
+            "each workflow's agreement with it is in section 7. The cutoffs are defined in "
             "harmonize/data/CUTOFFS.md; 'assumed' marks our reading where the paper does not "
             f"say. Tables {data.tables_source}."
         )

@@ -22,6 +22,7 @@ from harmonize.report._data import (
     _read_agreement_dir,
 )
 from harmonize.report.agreement import _agreement_section
+from harmonize.report.calibration import _calibration_section
 from harmonize.report.checklist import _checklist_section
 from harmonize.report.cutoffs import (
     _cutoffs_section,
@@ -171,6 +172,7 @@ def build_report(
     input_files: Mapping[str, tuple[int, str]] | None = None,
     comparison: Mapping[str, pd.DataFrame] | None = None,
     cutoffs: pd.DataFrame | None = None,
+    calibration: pd.DataFrame | None = None,
 ) -> str:
     """Build the HTML report of result tables in memory.
 
@@ -192,6 +194,10 @@ def build_report(
         (:func:`harmonize.pipeline.compare_results`) with its defaults.
     cutoffs : pandas.DataFrame, optional
         The cutoff table (:func:`harmonize.compare.load_cutoffs`), default the packaged one.
+    calibration : pandas.DataFrame, optional
+        The calibration phantom tables the run wrote
+        (:func:`harmonize.calibration.read_calibration`); without them the calibration
+        section says the run recorded none.
 
     Returns
     -------
@@ -219,7 +225,8 @@ def build_report(
     sections.append(_translation_section(data))
     sections.append(_outcomes_section({**stored, **data.tables}, colours))
     sections.append(_truth_section(data, colours))
-    sections.append(uncertainty_section(results, colours, "6b"))
+    sections.append(_calibration_section(calibration, "8"))
+    sections.append(uncertainty_section(results, colours, "9"))
     sections.append(_dvh_section(data, colours) if len(data.dvh) else _dvh_summary(data, colours))
     sections.append(_checklist_section(data, infos))
     sections.append(_provenance_section(data, input_files, stored))
@@ -233,6 +240,7 @@ def build_report(
         ("translation", "Cutoffs translated between workflows"),
         ("outcomes", "Dose–response per workflow"),
         ("truth", "Accuracy against the phantom truth"),
+        ("calibration", "Calibration phantom: each centre's recovery curve"),
         ("uncertainty", "Uncertainty of the doses"),
         ("dvh", "Lesion dose–volume histograms"),
         ("checklist", "EANM reporting checklist"),
@@ -321,7 +329,13 @@ def write_report(
             f"--out {out}: the folder {out.parent} does not exist (create it first; the report "
             "does not create folders)"
         )
+    from harmonize.calibration import read_calibration
+
     results = read_results(root)
+    try:
+        calibration = read_calibration(root)
+    except (ValueError, OSError) as exc:
+        raise ReportError(f"{root}/calibration: {exc}") from exc
     files = _input_files(root)
     tables: dict[str, pd.DataFrame] = {}
     comparison = None
@@ -338,5 +352,6 @@ def write_report(
         input_files=files,
         comparison=comparison,
         cutoffs=cutoffs,
+        calibration=calibration,
     )
     return write_bytes_atomic(out, text.encode("utf-8"), overwrite)

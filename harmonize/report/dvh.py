@@ -1,4 +1,4 @@
-"""Section 7 of the report: lesion dose–volume histograms.
+"""Section 10 of the report: lesion dose–volume histograms.
 
 Drawn from the ``dvh`` table; for results without one, a labelled piecewise-linear
 summary through the voxel dose indices instead.
@@ -17,7 +17,7 @@ from harmonize.report.html import _num, _p
 #: No public names: :mod:`harmonize.report` re-exports the package's public API.
 __all__: list[str] = []
 
-_DVH_HEADING = '<h2 id="dvh">7. Lesion dose–volume histograms</h2>'
+_DVH_HEADING = '<h2 id="dvh">10. Lesion dose–volume histograms</h2>'
 
 
 def _dvh_lesions(data: _Data) -> pd.DataFrame:

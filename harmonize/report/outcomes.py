@@ -1,4 +1,4 @@
-"""Report section: dose–response per workflow (renders the ``outcome_*`` tables, computes none).
+"""Section 6 of the report: dose–response per workflow (renders the ``outcome_*`` tables, computes none).
 
 The tables are written by ``harmonize compare`` when the results hold a ``clinical`` table
 (:mod:`harmonize.outcomes.dose_response`) and given to the report with
@@ -212,7 +212,7 @@ def _km_figure(km: pd.DataFrame, key: str, colours: Mapping[str, str]) -> str:
 
 def _outcomes_section(stored: Mapping[str, pd.DataFrame], colours: Mapping[str, str]) -> str:
     """The section, or a note on how to obtain it when no outcome table was delivered."""
-    head = '<section id="outcomes"><h2>Dose–response per workflow</h2>'
+    head = '<section id="outcomes"><h2>6. Dose–response per workflow</h2>'
     tables = outcome_tables(stored)
     if not tables:
         return (

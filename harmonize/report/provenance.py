@@ -1,4 +1,4 @@
-"""Sections 9 and 10 of the report: provenance of every input, and the references.
+"""Sections 12 and 13 of the report: provenance of every input, and the references.
 
 Provenance: file and study hashes, software and schema versions, stored agreement tables
 as delivered.
@@ -148,7 +148,7 @@ def _provenance_section(
     input_files: Mapping[str, tuple[int, str]] | None,
     stored: Mapping[str, pd.DataFrame],
 ) -> str:
-    parts = ['<h2 id="provenance">9. Provenance</h2>']
+    parts = ['<h2 id="provenance">12. Provenance</h2>']
     schema_versions = (
         sorted(set(data.run["schema_version"].astype(str)))
         if "schema_version" in data.run.columns
@@ -254,4 +254,4 @@ def _references_section(cited_text: str = "") -> str:
     items = "".join(f"<li><b>{_esc(k)}</b>: {_esc(_REFERENCES[k])}</li>" for k in shown)
     if unresolved:
         items += "".join(f"<li><b>{_esc(k)}</b>: not in the bibliography</li>" for k in unresolved)
-    return f'<h2 id="references">10. References</h2><ul>{items}</ul>'
+    return f'<h2 id="references">13. References</h2><ul>{items}</ul>'

@@ -1,4 +1,4 @@
-"""Section 6 of the report: each workflow against the phantom truth.
+"""Section 7 of the report: each workflow against the phantom truth.
 
 Agreement with the workflow ``"truth"`` as reference, the error of the lesion doses by
 lesion size (:func:`truth_error_by_size`) and the cutoff classification against truth.
@@ -145,7 +145,7 @@ def truth_error_by_size(
 
 
 def _truth_section(data: _Data, colours: Mapping[str, str]) -> str:
-    parts = ['<h2 id="truth">6. Each workflow against the phantom truth</h2>']
+    parts = ['<h2 id="truth">7. Each workflow against the phantom truth</h2>']
     if not data.has_truth:
         return "".join(parts) + _p(
             "The results hold no workflow named 'truth' (not a phantom cohort): accuracy cannot be assessed."

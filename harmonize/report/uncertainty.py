@@ -1,4 +1,4 @@
-"""The uncertainty section: budget per workflow, coverage of the truth, error bars, cutoffs.
+"""Section 9 of the report, uncertainty: budget per workflow, coverage of the truth, error bars, cutoffs.
 
 Renders what :mod:`harmonize.compare.uncertain` computes from the tables
 (``uncertainty``, ``voi_dose.dose_mean_u_gy``, ``patient_index.*_u_gy``); nothing here
