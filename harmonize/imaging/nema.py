@@ -1,7 +1,10 @@
 """NEMA IEC body phantom through a centre's imaging chain → its RC curve and calibration.
 
 Geometry: the IEC 61675-1 / NEMA NU 2-2012 body ("image quality") phantom, interior
-dimensions (the water and the spheres; the 3 mm PMMA shell is not modelled):
+dimensions (the water and the spheres; the 3 mm PMMA shell is not modelled). The standards'
+texts are not in our hands: the dimensions are those of the OpenGATE collaboration's
+analytic model of the phantom (``opengate/contrib/phantoms/nemaiec.py``, read 2026-11-29),
+with the figures commonly quoted from NEMA NU 2-2012 beside them where they differ:
 
 * cross-section: a half-disc of radius 147 mm (the curved, upper side) joined along its
   diameter to a 77 mm deep lower part, 140 mm wide flat with quarter-circle corners of
@@ -10,16 +13,17 @@ dimensions (the water and the spheres; the 3 mm PMMA shell is not modelled):
   ``opengate/contrib/phantoms/nemaiec.py``, ``add_iec_body``);
 * interior length 194 mm (outer 214 mm less two 10 mm end plates, OpenGATE ``nemaiec.py``;
   NEMA NU 2-2012 asks for at least 180 mm);
-* lung insert: a cylinder of 50 mm outer diameter (NEMA NU 2-2012: 50 ± 2 mm) along the
+* lung insert: a cylinder of 50 mm outer diameter (OpenGATE; NEMA NU 2-2012 is quoted as
+  50 ± 2 mm) along the
   whole length, its axis 35 mm above the half-disc's centre (OpenGATE ``nemaiec.py``,
   ``add_iec_central_cylinder``): a 4 mm PMMA wall (1.18 g/mL, OpenGATE ``IEC_PLASTIC``)
   around low-density lung material (0.3 g/mL [assumed], polystyrene beads and water);
   no activity;
 * six spheres of inner diameter 10, 13, 17, 22, 28 and 37 mm (NEMA NU 2-2012) whose
   centres lie on a circle of 114.4 mm diameter concentric with the lung insert (NEMA NU
-  2-2012), 60° apart in the order 37, 28, 22, 17, 13, 10 mm starting on the left of the
+  2-2012 as quoted; OpenGATE 114.5 mm), 60° apart in the order 37, 28, 22, 17, 13, 10 mm starting on the left of the
   insert (OpenGATE ``add_iec_all_spheres``), in one transverse plane 70 mm from the inner
-  face of the lid (NEMA NU 2-2012; 27 mm from the mid-length in OpenGATE). Their 1 mm
+  face of the lid (OpenGATE: 27 mm from the middle of the 194 mm interior). Their 1 mm
   walls are not modelled (thinner than a fifth of a voxel at the sizes used here
   [assumed negligible]); ``reverse_spheres=True`` puts the spheres in the opposite order
   (OpenGATE's ``toggle_sphere_order``), a held-out geometry for the fast-mode check.
@@ -70,7 +74,7 @@ NEMA_SPHERE_DIAMETERS_MM = (10.0, 13.0, 17.0, 22.0, 28.0, 37.0)
 SPHERE_RING_DIAMETER_MM = 114.4
 #: Interior length, mm (OpenGATE ``nemaiec.py``: 214 mm outer, 10 mm end plates).
 INTERIOR_LENGTH_MM = 194.0
-#: Distance of the sphere centres' plane from the inner face of the lid, mm (NEMA NU 2-2012).
+#: Distance of the sphere centres' plane from the inner face of the lid, mm (OpenGATE).
 SPHERE_PLANE_FROM_LID_MM = 70.0
 #: Height of the lung insert's axis above the centre of the half-disc, mm (OpenGATE).
 INSERT_ABOVE_DISC_CENTRE_MM = 35.0
