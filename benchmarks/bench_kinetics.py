@@ -14,7 +14,8 @@ zero or negative, as real SPECT does). Timed:
 * the **floors**, timed in the same rounds (paired, medians): one memory pass over the
   series (``sum`` over time), a closed-form log-linear fit of every voxel (the floor of the
   mono-exponential) and the trapezoid's own passes (``np.trapezoid`` plus a physical tail,
-  the floor of the trapezoid); each fit's ratio to its floor is printed;
+  the floor of the trapezoid); each fit's ratio to its floor is printed, with the default
+  thread count and with one thread (and the speed-up of the threads over one);
 * single TACs side by side: :func:`harmonize.kinetics.fit_tac` against a bare
   :func:`scipy.optimize.curve_fit` of the same model (no bounds, checks, integral or flags),
   per TAC, paired rounds, medians: the mono-exponential on 4 points and the bi-exponential
@@ -166,6 +167,7 @@ def single_tac_side_by_side(rounds: int, n_tacs: int = 100) -> dict:
         times = _paired(fns, rounds)
     out = {f"{k}_ms_per_tac": 1e3 * float(np.median(v)) / n_tacs for k, v in times.items()}
     out["n_tacs"] = n_tacs
+    out["load_average_1min"] = os.getloadavg()[0]
     out["monoexp_ratio_to_curve_fit"] = _ratio(times, "fit_tac_monoexp", "curve_fit_monoexp")
     out["biexp_uptake_ratio_to_curve_fit"] = _ratio(
         times, "fit_tac_biexp_uptake", "curve_fit_biexp_uptake"
@@ -251,6 +253,12 @@ def main(argv: list[str] | None = None) -> dict:
     floors = _paired(
         {
             **runs,
+            "monoexp_1_thread": lambda: kinetics.fit_voxels(
+                TIMES_H, study, model="monoexp", n_threads=1
+            ),
+            "trapezoid_1_thread": lambda: kinetics.fit_voxels(
+                TIMES_H, study, model="trapezoid", tail="monoexp", n_threads=1
+            ),
             "memory_pass": lambda: study.sum(axis=0),
             "loglin_closed_form": lambda: loglin_floor(study),
             "trapezoid_floor": lambda: trapezoid_floor(study, lam_phys),
@@ -262,6 +270,17 @@ def main(argv: list[str] | None = None) -> dict:
         "monoexp_ratio_to_loglin": _ratio(floors, "monoexp", "loglin_closed_form"),
         "monoexp_ratio_to_memory_pass": _ratio(floors, "monoexp", "memory_pass"),
         "trapezoid_ratio_to_floor": _ratio(floors, "trapezoid_monoexp_tail", "trapezoid_floor"),
+        "monoexp_1_thread_ratio_to_loglin": _ratio(
+            floors, "monoexp_1_thread", "loglin_closed_form"
+        ),
+        "trapezoid_1_thread_ratio_to_floor": _ratio(
+            floors, "trapezoid_1_thread", "trapezoid_floor"
+        ),
+        "threads": kinetics.voxel._n_threads(args.threads),
+        "monoexp_speedup_threads_over_1": _ratio(floors, "monoexp_1_thread", "monoexp"),
+        "trapezoid_speedup_threads_over_1": _ratio(
+            floors, "trapezoid_1_thread", "trapezoid_monoexp_tail"
+        ),
         "rounds": args.repeat,
         "load_average_1min": os.getloadavg()[0],
     }
@@ -326,11 +345,20 @@ def main(argv: list[str] | None = None) -> dict:
         f"{fl['monoexp_ratio_to_loglin']:.1f}x log-linear, "
         f"{fl['monoexp_ratio_to_memory_pass']:.0f}x one memory pass; trapezoid "
         f"{fl['trapezoid_monoexp_tail_seconds_median']:.3f} s = "
-        f"{fl['trapezoid_ratio_to_floor']:.1f}x its own passes"
+        f"{fl['trapezoid_ratio_to_floor']:.1f}x its own passes ({fl['threads']} threads)"
+    )
+    print(
+        f"  1 thread: monoexp {fl['monoexp_1_thread_seconds_median']:.3f} s = "
+        f"{fl['monoexp_1_thread_ratio_to_loglin']:.1f}x log-linear, trapezoid "
+        f"{fl['trapezoid_1_thread_seconds_median']:.3f} s = "
+        f"{fl['trapezoid_1_thread_ratio_to_floor']:.1f}x its passes; {fl['threads']} threads "
+        f"over 1: monoexp {fl['monoexp_speedup_threads_over_1']:.2f}x, trapezoid "
+        f"{fl['trapezoid_speedup_threads_over_1']:.2f}x"
     )
     st = figures["single_tac"]
     print(
-        f"single TAC (per TAC, {st['n_tacs']} TACs): fit_tac monoexp "
+        f"single TAC (per TAC, {st['n_tacs']} TACs, paired, median of {args.repeat} rounds, "
+        f"load {st['load_average_1min']:.1f}): fit_tac monoexp "
         f"{st['fit_tac_monoexp_ms_per_tac']:.3f} ms vs bare curve_fit "
         f"{st['curve_fit_monoexp_ms_per_tac']:.3f} ms ({st['monoexp_ratio_to_curve_fit']:.2f}x); "
         f"biexp_uptake {st['fit_tac_biexp_uptake_ms_per_tac']:.3f} ms vs "

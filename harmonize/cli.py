@@ -247,17 +247,18 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_workflows(args: argparse.Namespace) -> int:
-    from harmonize.registry import list_workflows, workflows_table
+    from harmonize.registry import format_rows, list_workflows, workflows_rows
 
-    table = workflows_table()
+    rows = workflows_rows()
     if args.verbose:
         for name, cls in list_workflows().items():
             print(f"== {name} ({cls.center}) v{cls.version}: {cls.description}")
             print(cls.Config.describe().to_string(index=False))
             print()
     else:
+        # formatted without pandas: the listing must start fast (issue #17)
         columns = ["name", "center", "version", "voxel_level", "min_time_points", "references"]
-        print(table[columns].to_string(index=False) if len(table) else "no workflows installed")
+        print(format_rows(rows, columns) if rows else "no workflows installed")
     return EXIT_OK
 
 

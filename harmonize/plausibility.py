@@ -29,11 +29,18 @@ Flags (tokens of the ``flags`` column; every token is an enum value of the resul
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from harmonize.nuclides import get_nuclide
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from harmonize._lazy import lazy_module
+
+    pd = lazy_module("pandas")
 
 __all__ = [
     "DOSE_SANITY_BOUND_GY_PER_CYCLE",

@@ -37,12 +37,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import curve_fit
 
 from harmonize.errors import HarmonizeError
+
+if TYPE_CHECKING:
+    from scipy import optimize as _optimize
+else:
+    from harmonize._lazy import lazy_module
+
+    _optimize = lazy_module("scipy.optimize")
 
 __all__ = [
     "DEFAULT_MIN_RC",
@@ -181,7 +188,7 @@ class RecoveryCurve:
 
         p0 = [math.log(v_half0), 0.0] + ([max(r.max(), 1.0)] if fit_rc_max else [])
         try:
-            popt, _ = curve_fit(model, np.log(v), r, p0=p0, maxfev=10_000)
+            popt, _ = _optimize.curve_fit(model, np.log(v), r, p0=p0, maxfev=10_000)
         except RuntimeError as exc:
             raise PVCInputError(f"the RC fit did not converge: {exc}") from exc
         rc_max = float(popt[2]) if fit_rc_max else 1.0

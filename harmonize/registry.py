@@ -17,19 +17,30 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+import numpy as np
 
 from harmonize._warnings import HarmonizeWarning
 from harmonize.workflow import WorkflowAdapter, WorkflowError
 
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from harmonize._lazy import lazy_module
+
+    pd = lazy_module("pandas")
+
 __all__ = [
     "ENTRY_POINT_GROUP",
     "PluginWarning",
+    "format_rows",
     "get_workflow",
     "list_workflows",
     "register_workflow",
+    "workflows_rows",
     "workflows_table",
 ]
 
@@ -123,21 +134,72 @@ def get_workflow(name: str) -> type[WorkflowAdapter]:
         ) from None
 
 
+def workflows_rows() -> list[dict[str, Any]]:
+    """Installed adapters with their metadata and tags, one dict each (no pandas needed)."""
+    return [
+        {
+            "name": name,
+            "center": cls.center,
+            "version": cls.version,
+            "voxel_level": cls.tags.voxel_level,
+            "min_time_points": cls.tags.min_time_points,
+            "needs_ct": cls.tags.needs_ct,
+            "references": ", ".join(cls.references),
+            "description": cls.description,
+            "module": f"{cls.__module__}.{cls.__qualname__}",
+        }
+        for name, cls in list_workflows().items()
+    ]
+
+
 def workflows_table() -> pd.DataFrame:
     """Installed adapters with their metadata and tags, one row each."""
-    rows = []
-    for name, cls in list_workflows().items():
-        rows.append(
-            {
-                "name": name,
-                "center": cls.center,
-                "version": cls.version,
-                "voxel_level": cls.tags.voxel_level,
-                "min_time_points": cls.tags.min_time_points,
-                "needs_ct": cls.tags.needs_ct,
-                "references": ", ".join(cls.references),
-                "description": cls.description,
-                "module": f"{cls.__module__}.{cls.__qualname__}",
-            }
-        )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(workflows_rows())
+
+
+def format_rows(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """``columns`` of ``rows`` as text, exactly as ``DataFrame.to_string(index=False)`` shows them.
+
+    ``harmonize workflows`` prints its listing with this so that it need not import pandas
+    (issue #17, start-up); ``tests/test_startup.py`` compares the two renderings. Supported
+    values are those of :func:`workflows_rows`: strings, booleans and integers. pandas' rules
+    for them (``pandas.io.formats.format``, ``index=False``): a column of only booleans or
+    only integers is numeric and its header gets a leading space (the values none, without an
+    index); any other column holds objects, written ``str(v)`` with tab, carriage return and
+    newline escaped; every column is right-justified to its
+    widest entry, header included, and columns are separated by one space.
+
+    Raises
+    ------
+    TypeError
+        For a value that is not a string, boolean or integer.
+    """
+    header, body = [], []
+    for c in columns:
+        values = [row[c] for row in rows]
+        bad = [v for v in values if not isinstance(v, str | bool | int | np.bool_ | np.integer)]
+        if bad:
+            raise TypeError(
+                f"format_rows formats str, bool and int values; column {c!r} has {bad[0]!r}"
+            )
+        if values and all(isinstance(v, bool | np.bool_) for v in values):
+            header.append(f" {c}")
+            body.append([str(bool(v)) for v in values])
+        elif values and all(
+            isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_) for v in values
+        ):
+            header.append(f" {c}")
+            body.append([str(int(v)) for v in values])
+        else:
+            header.append(str(c))
+            body.append([_escape(str(v)) for v in values])
+    widths = [max([len(h), *(len(v) for v in col)]) for h, col in zip(header, body, strict=True)]
+    lines = [header, *([col[i] for col in body] for i in range(len(rows)))]
+    return "\n".join(
+        " ".join(text.rjust(width) for text, width in zip(line, widths, strict=True))
+        for line in lines
+    )
+
+
+def _escape(text: str) -> str:
+    return text.replace("\t", "\\t").replace("\r", "\\r").replace("\n", "\\n")

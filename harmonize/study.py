@@ -38,14 +38,21 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import xarray as xr
 
 from harmonize.errors import HarmonizeError
 from harmonize.nuclides import MAX_HALF_LIVES, NuclideError, get_nuclide
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import xarray as xr
+else:
+    from harmonize._lazy import lazy_module
+
+    pd = lazy_module("pandas")
+    xr = lazy_module("xarray")
 
 __all__ = [
     "SPATIAL_DIMS",

@@ -24,15 +24,22 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import pandas as pd
-import xarray as xr
 
 from harmonize import plausibility
 from harmonize.errors import HarmonizeError
 from harmonize.study import StudyError, validate_study
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import xarray as xr
+else:
+    from harmonize._lazy import lazy_module
+
+    pd = lazy_module("pandas")
+    xr = lazy_module("xarray")
 
 __all__ = [
     "WorkflowAdapter",
@@ -183,6 +190,11 @@ class WorkflowTags:
     truth_min_volume_ml: float = 20.0
 
 
+def _empty_frame() -> pd.DataFrame:
+    """An empty DataFrame (a default factory that imports pandas only when called)."""
+    return pd.DataFrame()
+
+
 @dataclass
 class WorkflowResult:
     """What one adapter run on one study returns.
@@ -212,8 +224,8 @@ class WorkflowResult:
     tac: pd.DataFrame
     provenance: dict[str, Any]
     dose_map_gy: np.ndarray | None = None
-    dvh: pd.DataFrame = field(default_factory=pd.DataFrame)
-    uncertainty: pd.DataFrame = field(default_factory=pd.DataFrame)
+    dvh: pd.DataFrame = field(default_factory=_empty_frame)
+    uncertainty: pd.DataFrame = field(default_factory=_empty_frame)
     uncertainty_chain: Any = None
 
 

@@ -242,3 +242,149 @@ def test_liver_voxel_cov_at_168_h_is_clinical_with_the_shipped_profiles():
         # states); the ideal scanner gave 1-2 %. The fast modes were calibrated on the full
         # simulation (benchmarks/results/imaging.md: 11-24 %), not on this range.
         assert 0.10 < cov < 0.30, (name, cov)
+
+
+def _fwhm_mm(profile_1d: np.ndarray, voxel_mm: float) -> float:
+    """FWHM of a single-peaked 1-D profile, half-maximum crossings linearly interpolated."""
+    p = np.asarray(profile_1d, dtype=np.float64) / float(np.max(profile_1d))
+    above = np.flatnonzero(p >= 0.5)
+    lo, hi = int(above[0]), int(above[-1])
+    left = lo - 1 + (0.5 - p[lo - 1]) / (p[lo] - p[lo - 1])
+    right = hi + (p[hi] - 0.5) / (p[hi] - p[hi + 1])
+    return (right - left) * voxel_mm
+
+
+def test_reconstructed_point_sources_show_the_collimator_resolution_of_a_circular_orbit():
+    # no attenuation, no scatter; projections with the distance-dependent response,
+    # reconstructed without it: the image of a point is the response averaged over views
+    v, n, nz = 4.0, 96, 24
+    profile = _small_profile(
+        n_views=32, subsets=8, iterations=10, scatter_fraction=0.0, post_filter_fwhm_mm=0.0
+    )
+    mu = np.zeros((nz, n, n), dtype=np.float32)
+    source = np.zeros_like(mu)
+    c = n // 2
+    source[nz // 2, c, c] = 1.0  # on the axis
+    source[nz // 2, c, c + 30] = 1.0  # 120 mm off the axis, along x
+    counts, scatter = acquire(SpectSystem(profile, mu, v), source, None)
+    image = reconstruct(SpectSystem(profile, mu, v, resolution=False), counts, scatter)
+    fwhm_r = profile.system_fwhm_mm(profile.orbit_radius_mm)  # 24.4 mm at 260 mm
+    # on the axis every view sees the point at the orbit radius: the reconstructed FWHM
+    # is the system FWHM there, tangentially and axially (5 %: 1 mm on 4 mm voxels with
+    # a bilinear rotation)
+    assert _fwhm_mm(image[nz // 2, c - 12 : c + 13, c], v) == pytest.approx(fwhm_r, rel=0.05)
+    assert _fwhm_mm(image[:, c, c], v) == pytest.approx(fwhm_r, rel=0.05)
+    # off the axis, the views where the point is nearest resolve it best and EM keeps
+    # their detail: the tangential FWHM lies between the response at the nearest
+    # distance (R − r = 140 mm: 14.2 mm) and at the orbit radius — the known tangential
+    # improvement of circular orbits
+    tangential = _fwhm_mm(image[nz // 2, c - 12 : c + 13, c + 30], v)
+    assert profile.system_fwhm_mm(140.0) * 0.95 < tangential < 0.8 * fwhm_r
+
+
+def test_converged_osem_recovers_the_activity_of_a_uniform_attenuating_cylinder():
+    # a 180 mm water cylinder (attenuation, 25 % scatter, resolution modelling), noise
+    # free: after 30 × 4 subset updates the interior is recovered — the calibration
+    # ratio → 1. 3 %: the Gibbs ripple of resolution-modelled EM inside a sharp edge
+    # (measured ±3 % in rings of 20 mm at 16 × 16 updates) averages out over the core.
+    v, n, nz = 6.0, 40, 6
+    profile = _small_profile(iterations=30, post_filter_fwhm_mm=0.0, scatter_fraction=0.25)
+    yy, xx = np.meshgrid(*(((np.arange(n) - (n - 1) / 2) * v,) * 2), indexing="ij")
+    body = np.broadcast_to(yy**2 + xx**2 <= 90.0**2, (nz, n, n))
+    mu = attenuation_map_per_mm(np.where(body, 1.0, 0.0012), 208.4)
+    activity = np.where(body, 0.01, 0.0).astype(np.float32)
+    system = SpectSystem(profile, mu, v)
+    counts, scatter = acquire(system, activity, None)
+    image = reconstruct(system, counts, scatter)
+    core = np.broadcast_to(yy**2 + xx**2 <= 50.0**2, (nz, n, n)).copy()
+    core[[0, -1]] = False  # the end slices lose counts to the axial blur
+    assert float(image[core].mean()) == pytest.approx(0.01, rel=0.03)
+
+
+def test_activity_outside_the_field_every_view_sees_is_refused():
+    profile = _small_profile()
+    mu = np.zeros((4, 20, 20), dtype=np.float32)
+    system = SpectSystem(profile, mu, 4.8)
+    activity = np.zeros_like(mu)
+    activity[2, 0, 0] = 1.0  # a grid corner: outside the inscribed circle
+    with pytest.raises(ValueError, match="outside the circle every view"):
+        acquire(system, activity, None)
+
+
+def test_nema_phantom_follows_the_published_geometry():
+    v = 2.0
+    conc, density, labels = calibration_phantom(v)
+    nz, ny, nx = labels.shape
+    z, y, x = ((np.arange(k) - (k - 1) / 2) * v for k in (nz, ny, nx))
+    body = labels != -1
+    # interior 294 mm wide, 224 mm high (one voxel of voxelisation), 194 mm long
+    assert np.ptp(x[body.any(axis=(0, 1))]) == pytest.approx(294.0, abs=2 * v)
+    assert np.ptp(y[body.any(axis=(0, 2))]) == pytest.approx(224.0, abs=2 * v)
+    assert np.ptp(z[body.any(axis=(1, 2))]) == pytest.approx(194.0, abs=2 * v)
+    # the axis is the middle of the bounding box and goes through the lung insert
+    assert labels[nz // 2, ny // 2, nx // 2] == -2
+    centres = ndimage.center_of_mass(labels > 0, labels, range(1, 7))
+    for zc, yc, xc in centres:
+        # centres 57.2 mm from the insert's axis, 70 mm from the lid (z = +97 mm)
+        r = math.hypot(y[0] + yc * v, x[0] + xc * v)
+        assert r == pytest.approx(57.2, abs=0.5 * v)
+        assert 97.0 - (z[0] + zc * v) == pytest.approx(70.0, abs=0.5 * v)
+    # the interior volume, analytically: (π 147²/2 + 140·77 + π 77²/2) mm² × 194 mm,
+    # less the insert (π 25² × 194) and the spheres' volume counted apart: 10.05 L
+    area = math.pi * 147**2 / 2 + 140 * 77 + math.pi * 77**2 / 2
+    water_ml = (area - math.pi * 25**2) * 194 / 1000
+    assert (labels >= 0).sum() * v**3 / 1000 == pytest.approx(water_ml, rel=0.01)
+    # every voxel of the phantom lies in the circle every view sees
+    rr = np.hypot(*np.meshgrid(y, x, indexing="ij"))
+    assert not body[:, rr > (min(ny, nx) / 2 - 1) * v].any()
+    # the reversed order moves every sphere to another place on the ring
+    _c, _d, reversed_labels = calibration_phantom(v, reverse_spheres=True)
+    moved = ndimage.center_of_mass(reversed_labels > 0, reversed_labels, range(1, 7))
+    assert all(math.dist(a, b) > 20.0 / v for a, b in zip(centres, moved, strict=True))
+    assert float(conc.max()) == pytest.approx(10 * float(conc[labels == 0].max()))
+    assert float(density[labels == -2].min()) == pytest.approx(0.3)
+
+
+def test_richardson_lucy_is_em_deconvolution_of_the_core_blur():
+    from harmonize.imaging.fast import _blur, richardson_lucy
+
+    box = np.zeros((24, 24, 24), dtype=np.float32)
+    box[8:16, 8:16, 8:16] = 10.0
+    box += 1.0  # a warm background, as around a lesion
+    blurred = _blur(box, 4.0)
+    seen: list[int] = []
+    x = richardson_lucy(blurred, 4.0, 40, callback=lambda k, _x: seen.append(k))
+    assert seen == list(range(1, 41))
+    # EM keeps the counts: Σ H x = Σ data (exact at every iteration; float32 sums)
+    assert float(_blur(x, 4.0).sum()) == pytest.approx(float(blurred.sum()), rel=1e-4)
+    # and recovers what the blur took: the box's mean moves from its blurred value
+    # towards the truth (40 iterations of a 4-voxel blur: not converged, but far closer)
+    inside = box > 5
+    truth, before, after = 11.0, float(blurred[inside].mean()), float(x[inside].mean())
+    assert truth - after < 0.5 * (truth - before)
+    # a uniform object is a fixed point far from the grid's edges
+    flat = np.full((24, 24, 24), 3.0, dtype=np.float32)
+    y = richardson_lucy(_blur(flat, 3.0), 3.0, 10)
+    assert float(y[10:14, 10:14, 10:14].mean()) == pytest.approx(3.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("name", ["milan", "montpellier"])
+def test_shipped_fast_mode_matches_the_full_chain_on_the_nema_phantom(name):
+    # the fast blocks were fitted to these RCs by benchmarks/bench_imaging.py (the issue's
+    # target: 5 %); a change to either chain that breaks the agreement fails here. Bordet
+    # (16 × 16 updates, ~15 s) is left to the benchmark.
+    profile = load_profile(name)
+    full = measure_calibration(profile, 4.8, mode="full", noise=False).table["rc"].to_numpy()
+    fast = measure_calibration(profile, 4.8, mode="fast", noise=False).table["rc"].to_numpy()
+    np.testing.assert_allclose(fast, full, rtol=0.05)
+
+
+def test_fast_block_rejects_a_bad_iteration_count(tmp_path):
+    data = json.loads(
+        resources.files("harmonize.imaging.profiles").joinpath("bordet.json").read_text()
+    )
+    data["fast"]["rl_iterations"] = 2.5
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ProfileError, match="malformed 'fast' block.*rl_iterations"):
+        load_profile(path)

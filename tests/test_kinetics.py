@@ -163,7 +163,12 @@ def test_fit_failure_falls_back_to_trapezoid_with_physical_tail(monkeypatch):
     def not_converging(fun, x0, **kwargs):
         return SimpleNamespace(status=0, x=np.asarray(x0), cost=1.0)  # max_nfev reached
 
-    monkeypatch.setattr(fit_module, "least_squares", not_converging)
+    def lm_not_converging(fun, x0, **kwargs):  # MINPACK's ier=5: maxfev reached
+        return np.asarray(x0), None, {"fvec": fun(np.asarray(x0))}, "maxfev", 5
+
+    # both solvers fail: the first (Levenberg-Marquardt) fit, then the multi-start
+    solvers = SimpleNamespace(least_squares=not_converging, leastsq=lm_not_converging)
+    monkeypatch.setattr(fit_module, "_optimize", solvers)
     y = np.array([10.0, 20.0, 12.0, 5.0])
     fit = kinetics.fit_tac(T4, y, model="biexp_uptake")
     hand = 10 * 4 / 2 + (10 + 20) / 2 * 20 + (20 + 12) / 2 * 48 + (12 + 5) / 2 * 120 + 5 / LAM_PHYS

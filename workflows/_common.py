@@ -7,16 +7,23 @@ the only Python loops run over VOIs or time points.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import xarray as xr
 from numpy.typing import ArrayLike
 
 from harmonize import indices, plausibility
 from harmonize.study import voi_table, voxel_volume_ml
 from harmonize.workflow import WorkflowError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import xarray as xr
+else:
+    from harmonize._lazy import lazy_module
+
+    pd = lazy_module("pandas")
+    xr = lazy_module("xarray")
 
 __all__ = [
     "VoiRegions",

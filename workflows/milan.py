@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import xarray as xr
 
 from harmonize import dose, kinetics, plausibility, pvc
 from harmonize.nuclides import MEV_TO_J, get_nuclide
@@ -39,6 +39,13 @@ from harmonize.workflow import (
     select_time_points,
 )
 from workflows import _common
+
+if TYPE_CHECKING:
+    import xarray as xr
+else:
+    from harmonize._lazy import lazy_module
+
+    xr = lazy_module("xarray")
 
 __all__ = ["MilanConfig", "MilanWorkflow"]
 

@@ -20,9 +20,9 @@ as our sources state it; every other choice is a parameter tagged "assumed":
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import xarray as xr
 
 from harmonize import dose, kinetics, plausibility
 from harmonize.kinetics import HEAD_RULES, WEIGHTINGS
@@ -37,6 +37,13 @@ from harmonize.workflow import (
     select_time_points,
 )
 from workflows import _common
+
+if TYPE_CHECKING:
+    import xarray as xr
+else:
+    from harmonize._lazy import lazy_module
+
+    xr = lazy_module("xarray")
 
 __all__ = ["MontpellierConfig", "MontpellierWorkflow"]
 

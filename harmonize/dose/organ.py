@@ -26,12 +26,18 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 
 from harmonize.dose._common import SECONDS_PER_HOUR, DoseInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from harmonize._lazy import lazy_module
+
+    pd = lazy_module("pandas")
 
 __all__ = ["OrganSTableError", "organ_dose", "organ_doses", "read_organ_s_table"]
 

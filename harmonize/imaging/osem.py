@@ -39,6 +39,15 @@ def acquire(
     ``rng=None`` returns the expected counts (no noise).
     """
     profile = system.profile
+    outside = float(np.asarray(activity_mbq)[:, ~system.fov_mask[0]].sum())
+    if outside > 0:
+        # a rotation on the (y, x) grid loses what leaves it, so activity outside the
+        # inscribed circle would be seen by some views only: inconsistent projections
+        total = float(np.asarray(activity_mbq).sum())
+        raise ValueError(
+            f"{outside / total:.1%} of the activity lies outside the circle every view "
+            "sees (the inscribed circle of the (y, x) grid): enlarge the grid"
+        )
     scale = profile.system_sensitivity_cps_per_mbq * profile.s_per_view
     sigma_s = profile.scatter_fwhm_mm * _FWHM_TO_SIGMA / system.voxel_size_mm
     sf = profile.scatter_fraction

@@ -59,9 +59,12 @@ class FastModeParameters:
     effective_fwhm_mm : float
         FWHM of the core of the effective point-spread function (isotropic Gaussian).
     tail_fwhm_mm, tail_fraction : float
-        A second, wider Gaussian carrying ``tail_fraction`` of the counts (the halo of a
-        resolution-modelled OSEM stopped before convergence); 0 for a single Gaussian. The
-        three resolution parameters are fitted to the full chain's six NEMA sphere RCs.
+        A second, wider Gaussian carrying ``tail_fraction`` of the counts (a halo); 0 for
+        a single Gaussian.
+    rl_iterations : int
+        Richardson–Lucy iterations that deconvolve the core Gaussian (profiles with
+        resolution modelling; 0: none). See :mod:`harmonize.imaging.fast`; the resolution
+        parameters are fitted to the full chain's six NEMA sphere RCs.
     noise_gain : float
         ``g`` in ``CoV² = g / N``, N = expected counts per voxel from that voxel's
         activity over the whole acquisition.
@@ -80,6 +83,7 @@ class FastModeParameters:
     source: str
     tail_fwhm_mm: float = 0.0
     tail_fraction: float = 0.0
+    rl_iterations: int = 0
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,12 @@ def _convert(path: str, key: str, value: Any, kind: type) -> Any:
     return number
 
 
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"rl_iterations must be an integer, got {value!r}")
+    return value
+
+
 def _parse(text: str, where: str) -> CentreProfile:
     try:
         data = json.loads(text)
@@ -195,9 +205,12 @@ def _parse(text: str, where: str) -> CentreProfile:
                 source=str(f["source"]),
                 tail_fwhm_mm=float(f.get("tail_fwhm_mm", 0.0)),
                 tail_fraction=float(f.get("tail_fraction", 0.0)),
+                rl_iterations=_count(f.get("rl_iterations", 0)),
             )
             if not 0.0 <= fast.tail_fraction < 1.0:
                 raise ValueError("tail_fraction must lie in [0, 1)")
+            if fast.rl_iterations < 0:
+                raise ValueError("rl_iterations must be ≥ 0")
         except (KeyError, TypeError, ValueError) as exc:
             raise ProfileError(f"{where}: malformed 'fast' block ({exc})") from exc
     name = data.get("name")

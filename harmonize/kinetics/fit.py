@@ -12,8 +12,15 @@ Fitting
     ordering λ1 <= λ2 <= λ3 is built in by fitting increments ``λ_{k+1} − λ_k >= 0``. Start:
     a grid over the decay constants (log-spaced from the physical λ to ``10/t_first``) with
     the amplitudes solved by non-negative least squares for each grid point (variable
-    projection); the three best grid points start :func:`scipy.optimize.least_squares`
-    (trust-region reflective, analytic Jacobian) and the lowest cost wins. The
+    projection). From the best grid point, one unbounded Levenberg-Marquardt fit
+    (:func:`scipy.optimize.leastsq`, analytic Jacobian) is kept when it converged strictly
+    inside the bounds and its TIA is determined by the data (``_first_fit``: over the
+    parameters whose cost is within the multi-start's ``ftol`` of the minimum, the TIA moves
+    by < 1e-7 relative). Otherwise, e.g. a λ at its bound or an uptake λ2 that no sampling
+    point constrains (the cost is flat along λ2 while the TIA is not), the three best grid
+    points start :func:`scipy.optimize.least_squares` (trust-region reflective, analytic
+    Jacobian, bounds) and the lowest cost wins, as before issue #17
+    (``tests/test_kinetics_reference.py``). The
     mono-exponential, a 1-D problem once the amplitude is profiled out, is instead solved
     like the voxel fit (:mod:`harmonize.kinetics.voxel`: closed-form log-linear start, then
     safeguarded Newton on λ, in plain floats) — the same optimum (TIAs within 1e-7 of the
@@ -56,15 +63,14 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-from scipy.optimize import least_squares
 
 from harmonize.kinetics._validate import (
     WEIGHTINGS,
@@ -80,7 +86,6 @@ from harmonize.kinetics.models import (
     MODEL_PARAMETERS,
     PARAMETRIC_MODELS,
     _integrate_terms,
-    evaluate_model,
     exponential_terms,
 )
 from harmonize.kinetics.voxel import (
@@ -96,6 +101,15 @@ from harmonize.kinetics.voxel import (
     point_weights,
 )
 from harmonize.nuclides import Nuclide
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from scipy import optimize as _optimize
+else:
+    from harmonize._lazy import lazy_module
+
+    pd = lazy_module("pandas")
+    _optimize = lazy_module("scipy.optimize")
 
 __all__ = [
     "FALLBACK_TRAPEZOID",
@@ -122,6 +136,9 @@ _GRID_POINTS = 24
 _N_STARTS = 3
 _RSS_FLOOR_REL = 1e-12
 _TOL = 1e-14
+_FIRST_MAX_NFEV = 400
+_INTERIOR_MARGIN = 1e-6
+_TIA_DETERMINED = 1e-7
 
 
 # --------------------------------------------------------------------------- information
@@ -217,11 +234,16 @@ class _Parametric:
     model: str
     params: Mapping[str, float]
 
+    @functools.cached_property
+    def _terms(self) -> tuple[np.ndarray, np.ndarray]:
+        return exponential_terms(self.model, self.params)
+
     def predict(self, t_h: np.ndarray) -> np.ndarray:
-        return evaluate_model(self.model, self.params, t_h)
+        c, lam = self._terms  # evaluate_model's arithmetic, terms computed once
+        return np.sum(c * np.exp(-lam * np.asarray(t_h, dtype=float)[..., None]), axis=-1)
 
     def integrate(self, a: float, b: float) -> float:
-        c, lam = exponential_terms(self.model, self.params)
+        c, lam = self._terms
         return _integrate_terms(c, lam, a, b)
 
 
@@ -321,16 +343,27 @@ def _params_dict(model: str, amps: np.ndarray, lams: np.ndarray) -> dict[str, fl
     return {name: values[name] for name in MODEL_PARAMETERS[model]}
 
 
+@functools.lru_cache(maxsize=64)
+def _grid_combinations(lam_lo: float, lam_hi: float, n_exp: int) -> np.ndarray:
+    """Every increasing ``n_exp``-combination of the λ grid, one per row (cached, read-only).
+
+    The same values as ``np.array(list(itertools.combinations(grid, n_exp)))`` (rows in
+    lexicographic order), built once per grid instead of once per fit.
+    """
+    grid = np.geomspace(lam_lo, lam_hi, _GRID_POINTS)
+    index = np.array(list(itertools.combinations(range(_GRID_POINTS), n_exp)))
+    combos = grid[index]
+    combos.flags.writeable = False
+    return combos
+
+
 def _grid_starts(
     model: str, t: np.ndarray, y: np.ndarray, w: np.ndarray, lam_phys: float
 ) -> list[np.ndarray]:
     """Best grid points (λ combination + NNLS amplitudes), as internal parameter vectors."""
     coeffs = _COEFFS[model]
-    k_lin, n_exp = coeffs.shape
-    t_first = float(t[t > 0][0]) if np.any(t > 0) else 1.0
-    hi = min(LAMBDA_MAX_PER_H, max(10.0 / t_first, 4.0 * lam_phys))
-    grid = np.geomspace(lam_phys, hi, _GRID_POINTS)
-    combos = np.array(list(itertools.combinations(grid, n_exp)))  # strictly increasing
+    n_exp = coeffs.shape[1]
+    combos = _grid_combinations(lam_phys, _grid_top(t, lam_phys), n_exp)
     e = np.exp(-combos[:, None, :] * t[None, :, None])  # (G, n, n_exp)
     basis = e @ coeffs.T  # (G, n, k_lin)
     sw = np.sqrt(w)[None, :, None]
@@ -339,12 +372,33 @@ def _grid_starts(
     h = np.einsum("gni,gnj->gij", xb, xb)
     gvec = np.einsum("gni,gn->gi", xb, yb)
     syy = float(np.sum(w * y * y))
-    # Exact NNLS for one or two amplitudes: interior solution, else each single basis.
-    best_rss = np.full(len(combos), np.inf)
-    best_amp = np.zeros((len(combos), k_lin))
+    best_rss, best_amp = _grid_nnls(h, gvec, syy)
+    order = np.argsort(best_rss)[:_N_STARTS]
+    return [_internal(best_amp[g], combos[g]) for g in order]
+
+
+def _grid_top(t: np.ndarray, lam_phys: float) -> float:
+    """Largest λ of the start grid: ``10/t_first`` (h⁻¹), within [4 λ_phys, LAMBDA_MAX]."""
+    t_first = next((v for v in t.tolist() if v > 0), 1.0)
+    return min(LAMBDA_MAX_PER_H, max(10.0 / t_first, 4.0 * lam_phys))
+
+
+def _internal(amps: np.ndarray, lams: np.ndarray) -> np.ndarray:
+    """Internal parameter vector: amplitudes, λ1, then the λ increments."""
+    return np.concatenate([amps, [lams[0]], np.diff(lams)])
+
+
+def _grid_nnls(h: np.ndarray, gvec: np.ndarray, syy: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact NNLS of one or two amplitudes per grid point (normal equations ``h``, ``gvec``).
+
+    Interior solution, else each single basis; returns the weighted RSS and amplitudes.
+    """
+    n_grid, k_lin = gvec.shape
+    best_rss = np.full(n_grid, np.inf)
+    best_amp = np.zeros((n_grid, k_lin))
     diag = np.einsum("gii->gi", h)
     for i in range(k_lin):
-        amp = np.zeros((len(combos), k_lin))
+        amp = np.zeros((n_grid, k_lin))
         amp[:, i] = np.maximum(gvec[:, i] / np.where(diag[:, i] > 0, diag[:, i], 1.0), 0.0)
         rss = syy - 2 * np.einsum("gi,gi->g", amp, gvec) + np.einsum("gi,gij,gj->g", amp, h, amp)
         better = rss < best_rss
@@ -352,28 +406,231 @@ def _grid_starts(
     if k_lin == 2:
         det = np.linalg.det(h)
         ok = np.abs(det) > 1e-300
-        amp = np.zeros((len(combos), 2))
+        amp = np.zeros((n_grid, 2))
         amp[ok] = np.linalg.solve(h[ok], gvec[ok][..., None])[..., 0]
         feasible = ok & np.all(amp >= 0, axis=1)
         rss = syy - 2 * np.einsum("gi,gi->g", amp, gvec) + np.einsum("gi,gij,gj->g", amp, h, amp)
         better = feasible & (rss < best_rss)
         best_rss[better], best_amp[better] = rss[better], amp[better]
-    order = np.argsort(best_rss)[:_N_STARTS]
-    starts = []
-    for g in order:
-        lam = combos[g]
-        starts.append(np.concatenate([best_amp[g], [lam[0]], np.diff(lam)]))
-    return starts
+    return best_rss, best_amp
+
+
+@functools.lru_cache(maxsize=32)  # ≤ 0.7 MB an entry (tri-exponential, 7 points)
+def _grid_basis(
+    model: str, t_h: tuple[float, ...], lam_lo: float, lam_hi: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """λ combinations, basis ``(G, n, k_lin)`` and its outer products ``(G, n, k_lin²)``.
+
+    They depend on the sampling times and the grid only, not on the data: cached, so that a
+    fit's best grid point costs two small matrix products (:func:`_best_grid_start`).
+    """
+    coeffs = _COEFFS[model]
+    t = np.asarray(t_h)
+    combos = _grid_combinations(lam_lo, lam_hi, coeffs.shape[1])
+    basis = np.exp(-combos[:, None, :] * t[None, :, None]) @ coeffs.T
+    outer = (basis[..., :, None] * basis[..., None, :]).reshape(*basis.shape[:2], -1)
+    for a in (basis, outer):
+        a.flags.writeable = False
+    return combos, basis, outer
+
+
+def _best_grid_start(
+    model: str, t: np.ndarray, y: np.ndarray, w: np.ndarray, lam_phys: float
+) -> np.ndarray:
+    """The best grid point of :func:`_grid_starts` (internal vector), from cached bases.
+
+    The same grid and NNLS; the sums are taken in another order (``Σ w·b·b`` instead of
+    ``Σ (√w·b)²``), so the RSS differ from :func:`_grid_starts`'s by rounding and near-ties
+    may pick a neighbouring grid point: any start in the optimum's basin serves the first
+    fit, whose result is checked (:func:`_first_fit`); the multi-start uses
+    :func:`_grid_starts` itself.
+    """
+    combos, basis, outer = _grid_basis(model, tuple(t.tolist()), lam_phys, _grid_top(t, lam_phys))
+    k_lin = basis.shape[2]
+    syy = float(np.sum(w * y * y))
+    if k_lin == 1:  # one amplitude: NNLS is max(g/h, 0), in vector form
+        hh = outer[:, :, 0] @ w
+        gg = basis[:, :, 0] @ (w * y)
+        amp = np.maximum(gg / np.where(hh > 0, hh, 1.0), 0.0)
+        g = int(np.argmin(syy - amp * (2 * gg - amp * hh)))
+        return _internal(amp[g : g + 1], combos[g])
+    h = np.matmul(w, outer).reshape(-1, k_lin, k_lin)
+    gvec = np.matmul(w * y, basis)
+    best_rss, best_amp = _grid_nnls(h, gvec, syy)
+    g = int(np.argmin(best_rss))
+    return _internal(best_amp[g], combos[g])
 
 
 def _fit_parametric(
-    model: str, t: np.ndarray, y: np.ndarray, w: np.ndarray, lam_phys: float
-) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Bounded weighted least squares; returns amplitudes, λs and a success flag."""
-    coeffs = _COEFFS[model]
-    k_lin, n_exp = coeffs.shape
+    model: str, t: np.ndarray, y: np.ndarray, w: np.ndarray, lam_phys: float,
+    *, first_fit: bool = True,
+) -> tuple[np.ndarray, np.ndarray, bool]:  # fmt: skip
+    """Bounded weighted least squares; returns amplitudes, λs and a success flag.
+
+    First one Levenberg-Marquardt run from the best grid point (:func:`_first_fit`); when
+    that fit fails its checks (or ``first_fit`` is false), the bounded multi-start least
+    squares (:func:`_multi_start`).
+    """
     scale = float(np.max(np.abs(y)))
     ys = y / scale
+    if first_fit:
+        first = _first_fit(model, t, ys, w, lam_phys, _best_grid_start(model, t, ys, w, lam_phys))
+        if first is not None:
+            return first[0] * scale, first[1], True
+    return _multi_start(model, t, ys, w, lam_phys, _grid_starts(model, t, ys, w, lam_phys), scale)
+
+
+def _first_fit(
+    model: str, t: np.ndarray, ys: np.ndarray, w: np.ndarray, lam_phys: float, x0: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Levenberg-Marquardt from one start; the fit if it passes the checks, else None.
+
+    :func:`scipy.optimize.leastsq` (MINPACK, analytic Jacobian) on the natural parameters
+    (amplitudes, λs) from the best grid point, without bounds. A local minimum of the
+    unbounded problem strictly inside the bounds is one of the bounded problem; it is kept
+    as the multi-start's solution when it passes these checks:
+
+    * MINPACK reports convergence (``ier`` 1–4) and the parameters are finite;
+    * it is strictly inside the bounds (amplitudes > 0; λ1 > λ_phys, λs increasing and
+      < ``LAMBDA_MAX_PER_H``, each by a relative margin of 1e-6);
+    * its TIA is determined by the data: over the parameters whose weighted cost is within
+      a relative ``_TOL`` (the multi-start's ``ftol``) of the minimum, the TIA varies by at
+      most ``_TIA_DETERMINED`` relative (linearised: ``sqrt(2·_TOL·F·gᵀ(JᵀJ)⁻¹g)/TIA``, with
+      ``F`` the cost, ``J`` the Jacobian, ``g`` the TIA's gradient). Where it varies more,
+      the cost is flat along a direction that moves the TIA (typically an uptake λ2 that
+      the sampling does not determine: no point on the rise), where any solver stops at
+      an arbitrary point of the valley; there main's multi-start is kept so that the same
+      point is reported (``tests/test_kinetics_reference.py``).
+
+    When the only bound crossed is λ1 < λ_phys (no washout faster than physical decay), the
+    fit is redone with λ1 fixed at λ_phys, and kept if it passes the same checks on the other
+    parameters and the bound is active (the cost's derivative in λ1 there is > 0: the
+    constrained minimum, the Karush-Kuhn-Tucker condition).
+    """
+    coeffs = _COEFFS[model]
+    k_lin = coeffs.shape[0]
+    sw = np.sqrt(w)
+    swy = sw * ys
+    p0 = np.concatenate([x0[:k_lin], np.cumsum(x0[k_lin:])])
+    found = _lm(coeffs, t, sw, swy, p0, None)
+    if found is None:
+        return None
+    p, r, j = found
+    amps, lams = p[:k_lin], p[k_lin:]
+    lam_list = lams.tolist()
+    margin = _INTERIOR_MARGIN
+    if (
+        min(amps.tolist()) <= 0
+        or any(b - a <= margin * b for a, b in itertools.pairwise(lam_list))
+        or lam_list[-1] >= LAMBDA_MAX_PER_H * (1 - margin)
+    ):
+        return None
+    free = np.ones(p.size, dtype=bool)
+    if lam_list[0] <= lam_phys * (1 + margin):
+        # λ1 wants to go below the physical λ: the minimum with λ1 = λ_phys, if it is one
+        if len(lam_list) > 1 and lam_list[1] <= lam_phys * (1 + margin):
+            return None
+        p0 = p.copy()
+        p0[k_lin] = lam_phys
+        found = _lm(coeffs, t, sw, swy, p0, lam_phys)
+        if found is None:
+            return None
+        p, r, j = found
+        amps, lams = p[:k_lin], p[k_lin:]
+        lam_list = lams.tolist()
+        if (
+            min(amps.tolist()) <= 0
+            or any(b - a <= margin * b for a, b in itertools.pairwise(lam_list))
+            or lam_list[-1] >= LAMBDA_MAX_PER_H * (1 - margin)
+            or not float(j[:, k_lin] @ r) > 0  # ∂F/∂λ1 = Jᵀr: the bound is active
+        ):
+            return None
+        free[k_lin] = False
+    c = amps @ coeffs
+    tia = float(np.sum(c / lams))
+    grad = np.concatenate([coeffs @ (1.0 / lams), -c / lams**2])[free]
+    jf = j[:, free]
+    try:
+        spread = float(grad @ np.linalg.solve(jf.T @ jf, grad))
+    except np.linalg.LinAlgError:
+        return None
+    # the cost's resolution: _TOL of the cost, but not below the round-off floor of the fit
+    # (_RSS_FLOOR_REL of the data's weighted sum of squares, as for the AICc)
+    cost = 0.5 * max(float(r @ r), _RSS_FLOOR_REL * float(swy @ swy))
+    if not (tia > 0 and spread >= 0 and 2 * _TOL * cost * spread <= (_TIA_DETERMINED * tia) ** 2):
+        return None
+    return amps, lams
+
+
+def _lm(
+    coeffs: np.ndarray, t: np.ndarray, sw: np.ndarray, swy: np.ndarray, p0: np.ndarray,
+    fixed_lambda1: float | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:  # fmt: skip
+    """MINPACK Levenberg-Marquardt on ``sw·(f(t) − y)``; parameters, residuals, full Jacobian.
+
+    With ``fixed_lambda1`` the first λ is held at that value (not a parameter). None if
+    MINPACK does not report convergence or the parameters are not finite.
+    """
+    k_lin = coeffs.shape[0]
+    sw_col = sw[:, None]
+    minus_t = -t
+    minus_t_col = minus_t[:, None]
+    last: list[Any] = [b"", None]  # MINPACK asks for the Jacobian where it last evaluated
+    fixed = fixed_lambda1 is not None
+    keep = np.ones(p0.size, dtype=bool)
+    if fixed:
+        keep[k_lin] = False
+
+    fixed_value = 0.0 if fixed_lambda1 is None else float(fixed_lambda1)
+
+    def full(q: np.ndarray) -> np.ndarray:
+        return np.insert(q, k_lin, fixed_value) if fixed else q
+
+    def expo(p: np.ndarray) -> np.ndarray:
+        key = p.tobytes()
+        if key != last[0]:
+            last[0], last[1] = key, np.exp(np.multiply.outer(minus_t, p[k_lin:]))  # (n, n_exp)
+        return last[1]
+
+    def resid_full(p: np.ndarray) -> np.ndarray:
+        return sw * (expo(p) @ (p[:k_lin] @ coeffs)) - swy
+
+    def jac_full(p: np.ndarray) -> np.ndarray:
+        e = expo(p)
+        d_lam = minus_t_col * e * (p[:k_lin] @ coeffs)
+        return sw_col * np.concatenate([e @ coeffs.T, d_lam], axis=1)
+
+    resid: Callable[[np.ndarray], np.ndarray] = resid_full
+    jac: Callable[[np.ndarray], np.ndarray] = jac_full
+    if fixed:
+
+        def resid(q: np.ndarray) -> np.ndarray:
+            return resid_full(full(q))
+
+        def jac(q: np.ndarray) -> np.ndarray:
+            return jac_full(full(q))[:, keep]
+
+    try:
+        with np.errstate(all="ignore"):  # overflow on a wild step: MINPACK rejects that step
+            q, _, info, _, ier = _optimize.leastsq(
+                resid, p0[keep], Dfun=jac, full_output=True, ftol=_TOL, xtol=_TOL, gtol=0.0,
+                maxfev=_FIRST_MAX_NFEV,
+            )  # fmt: skip
+    except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+        return None
+    if ier not in (1, 2, 3, 4) or not np.all(np.isfinite(q)):
+        return None
+    p = full(q)
+    return p, info["fvec"], jac_full(p)
+
+
+def _multi_start(
+    model: str, t: np.ndarray, ys: np.ndarray, w: np.ndarray, lam_phys: float,
+    starts: list[np.ndarray], scale: float,
+) -> tuple[np.ndarray, np.ndarray, bool]:  # fmt: skip
+    """Bounded trust-region least squares from every start; the lowest cost wins."""
+    coeffs = _COEFFS[model]
+    k_lin, n_exp = coeffs.shape
     sw = np.sqrt(w)
     lower = np.concatenate([np.zeros(k_lin), [lam_phys], np.zeros(n_exp - 1)])
     upper = np.concatenate(
@@ -395,7 +652,7 @@ def _fit_parametric(
 
     def solve(x0: np.ndarray) -> Any:
         try:
-            res = least_squares(
+            res = _optimize.least_squares(
                 resid,
                 np.clip(x0, lower, upper),
                 jac=jac,
@@ -417,7 +674,7 @@ def _fit_parametric(
     # grid point alone lands in a different local minimum for some TACs (TIA off by up to
     # 1e-4 on the P004 phantom TACs, tests/test_kinetics_reference.py).
     best = None
-    for x0 in _grid_starts(model, t, ys, w, lam_phys):
+    for x0 in starts:
         res = solve(x0)
         if res is not None and (best is None or res.cost < best.cost):
             best = res
@@ -533,7 +790,7 @@ def _fit_monoexp(
     """
     found = _monoexp_newton(t.tolist(), y.tolist(), w.tolist(), lam_phys)
     if found is None:
-        return _fit_parametric("monoexp", t, y, w, lam_phys)
+        return _fit_parametric("monoexp", t, y, w, lam_phys, first_fit=False)
     return np.array([found[0]]), np.array([found[1]]), True
 
 
@@ -558,9 +815,10 @@ def _fit_one(
     """Fit one parametric model; returns the TACFit and its floored weighted RSS."""
     k = len(MODEL_PARAMETERS[model])
     w = point_weights(y, weighting)
-    flags = ["nonpositive_points"] if np.any(y <= 0) else []
-    n_eff = int(np.count_nonzero(w))
-    if n_eff < k or np.count_nonzero(y > 0) < _COEFFS[model].shape[1]:
+    y_list = y.tolist()  # a few points: counted in Python (validated: no NaN)
+    flags = ["nonpositive_points"] if min(y_list) <= 0 else []
+    n_eff = sum(1 for v in w.tolist() if v != 0)
+    if n_eff < k or sum(1 for v in y_list if v > 0) < _COEFFS[model].shape[1]:
         fb = _fallback(model, t, y, weighting, lam_phys, [*flags, "too_few_positive_points"])
         return fb, math.inf
     if model == "monoexp":

@@ -33,6 +33,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -87,7 +88,7 @@ def exponential_terms(model: str, params: Mapping[str, float]) -> tuple[np.ndarr
     if missing:
         raise KineticsError(f"params for model {model!r} lack {missing}")
     p = {k: float(params[k]) for k in MODEL_PARAMETERS[model]}
-    bad = [k for k, v in p.items() if not np.isfinite(v)]
+    bad = [k for k, v in p.items() if not math.isfinite(v)]
     if bad:
         raise KineticsError(f"params {bad} of model {model!r} are not finite: {p}")
     if model == "monoexp":
@@ -154,12 +155,12 @@ def integrate_model(
 
 def _integrate_terms(c: np.ndarray, lam: np.ndarray, t0_h: float, t1_h: float) -> float:
     t0, t1 = float(t0_h), float(t1_h)
-    if not (np.isfinite(t0) and t0 >= 0):
+    if not (math.isfinite(t0) and t0 >= 0):
         raise KineticsError(f"t0_h must be a finite time >= 0 h, got {t0_h!r}")
-    if np.isnan(t1) or t1 < t0:
+    if math.isnan(t1) or t1 < t0:
         raise KineticsError(f"t1_h must be >= t0_h ({t0}), got {t1_h!r}")
-    if np.isinf(t1):
-        if np.any(lam <= 0):
+    if math.isinf(t1):
+        if any(v <= 0 for v in lam.tolist()):
             raise KineticsError(
                 f"integral to infinity needs every decay constant > 0, got {lam.tolist()}"
             )

@@ -31,12 +31,19 @@ volume's three correlated paths are combined in one coefficient). The components
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from harmonize.uncertainty.chain import SHARED_COMPONENTS, VoiChain
 from harmonize.uncertainty.tia import head_bounds, monoexp_fit, tia_columns, tia_gradient
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from harmonize._lazy import lazy_module
+
+    pd = lazy_module("pandas")
 
 __all__ = [
     "analytic_budget",

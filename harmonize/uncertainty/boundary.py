@@ -23,13 +23,23 @@ differences of the image itself. Python loops run over VOIs only, each on its bo
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import ndimage
+
+if TYPE_CHECKING:
+    from scipy import ndimage
+else:
+    from harmonize._lazy import lazy_module
+
+    ndimage = lazy_module("scipy.ndimage")
 
 __all__ = ["BoundarySlopes", "boundary_slopes"]
 
-_STRUCTURE = ndimage.generate_binary_structure(3, 1)
+#: 6-connectivity: the centre and its face neighbours (``|dz| + |dy| + |dx| <= 1``), the array
+#: ``scipy.ndimage.generate_binary_structure(3, 1)`` returns, written out so that importing this
+#: module does not import scipy.ndimage (tests/test_startup.py checks the two are equal).
+_STRUCTURE = np.abs(np.indices((3, 3, 3)) - 1).sum(axis=0) <= 1
 #: E[max(|n_x|, |n_y|, |n_z|)] over uniform directions: a 6-connected layer's mean thickness / h.
 _LAYER = 0.831
 

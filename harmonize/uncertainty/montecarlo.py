@@ -28,12 +28,20 @@ method; JCGM 101 §7.9 adaptive M is not implemented.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from harmonize.uncertainty.analytic import birge_ratio, chain_fits, counting_u_mbq
 from harmonize.uncertainty.chain import VoiChain
 from harmonize.uncertainty.tia import head_bounds, tia_columns
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from harmonize._lazy import lazy_module
+
+    pd = lazy_module("pandas")
 
 __all__ = ["monte_carlo"]
 

@@ -22,9 +22,16 @@ standard error ``1/√(2(M−1))``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from harmonize._lazy import lazy_module
+
+    pd = lazy_module("pandas")
 
 __all__ = ["INDEX_COLUMNS", "patient_index_uncertainty"]
 
