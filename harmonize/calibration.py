@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +137,7 @@ def write_calibration(
     used: Iterable[tuple[str, str, float, str]],
     *,
     overwrite: bool = False,
+    tables: Mapping[tuple[str, str, float], pd.DataFrame] | None = None,
 ) -> list[Path]:
     """Measure and write the calibration tables of a run (see the module docstring).
 
@@ -151,6 +152,9 @@ def write_calibration(
         Replace the usage file and calibration files of different content; else the usage
         of earlier runs in this folder is kept (``--append`` of another cohort) and a
         calibration file of different content (another harmonize version) is refused.
+    tables : mapping (profile, mode, voxel_size_mm) → DataFrame, optional
+        Tables already measured by :func:`calibration_table` (the cohort runner measures
+        them while the studies run); the others are measured here.
 
     Returns
     -------
@@ -175,7 +179,8 @@ def write_calibration(
     wanted |= {(r.profile, r.mode, r.voxel_size_mm) for r in usage.itertuples(index=False)}
     files = []
     for profile, mode, voxel in sorted(wanted):  # a few profiles × sizes, 0.1 s each (fast)
-        table = calibration_table(profile, voxel, mode)
+        known = (tables or {}).get((profile, mode, voxel))
+        table = known if known is not None else calibration_table(profile, voxel, mode)
         path = folder / f"{profile}_{mode}_{_voxel_tag(voxel)}mm.parquet"
         files.append(write_bytes_atomic(path, _parquet_bytes(table, "calibration"), overwrite))
     # the usage file is merged with the earlier runs' above, hence replaced

@@ -324,7 +324,9 @@ def _with_index_uncertainty(
 
     budget = budget[budget["cycle"].isin(voi_dose["cycle"].unique())]
     u = patient_index_uncertainty(
-        voi_dose, budget, lambda frame: indices.patient_index(frame, cumulative_rule=rule, planned_cycles=planned)
+        voi_dose,
+        budget,
+        lambda frame: indices.patient_index(frame, cumulative_rule=rule, planned_cycles=planned),
     )
     if u.empty:
         return index
@@ -511,7 +513,10 @@ def run_cohort(
         }
         if include_truth and cohort.truth is not None:
             specs[TRUTH_WORKFLOW] = {
-                "version": "1", "parameters": {}, "overrides": {}, "planned_cycles": planned
+                "version": "1",
+                "parameters": {},
+                "overrides": {},
+                "planned_cycles": planned,
             }
         inputs = runfolder.input_hashes(cohort.paths)
         old = runfolder.check_folder(out, specs, inputs, overwrite=overwrite, append=append)
@@ -606,9 +611,17 @@ def _run_locked(
                 Cohort(cohort.root, {}, cohort.truth), planned, str(out), overwrite, threads
             )
         )
-    # each centre profile's calibration phantom (RC curve, calibration factor), for the report
+    # each centre profile's calibration phantom (RC curve, calibration factor), for the
+    # report: the tables the bundles' attributes announce are measured while the studies
+    # run (they fill a worker that has no study left); the rest after the studies
+    early = _expected_calibration(cohort, adapters)
+    measured = (
+        dask.delayed(_calibration_tables, pure=False)(sorted(early), threads) if early else {}
+    )
     index_tasks.append(
-        dask.delayed(_calibration_files, pure=False)(studies, str(out), overwrite, threads)
+        dask.delayed(_calibration_files, pure=False)(
+            studies, str(out), overwrite, threads, measured
+        )
     )
     computed = _compute(
         [*studies, *index_tasks], workers, scheduler, len(studies) if progress else 0
@@ -675,8 +688,55 @@ def _in_share(threads: int | None, func: Callable[..., Any], *args: Any) -> Any:
         return func(*args)
 
 
+def _expected_calibration(
+    cohort: Cohort, adapters: Sequence[WorkflowAdapter]
+) -> set[tuple[str, str, float]]:
+    """The calibration tables a run will write, as far as the bundles' attributes tell.
+
+    :func:`_calibration_used` on each bundle's attributes alone (imaging profile, voxel
+    size; the adapters' ``calibration_phantom`` read nothing else), and every shipped
+    profile in fast mode at those voxel sizes, as :func:`harmonize.calibration.
+    write_calibration` measures them. Studies that are not bundles are not predicted;
+    an unreadable attribute predicts nothing. Empty when no profile would be used.
+    """
+    import xarray as xr
+
+    from harmonize.cohort import bundle_attrs
+    from harmonize.imaging import available_profiles
+
+    used: set[tuple[str, str, float]] = set()
+    for source in cohort.paths.values():
+        if isinstance(source, list) or Path(source).is_dir():
+            continue
+        try:
+            shell = xr.Dataset(attrs=bundle_attrs(source))
+            for adapter in adapters:
+                used |= {
+                    (p, m, round(float(v), 4)) for p, m, v, _ in _calibration_used(shell, adapter)
+                }
+        except Exception:  # the study task reports it; the tables are then measured later
+            continue
+    if not used:
+        return set()
+    voxels = {v for _, _, v in used}
+    return used | {(p, "fast", v) for p in available_profiles() for v in voxels}
+
+
+def _calibration_tables(
+    wanted: Sequence[tuple[str, str, float]], threads: int | None = None
+) -> dict[tuple[str, str, float], pd.DataFrame]:
+    """Worker task: calibration tables measured ahead (a pure function of their key)."""
+    from harmonize.calibration import calibration_table
+
+    return {(p, m, v): _in_share(threads, calibration_table, p, v, m) for p, m, v in wanted}
+
+
 def _calibration_files(
-    per_study: list[list[dict[str, Any]]], out: str, overwrite: bool, threads: int | None = None
+    per_study: list[list[dict[str, Any]]],
+    out: str,
+    overwrite: bool,
+    threads: int | None = None,
+    measured: Mapping[tuple[str, str, float], pd.DataFrame] | None = None,
 ) -> tuple[list[Path], dict[str, dict[str, Any]]]:
     """Worker task: the calibration tables of the centre profiles the studies used."""
     from harmonize.calibration import write_calibration
@@ -689,7 +749,7 @@ def _calibration_files(
         for item in result.get("calibration", [])
     ]
     files: list[Path] = _in_share(
-        threads, lambda: write_calibration(Path(out), used, overwrite=overwrite)
+        threads, lambda: write_calibration(Path(out), used, overwrite=overwrite, tables=measured)
     )
     return files, _records(files, Path(out))
 

@@ -14,6 +14,7 @@ import os
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from threadpoolctl import threadpool_info
@@ -138,3 +139,29 @@ def test_bundle_attrs_match_xarray(cohort_dir):
         for key, value in expected.items():
             assert type(got[key]) is type(value), key
             assert np.array_equal(got[key], value), key
+
+
+def test_calibration_tables_measured_ahead_are_the_ones_the_run_writes(cohort_dir, tmp_path):
+    # the run measures, while the studies run, the calibration tables the bundles'
+    # attributes announce; they are exactly the tables written after the studies
+    from harmonize.calibration import (
+        CALIBRATION_DIR,
+        _voxel_tag,
+        calibration_table,
+        write_calibration,
+    )
+    from harmonize.runner import _adapters, _expected_calibration
+
+    cohort = open_cohort(cohort_dir)
+    run_cohort(cohort, "all", tmp_path / "res", workers=1)
+    written = sorted(p.name for p in (tmp_path / "res" / CALIBRATION_DIR).glob("*.parquet"))
+    expected = _expected_calibration(cohort, _adapters("all", None))
+    assert expected  # Milan's recovery curve comes from a calibration phantom by default
+    names = sorted(f"{p}_{m}_{_voxel_tag(v)}mm.parquet" for p, m, v in expected)
+    assert names == [name for name in written if name != "used_by.parquet"]
+    # a table given to write_calibration is written as given, not measured again
+    key = sorted(expected)[0]
+    table = calibration_table(key[0], key[2], key[1]).assign(curve_source="given")
+    files = write_calibration(tmp_path / "other", [(*key, "test")], tables={key: table})
+    given = [f for f in files if f.name.startswith(f"{key[0]}_{key[1]}_")]
+    assert len(given) == 1 and set(pd.read_parquet(given[0])["curve_source"]) == {"given"}
