@@ -31,6 +31,7 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
     cycles = _cycles(args.cycles) if args.cycles is not None else (1, 2, 3, 4)
     if args.patients < 1:
         raise CLIError(f"--patients: must be ≥ 1, got {args.patients}")
+    workers = _workers(args.workers)
     planned = _planned_cycles(args.planned_cycles)
     if planned is not None and max(cycles) > planned:
         raise CLIError(
@@ -59,6 +60,7 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
         format=args.format,
+        workers=workers,
     )
     if not args.quiet:
         n = args.patients * len(cycles)
@@ -518,6 +520,9 @@ def _parser() -> argparse.ArgumentParser:
         help="study format (default bundle)",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "--workers", type=int, default=1, help="worker processes over patients (default 1)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_phantom)

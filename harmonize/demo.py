@@ -126,6 +126,7 @@ def run_demo(
         config=demo_config(patients, planned_cycles),
         overwrite=overwrite,
         progress=not quiet,
+        workers=workers,
     )
     say(f"[2/4] workflows (all installed) + truth → {results_dir}")
     report = run_cohort(

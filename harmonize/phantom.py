@@ -678,6 +678,7 @@ def write_cohort(
     overwrite: bool = False,
     progress: bool = False,
     format: str = "bundle",
+    workers: int = 1,
 ) -> Path:
     """Write a synthetic cohort: one study per patient-cycle plus ``truth.parquet``.
 
@@ -698,6 +699,9 @@ def write_cohort(
     format : {"bundle", "dicom"}
         One exchange bundle (``P001_C1.nc``) or one DICOM folder (``P001_C1/``: NM in
         BQML, CT, RTSTRUCT, SEG) per patient-cycle.
+    workers : int
+        Processes over patients (each patient's studies and truth are seeded by the patient
+        and cycle alone, so the files do not depend on it).
 
     Returns
     -------
@@ -721,27 +725,25 @@ def write_cohort(
                 f"{existing[0]} already exists ({len(existing)} cohort files in {out}); "
                 "pass overwrite=True (CLI: --overwrite) to replace them"
             )
-    truths = []
-    tasks = [(i, c) for i in range(n_patients) for c in config.all_cycles]
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
     from harmonize._progress import progress_iter
 
-    patient = None
-    for i, cycle in progress_iter(tasks, "phantom", enabled=progress):
-        if patient is None or patient.patient_id != _pid(i):
-            patient = make_patient(i, seed, config)
-        if cycle not in config.cycles:  # planned but not imaged: truth only
-            truths.append(truth_table(patient, cycle, config).assign(imaged=False))
-            continue
-        study, truth = simulate_study(patient, cycle, seed, config)
-        truth = truth.assign(imaged=True)
-        study.attrs["phantom_seed"] = int(seed)
-        if format == "bundle":
-            save_study(study, out / f"{patient.patient_id}_C{cycle}.nc", overwrite=overwrite)
-        else:
-            from harmonize.io import write_study_dicom
+    args = [(i, seed, config, out, format, overwrite) for i in range(n_patients)]
+    per_patient: list[list[pd.DataFrame]]
+    if workers == 1 or n_patients == 1:
+        per_patient = [_write_patient(*a) for a in progress_iter(args, "phantom", enabled=progress)]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-            write_study_dicom(study, out / f"{patient.patient_id}_C{cycle}", overwrite=overwrite)
-        truths.append(truth)
+        # spawn: a fresh interpreter per worker (no fork of a process holding threads)
+        with ProcessPoolExecutor(
+            max_workers=min(workers, n_patients), mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
+            futures = [pool.submit(_write_patient, *a) for a in args]
+            per_patient = [f.result() for f in progress_iter(futures, "phantom", enabled=progress)]
+    truths = [t for tables in per_patient for t in tables]  # patient order, then cycle order
     table = pd.concat(truths, ignore_index=True)
     table.attrs = {}
     with atomic_path(truth_path, overwrite=overwrite) as tmp:
@@ -752,6 +754,28 @@ def write_cohort(
         }
         _write_truth(table, tmp, meta)
     return out
+
+
+def _write_patient(
+    index: int, seed: int, config: PhantomConfig, out: Path, format: str, overwrite: bool
+) -> list[pd.DataFrame]:
+    """Write one patient's imaged studies; return its truth tables in cycle order."""
+    patient = make_patient(index, seed, config)
+    truths = []
+    for cycle in config.all_cycles:
+        if cycle not in config.cycles:  # planned but not imaged: truth only
+            truths.append(truth_table(patient, cycle, config).assign(imaged=False))
+            continue
+        study, truth = simulate_study(patient, cycle, seed, config)
+        study.attrs["phantom_seed"] = int(seed)
+        if format == "bundle":
+            save_study(study, out / f"{patient.patient_id}_C{cycle}.nc", overwrite=overwrite)
+        else:
+            from harmonize.io import write_study_dicom
+
+            write_study_dicom(study, out / f"{patient.patient_id}_C{cycle}", overwrite=overwrite)
+        truths.append(truth.assign(imaged=True))
+    return truths
 
 
 def _pid(index: int) -> str:

@@ -69,6 +69,14 @@ def test_demo_workers_zero_is_refused_before_the_phantom(tmp_path, capsys):
     assert not out.exists()  # nothing generated
 
 
+def test_phantom_workers_zero_is_refused(tmp_path, capsys):
+    out = tmp_path / "cohort"
+    assert main(["phantom", "--out", str(out), "--workers", "0", "--quiet"]) == 2
+    err = _error_line(capsys)
+    assert "--workers" in err and "got 0" in err
+    assert not out.exists()
+
+
 def test_validate_on_a_cohort_folder_says_it_is_not_results(tmp_path, capsys):
     cohort = tmp_path / "cohort"
     cohort.mkdir()
