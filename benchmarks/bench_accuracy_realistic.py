@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> str:
         "",
         f"Cohort: {args.patients} patients, cycle 1, seed {args.seed}, 4.8 mm voxels, imaging "
         f"profile `{args.profile}` (fast mode calibrated on the full simulation), clinical "
-        "kinetics; truth = harmonize.truth (independent dose-point kernel), always on the true "
+        "kinetics; truth = harmonize.truth (independent dose-point kernel, within 1 % of "
+        "published Lu-177 sphere S-values for 2–276 g: `truth_spheres.md`), always on the true "
         "labels. Segmentation sources: the true labels and the observer's. Milan's RC curve: "
         f"its calibration phantom imaged with `{args.profile}`. Phantom + all workflows: "
         f"noisy {noisy_s:.0f} s, noise-free {clean_s:.0f} s.",
