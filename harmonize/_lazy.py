@@ -13,6 +13,13 @@ of ``import numpy, scipy.optimize``). A module that needs one of them at run tim
 The first attribute access (``pd.DataFrame``) imports the module with the ordinary import
 system and caches it; from then on the proxy only forwards attribute look-ups.
 ``tests/test_startup.py`` checks which heavy packages each command imports.
+
+Why not ``lazy_loader`` (scientific-python) or the documented recipe of
+:class:`importlib.util.LazyLoader`: both register the module in :data:`sys.modules` before
+it is imported (so "is pandas imported?"
+can no longer be asked of ``sys.modules``), and for a subpackage such as ``scipy.ndimage``
+``lazy_loader`` imports the parent package at once and warns that it does (``RuntimeWarning``,
+lazy_loader 0.6). This proxy imports nothing until an attribute is used.
 """
 
 from __future__ import annotations
