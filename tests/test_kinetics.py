@@ -438,3 +438,27 @@ def test_fit_voxels_bad_input():
         kinetics.integrate_model("monoexp", TRUTHS["monoexp"], 10.0, 5.0)
     with pytest.raises(KineticsError, match="lack"):
         kinetics.integrate_model("biexp", TRUTHS["monoexp"])
+
+
+@pytest.mark.parametrize("weighting", ["none", "relative", "poisson"])
+def test_two_point_tail_shortcuts_are_the_full_fit(weighting):
+    # _two_point_tail answers two cases without iterating (an exact fit inside the bounds,
+    # and a pair that clearly does not wash out: λ_phys with NO_WASHOUT); both must be what
+    # fit_monoexp_columns itself returns, λ bit for bit and the same flags. Pairs drawn
+    # around physical decay so that both cases, and the margin between them, are well hit.
+    from harmonize.kinetics.voxel import _two_point_tail, fit_monoexp_columns
+
+    rng = np.random.default_rng(17)
+    t = np.array([96.0, 168.0])
+    lam_phys = math.log(2.0) / (6.647 * 24.0)
+    m = 20000
+    lam_true = lam_phys * rng.uniform(0.3, 3.0, m)
+    y = 50.0 * np.exp(-np.outer(t, lam_true)) * (1.0 + 0.1 * rng.standard_normal((2, m)))
+    y[:, :200] *= rng.choice([-1.0, 0.0, 1.0], size=(2, 200))  # non-positive points too
+    y[:, 200:210] = np.array([[5.0], [5.0 * math.exp(-lam_phys * 72.0)]])  # λ_u = λ_phys
+    lam_fast, flags_fast = _two_point_tail(t, y, lam_phys, weighting)
+    _, lam_full, flags_full = fit_monoexp_columns(t, y, lam_phys, weighting)
+    no_washout = (flags_full & np.uint8(VoxelFlag.NO_WASHOUT)) != 0
+    assert 0.2 < no_washout.mean() < 0.8  # both cases are exercised
+    np.testing.assert_array_equal(flags_fast, flags_full)
+    np.testing.assert_array_equal(lam_fast, lam_full)

@@ -402,8 +402,10 @@ def _two_point_tail(
     :func:`_loglinear_start`, the same arithmetic) lies strictly inside the bounds are fitted
     exactly by it: :func:`fit_monoexp_columns` runs no Newton iteration on them and flags
     nothing, as long as its amplitude is positive and finite, which ``λ·t <
-    _TWO_POINT_MAX_EXPONENT`` guarantees (no underflow of ``w·e^(−2λt)``). Every other
-    column is passed to :func:`fit_monoexp_columns` itself: the same λ and flags.
+    _TWO_POINT_MAX_EXPONENT`` guarantees (no underflow of ``w·e^(−2λt)``). Two positive
+    points that clearly do not wash out get λ_phys and ``NO_WASHOUT``, where its first
+    projected Newton step stops (comment below). Every other column is passed to
+    :func:`fit_monoexp_columns` itself: the same λ and flags.
     """
     pos = y > 0
     both = pos[0] & pos[1]
@@ -416,6 +418,26 @@ def _two_point_tail(
         & (lam * t_h[1] < _TWO_POINT_MAX_EXPONENT)
     )
     flags = np.zeros(y.shape[1], dtype=np.uint8)
+    # Two positive points whose exact fit decays slower than the nuclide (start clipped at
+    # λ_phys): the gain g(λ) of two points has a single maximum (at the exact fit), so where
+    # g decreases at λ_phys the bounded optimum is λ_phys itself — which is where
+    # fit_monoexp_columns' first projected Newton step stops (step clipped to 0), flagging
+    # NO_WASHOUT. With the moments n0 = N = Σw·y·e, n1 = Σt·w·y·e, d0 = D = Σw·e² and
+    # d1 = Σt·w·e² (N' = −n1, D' = −2·d1), g' = (2N·N' − N²·D'/D)/D = 2·n0·(n0·d1/d0 − n1)/D
+    # has the sign of n0·d1/d0 − n1 (n0 > 0 for two positive points). Only a clearly
+    # negative slope is taken here (a relative margin of 1e-9, far above rounding); the
+    # others go through fit_monoexp_columns.
+    low = np.flatnonzero(both & (lam <= lambda_phys_per_h))
+    if low.size:
+        e = np.exp(-lambda_phys_per_h * t_h)[:, None]
+        wl = w[:, low]
+        wye = wl * y[:, low] * e
+        we2 = wl * (e * e)
+        n0, n1 = wye.sum(axis=0), t_h @ wye
+        slope = n0 * (t_h @ we2) / we2.sum(axis=0) - n1
+        sure = low[slope < -1e-9 * np.abs(n1)]
+        flags[sure] = _bit(VoxelFlag.NO_WASHOUT)
+        easy[sure] = True
     hard = np.flatnonzero(~easy)
     if hard.size:
         _, lam_h, flags_h = fit_monoexp_columns(t_h, y[:, hard], lambda_phys_per_h, weighting)
