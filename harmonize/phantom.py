@@ -701,7 +701,9 @@ def write_cohort(
         BQML, CT, RTSTRUCT, SEG) per patient-cycle.
     workers : int
         Processes over patients (each patient's studies and truth are seeded by the patient
-        and cycle alone, so the files do not depend on it).
+        and cycle alone, so the files do not depend on it). The processes are spawned: a
+        script of your own that passes ``workers > 1`` must guard its top level with
+        ``if __name__ == "__main__":`` (the CLI and notebooks need nothing).
 
     Returns
     -------
