@@ -425,6 +425,34 @@ def test_cumulative_sum_interpolated_and_extrapolated(voi_dose):
     assert ext.loc[("P1", 4), "cum_basis"] == "interpolated"
 
 
+@pytest.mark.parametrize("n_cycles", [1, 2, 3, 4, 6])
+def test_row_fills_are_pandas_interpolate_and_fill_bit_for_bit(n_cycles):
+    # the treatment totals fill missing cycles with one vectorised numpy.interp over all
+    # rows; pandas' interpolate(axis=1, method="index", limit_area="inside") (one
+    # numpy.interp per row) and ffill/bfill, which the totals used before, are the reference:
+    # the same bits, including values spanning 1e-300..1e300, signs and infinities
+    from harmonize.indices import _fill_inside, _fill_nearest
+
+    rng = np.random.default_rng(n_cycles)
+    rows = 3000
+    values = rng.lognormal(2.0, 2.0, (rows, n_cycles))
+    values *= rng.choice([1.0, -1.0, 1e-300, 1e300], (rows, n_cycles))
+    values[rng.random((rows, n_cycles)) < 0.45] = np.nan
+    columns = pd.RangeIndex(1, n_cycles + 1, name="cycle")
+    frame = pd.DataFrame(values, columns=columns)
+    expected = frame.interpolate(axis=1, method="index", limit_area="inside")
+    inside = _fill_inside(values, columns.to_numpy(np.float64))
+    assert (np.isnan(inside) < np.isnan(values)).any() or n_cycles < 3  # something filled
+    nearest = _fill_nearest(inside)
+    for got, want in (
+        (inside, expected.to_numpy()),
+        (nearest, expected.ffill(axis=1).bfill(axis=1).to_numpy()),
+    ):
+        assert np.array_equal(np.isnan(got), np.isnan(want))
+        shown = ~np.isnan(want)
+        assert np.array_equal(got[shown].view(np.uint64), want[shown].view(np.uint64))
+
+
 def test_cumulative_milan_interpolated(voi_dose):
     out = patient_index(voi_dose, cumulative_rule="milan_interpolated").set_index(
         ["patient_id", "cycle"]
