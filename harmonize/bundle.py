@@ -18,6 +18,7 @@ is never replaced unless ``overwrite=True``.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import os
 import tempfile
@@ -94,6 +95,30 @@ def _canonical_value(value: object) -> str:
     return "s:" + "\x1f".join(str(v) for v in array.reshape(-1).tolist())
 
 
+#: Elements per block when a large numeric array is hashed (1 MiB as float64).
+_HASH_BLOCK = 1 << 17
+
+
+def _update_canonical(digest: hashlib._Hash, value: object) -> None:
+    """``digest.update(_canonical_value(value).encode())``, large numeric arrays by blocks.
+
+    The hex text of an array's little-endian bytes is the concatenation of the hex texts of
+    consecutive blocks of its elements (C order), so the digest is the same while the
+    array is never held as one hex string (four times its float64 size, twice encoded).
+    """
+    array = np.asarray(value)
+    kind = array.dtype.kind
+    if kind not in "fiub" or array.size <= _HASH_BLOCK:
+        digest.update(_canonical_value(array).encode())
+        return
+    dtype, prefix = ("<f8", b"f:") if kind == "f" else ("<i8", b"i:")
+    flat = np.ravel(array, order="C")
+    digest.update(prefix)
+    for start in range(0, flat.size, _HASH_BLOCK):
+        block = np.ascontiguousarray(flat[start : start + _HASH_BLOCK], dtype=dtype)
+        digest.update(binascii.hexlify(block.data))
+
+
 def content_hash(ds: xr.Dataset) -> str:
     """SHA-256 of everything a bundle holds: every variable, coordinate and attribute.
 
@@ -106,7 +131,7 @@ def content_hash(ds: xr.Dataset) -> str:
     for name in sorted(str(k) for k in ds.variables):
         var = ds.variables[name]
         digest.update(f"{name}|{var.dims}|{var.shape}|".encode())
-        digest.update(_canonical_value(var.values).encode())
+        _update_canonical(digest, var.values)
         for key in sorted(str(k) for k in var.attrs):
             digest.update(f"|{key}={_canonical_value(var.attrs[key])}".encode())
     for key in sorted(str(k) for k in ds.attrs):

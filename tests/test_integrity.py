@@ -44,6 +44,57 @@ def test_bundle_carries_fletcher32_and_a_content_hash(bundle):
         assert len(f.attrs[CONTENT_HASH_ATTR]) == 64
 
 
+def _content_hash_as_defined(ds):
+    """content_hash written out as its definition: one hex string per value, then encoded."""
+    import hashlib
+
+    def text(value):
+        array = np.asarray(value)
+        if array.dtype.kind in "fc":
+            return "f:" + np.ascontiguousarray(array, dtype="<f8").tobytes().hex()
+        if array.dtype.kind in "iub":
+            return "i:" + np.ascontiguousarray(array, dtype="<i8").tobytes().hex()
+        return "s:" + "\x1f".join(str(v) for v in array.reshape(-1).tolist())
+
+    digest = hashlib.sha256()
+    for name in sorted(str(k) for k in ds.variables):
+        var = ds.variables[name]
+        digest.update(f"{name}|{var.dims}|{var.shape}|".encode())
+        digest.update(text(var.values).encode())
+        for key in sorted(str(k) for k in var.attrs):
+            digest.update(f"|{key}={text(var.attrs[key])}".encode())
+    for key in sorted(str(k) for k in ds.attrs):
+        if key not in (CONTENT_HASH_ATTR, "harmonize_bundle"):
+            digest.update(f"attr|{key}={text(ds.attrs[key])}".encode())
+    return digest.hexdigest()
+
+
+def test_content_hash_of_large_arrays_is_the_defined_one():
+    # content_hash hashes large numeric arrays block by block (never one hex string of the
+    # whole array): the digest must be the definition's, for every numeric kind, a
+    # transposed (non-contiguous) array and a length that is not a multiple of the block
+    from harmonize.bundle import _HASH_BLOCK, content_hash
+
+    rng = np.random.default_rng(5)
+    n = 2 * _HASH_BLOCK + 7
+    ds = xr.Dataset(
+        {
+            "f32": ("a", rng.random(n).astype(np.float32)),
+            "f64t": (("b", "c"), rng.random((301, 1000)).T),
+            "i16": ("a", rng.integers(-300, 300, n).astype(np.int16)),
+            "u64": ("a", rng.integers(0, 2**63, n, dtype=np.uint64)),
+            "flag": ("a", rng.random(n) > 0.5),
+            "small": ("d", [1.5, 2.5]),
+        },
+        coords={"name": ("d", ["x", "y"])},
+        attrs={"cycle": 2, "patient_id": "P001"},
+    )
+    assert content_hash(ds) == _content_hash_as_defined(ds)
+    changed = ds.copy(deep=True)
+    changed["f32"].values[-1] += 1.0  # the last element, in the short last block
+    assert content_hash(changed) == _content_hash_as_defined(changed) != content_hash(ds)
+
+
 @pytest.mark.parametrize(
     ("needle", "replacement"),
     [(b"P001", b"P000"), (b"2000-01-03T09:00:00", b"2000-01-03T09:00:01")],
