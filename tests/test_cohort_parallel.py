@@ -141,6 +141,24 @@ def test_bundle_attrs_match_xarray(cohort_dir):
             assert np.array_equal(got[key], value), key
 
 
+def test_bundle_attrs_are_read_again_when_the_file_changes(cohort_dir, tmp_path):
+    # the attributes are cached per version of the file (the PHI gate reads them): a
+    # bundle replaced by another, even of the same size, is read again; callers get copies
+    import harmonize as hz
+
+    path = tmp_path / "s.nc"
+    shutil.copy(sorted(cohort_dir.glob("*.nc"))[0], path)
+    first = bundle_attrs(path)
+    first["patient_id"] = "changed by the caller"
+    assert bundle_attrs(path)["patient_id"] != "changed by the caller"
+    study = hz.open_study(path)
+    study.attrs["identified"] = 1
+    before = os.stat(path)
+    hz.save_study(study, path, overwrite=True, allow_identified=True)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # even the same time stamp
+    assert bundle_attrs(path)["identified"] == 1
+
+
 def test_calibration_tables_measured_ahead_are_the_ones_the_run_writes(cohort_dir, tmp_path):
     # the run measures, while the studies run, the calibration tables the bundles'
     # attributes announce; they are exactly the tables written after the studies
