@@ -612,12 +612,14 @@ def _run_locked(
             )
         )
     # each centre profile's calibration phantom (RC curve, calibration factor), for the
-    # report: the tables the bundles' attributes announce are measured while the studies
-    # run (they fill a worker that has no study left); the rest after the studies
-    early = _expected_calibration(cohort, adapters)
-    measured = (
-        dask.delayed(_calibration_tables, pure=False)(sorted(early), threads) if early else {}
-    )
+    # report: the tables the bundles' attributes announce are measured one task each, run
+    # once no study is left to hand out (they feed only the calibration files, so Dask
+    # orders them after the studies) and so fill a worker while the other finishes the
+    # last study; the rest after the studies
+    measured = [
+        dask.delayed(_calibration_tables, pure=False)([wanted], threads)
+        for wanted in sorted(_expected_calibration(cohort, adapters))
+    ]
     index_tasks.append(
         dask.delayed(_calibration_files, pure=False)(
             studies, str(out), overwrite, threads, measured
@@ -736,11 +738,16 @@ def _calibration_files(
     out: str,
     overwrite: bool,
     threads: int | None = None,
-    measured: Mapping[tuple[str, str, float], pd.DataFrame] | None = None,
+    measured: Sequence[Mapping[tuple[str, str, float], pd.DataFrame]] = (),
 ) -> tuple[list[Path], dict[str, dict[str, Any]]]:
-    """Worker task: the calibration tables of the centre profiles the studies used."""
+    """Worker task: the calibration tables of the centre profiles the studies used.
+
+    ``measured``: the tables measured ahead (:func:`_calibration_tables`, one mapping per
+    task); the others are measured here.
+    """
     from harmonize.calibration import write_calibration
 
+    tables = {key: table for part in measured for key, table in part.items()}
     used = [
         item
         for results in per_study
@@ -749,7 +756,7 @@ def _calibration_files(
         for item in result.get("calibration", [])
     ]
     files: list[Path] = _in_share(
-        threads, lambda: write_calibration(Path(out), used, overwrite=overwrite, tables=measured)
+        threads, lambda: write_calibration(Path(out), used, overwrite=overwrite, tables=tables)
     )
     return files, _records(files, Path(out))
 
