@@ -30,6 +30,7 @@ import json
 import math
 import multiprocessing
 import os
+import pickle
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -114,7 +115,7 @@ def _run_one(
     Each (study, adapter) writes its own ``voi_dose``/``tac``/``run`` (and ``dvh``,
     ``uncertainty``) files (distinct names per study and workflow), so writing is parallel
     too; only the small ``voi_dose`` and ``uncertainty`` tables travel back for the patient
-    indices.
+    indices (``"tables"``).
     """
     try:
         result = adapter.run(study)
@@ -139,8 +140,7 @@ def _run_one(
             )
         return {
             "ok": True,
-            "voi_dose": result.voi_dose,
-            "uncertainty": result.uncertainty,
+            "tables": (result.voi_dose, result.uncertainty),
             "files": files,
             "records": _records(files, Path(out)),
             "calibration": _calibration_used(study, adapter),
@@ -174,6 +174,7 @@ def _run_study(
     save_maps: str | None = None,
     threads: int | None = None,
     key: bytes | None = None,
+    pack: bool = False,
 ) -> list[dict[str, Any]]:
     """Worker task: open one study once and run every adapter on it; never raises.
 
@@ -182,11 +183,28 @@ def _run_study(
     one :func:`_run_one` result per adapter, in order; a study that cannot be opened fails
     every adapter with the same reason. In a worker process (``threads`` given) the voxel
     work is pinned to the worker's share of the cores (:func:`harmonize._threads.pinned`).
+
+    With ``pack`` each adapter's ``"tables"`` are pickled here, in the worker: Dask sends
+    every study result to each task that depends on it, and each workflow's patient-index
+    task then unpickles only its own workflow's tables (:func:`_unpack`), while the
+    scheduling process forwards bytes instead of pickling and unpickling every table.
     """
     results: list[dict[str, Any]] = _in_share(
         threads, _run_adapters, source, adapters, out, overwrite, save_maps, key
     )
+    if pack:
+        for result in results:
+            if "tables" in result:
+                result["tables"] = pickle.dumps(result["tables"], pickle.HIGHEST_PROTOCOL)
     return results
+
+
+def _unpack(tables: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A study result's ``(voi_dose, uncertainty)``, unpickled if :func:`_run_study` packed it."""
+    if isinstance(tables, bytes):
+        tables = pickle.loads(tables)  # bytes our own worker task pickled
+    voi_dose, uncertainty = tables
+    return voi_dose, uncertainty
 
 
 def _run_adapters(
@@ -583,9 +601,11 @@ def _run_locked(
         for adapter in adapters:
             report.failures.append(RunFailure(Path(path).stem, 0, adapter.name, reason))
     threads = _worker_threads(workers, scheduler)
+    # results travel between processes unless one worker runs everything in this one
+    pack = bool(scheduler) or workers > 1
     studies = [
         dask.delayed(_run_study, pure=False)(
-            source, adapters, str(out), overwrite, save_maps, threads, key
+            source, adapters, str(out), overwrite, save_maps, threads, key, pack
         )
         for source in cohort.paths.values()
     ]
@@ -665,15 +685,17 @@ def _workflow_indices(
     ``per_study`` holds every study task's results; this workflow's are at ``position``.
     Returns the files written and their manifest records.
     """
-    done = [results[position] for results in per_study if results[position]["ok"]]
+    done = [
+        _unpack(results[position]["tables"]) for results in per_study if results[position]["ok"]
+    ]
     if not done:
         return [], {}
-    table = pd.concat([r["voi_dose"] for r in done], ignore_index=True)
+    table = pd.concat([voi_dose for voi_dose, _ in done], ignore_index=True)
     if imaged_cycles:
         table = table[table["cycle"].isin(imaged_cycles)]
         if table.empty:
             return [], {}
-    budgets = [r["uncertainty"] for r in done if len(r.get("uncertainty", ()))]
+    budgets = [budget for _, budget in done if len(budget)]
     budget = pd.concat(budgets, ignore_index=True) if budgets else None
     index = _in_share(threads, _index_table, table, budget, rule, planned)
     files = _write_patient_indices(index, name, rule, Path(out), overwrite)
