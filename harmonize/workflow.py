@@ -17,6 +17,7 @@ overrides are recorded in provenance.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import types
@@ -376,7 +377,17 @@ class WorkflowAdapter:
 
 
 def software_versions() -> dict[str, str]:
-    """Versions of harmonize and the libraries that shape its numbers."""
+    """Versions of harmonize and the libraries that shape its numbers.
+
+    Looked up once per process (a few ms of package metadata reading, which every
+    adapter run of every study paid): the libraries a process has imported do not change
+    while it runs.
+    """
+    return dict(_installed_versions())
+
+
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str], ...]:
     out = {}
     for dist in (
         "harmonize-dosimetry",
@@ -394,7 +405,7 @@ def software_versions() -> dict[str, str]:
             out[dist] = version(dist)
         except PackageNotFoundError:
             out[dist] = "not installed"
-    return out
+    return tuple(out.items())
 
 
 def study_content_hash(study: xr.Dataset) -> str:
