@@ -124,7 +124,8 @@ def patient_index_uncertainty(
     doses = lesions["dose_mean_gy"].to_numpy(np.float64) * np.exp(exponent)  # (m, n)
 
     base_cols = [c for c in voi_dose.columns if c in lesions.columns]
-    stacked = pd.concat([lesions[base_cols]] * m, ignore_index=True)
+    # the m replicates of the lesion rows, draw after draw (one take, not a concat of m frames)
+    stacked = lesions[base_cols].take(np.tile(np.arange(n), m)).reset_index(drop=True)
     stacked["dose_mean_gy"] = doses.ravel()
     sample = np.repeat(np.arange(m), n)
     stacked["workflow"] = (
