@@ -14,7 +14,9 @@ its workers'); each wall time (median of ``--repeats`` runs, 1 and 2 workers
 alternating); the ratio 1 → 2 workers beside its ceiling (the cores the processes may
 use, at most 2); the cores each run kept busy on average (its CPU time over its wall
 time: the one-worker run exceeds 1 where its threads pay, which lowers what a second
-worker can add); each run split into its serial set-up (until the first study task is
+worker can add) and its CPU seconds, with the CPU time of two workers over one's (the
+same work costs more CPU when two processes run at once: shared caches and memory
+bandwidth, results passed between processes); each run split into its serial set-up (until the first study task is
 handed out), the study phase and the tail after the last study (patient indices,
 calibration tables, manifest); and whether both runs wrote identical files. Before the
 timed runs one untimed run of a one-study cohort warms the imports and caches, so that
@@ -142,6 +144,7 @@ def cohort_scaling(
         other: dict[int, list[float]] = {1: [], 2: []}
         split: dict[int, list[tuple[float, float, float]]] = {1: [], 2: []}
         used: dict[int, list[float]] = {1: [], 2: []}
+        cpu: dict[int, list[float]] = {1: [], 2: []}
         for repeat in range(repeats):
             for workers in (1, 2):
                 out = root / f"out{workers}_{repeat}"
@@ -160,6 +163,7 @@ def cohort_scaling(
                 busy_after, own_after = _busy_cpu_s(), _own_cpu_s()
                 # cores this run kept busy on average (1 worker: > 1 where its threads pay)
                 used[workers].append((own_after - own) / seconds)
+                cpu[workers].append(own_after - own)
                 if busy is not None and busy_after is not None:
                     # cores kept busy by other jobs during this run (machine minus ours)
                     other[workers].append(
@@ -174,11 +178,14 @@ def cohort_scaling(
         figures[f"workers{workers}_s"] = seconds
         figures[f"workers{workers}_studies_per_min"] = n_studies * 60.0 / seconds
         figures[f"workers{workers}_cores_used"] = statistics.median(used[workers])
+        figures[f"workers{workers}_cpu_s"] = statistics.median(cpu[workers])
         if split[workers]:  # the run closest to the median
             parts = min(split[workers], key=lambda p: abs(sum(p) - seconds))
             for name, value in zip(("setup", "studies", "tail"), parts, strict=True):
                 figures[f"workers{workers}_{name}_s"] = value
     figures["speedup_2_vs_1"] = figures["workers1_s"] / figures["workers2_s"]  # type: ignore[operator]
+    # the CPU the same work costs with two processes at once (> 1: contention, transfers)
+    figures["cpu_2_vs_1"] = figures["workers2_cpu_s"] / figures["workers1_cpu_s"]  # type: ignore[operator]
     # the ceiling: two processes cannot gain more than the cores they may run on
     figures["speedup_ceiling"] = float(min(2, available_cores()))
     figures["identical_files_1_vs_2"] = "yes" if digests[1] == digests[2] else "NO"
@@ -210,7 +217,10 @@ def main(argv: list[str] | None = None) -> dict[str, float | str]:
     print(f"load average before: {figures['load_before_1_5_15min']}")
     for workers in (1, 2):
         line = f"{workers} worker{'s' if workers > 1 else ' '}: {figures[f'workers{workers}_s']:8.2f} s"
-        line += f", {figures[f'workers{workers}_cores_used']:.2f} cores busy"
+        line += (
+            f", CPU {figures[f'workers{workers}_cpu_s']:.2f} s = "
+            f"{figures[f'workers{workers}_cores_used']:.2f} cores busy"
+        )
         if f"workers{workers}_setup_s" in figures:
             line += (
                 f"  (run closest to the median: set-up "
@@ -222,6 +232,15 @@ def main(argv: list[str] | None = None) -> dict[str, float | str]:
     print(
         f"ratio 1 → 2 workers: {figures['speedup_2_vs_1']:.2f}× "
         f"(ceiling {figures['speedup_ceiling']:.0f}×: the usable cores)"
+    )
+    # wall 1 = CPU 1 / cores busy 1 and wall 2 >= CPU 2 / 2: with perfect balance and no
+    # serial part the ratio reaches 2 / (CPU 2 / CPU 1 × cores busy 1)
+    bound = figures["speedup_ceiling"] / (  # type: ignore[operator]
+        figures["cpu_2_vs_1"] * figures["workers1_cores_used"]  # type: ignore[operator]
+    )
+    print(
+        f"CPU time 2 workers / 1 worker: {figures['cpu_2_vs_1']:.3f}; with perfect balance and "
+        f"no serial part the ratio would be {bound:.2f}×"
     )
     print(f"identical files (1 vs 2 workers): {figures['identical_files_1_vs_2']}")
     print(f"load average after:  {figures['load_after_1_5_15min']}")

@@ -9,8 +9,9 @@ the threaded voxel work); with ``scheduler="tcp://host:8786"`` the tasks go to a
 travel to the workers) and runs every adapter on its own copy; each writes its own files
 and returns its small ``voi_dose`` and ``uncertainty`` tables. One task per workflow then
 computes and writes that workflow's patient indices, in parallel with the others (the
-truth's runs while the studies do); the calibration tables of the profiles used are one
-more task:
+truth's runs while the studies do); each calibration table of the profiles used is
+measured by a task of its own, ordered after the studies so that it fills a worker
+while the other finishes the last study, and one more task writes them:
 
 * ``OUT/voi_dose/workflow=NAME/<patient>_c<cycle>.parquet``, likewise ``tac``, ``run`` and,
   for adapters with a voxel dose map, ``dvh``;
@@ -589,8 +590,9 @@ def _run_locked(
     patient-index task waits for the studies and computes and writes that workflow's
     indices (and their Monte Carlo uncertainty, drawn over all the workflow's patients
     with one seed), so the workflows' indices are computed and written in parallel, and
-    the truth's (which needs no study) while the studies run; the calibration tables of
-    the profiles the studies used are one more task. Every file goes through the atomic
+    the truth's (which needs no study) while the studies run; each calibration table the
+    bundles announce is a task (after the studies), and writing the tables of the
+    profiles the studies used one more. Every file goes through the atomic
     writer; the caller's manifest lists them once the graph has finished.
     """
     import dask
