@@ -33,6 +33,7 @@ import multiprocessing
 import os
 import pickle
 import traceback
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -615,7 +616,7 @@ def _run_locked(
         dask.delayed(_workflow_indices, pure=False)(
             adapter.name,
             position,
-            studies,
+            _needed(studies, cohort, getattr(adapter.config, "imaged_cycles", None)),
             adapter.cumulative_rule,
             # a workflow that images only some cycles (Milan: 1 and 4) builds its patient
             # indices from those cycles only, whatever else the cohort holds
@@ -638,9 +639,16 @@ def _run_locked(
     # once no study is left to hand out (they feed only the calibration files, so Dask
     # orders them after the studies) and so fill a worker while the other finishes the
     # last study; the rest after the studies
+    # named by rank of their expected cost: Dask hands equal tasks out by name, the
+    # costliest first (largest first keeps the two workers' ends close)
+    token = uuid.uuid4().hex
     measured = [
-        dask.delayed(_calibration_tables, pure=False)([wanted], threads)
-        for wanted in sorted(_expected_calibration(cohort, adapters))
+        dask.delayed(_calibration_tables, pure=False)(
+            [wanted], threads, dask_key_name=f"_calibration_tables-{rank:03d}-{token}"
+        )
+        for rank, wanted in enumerate(
+            sorted(_expected_calibration(cohort, adapters), key=_calibration_cost)
+        )
     ]
     index_tasks.append(
         dask.delayed(_calibration_files, pure=False)(
@@ -671,6 +679,22 @@ def _run_locked(
     return report
 
 
+def _needed(
+    studies: Sequence[Any], cohort: Cohort, imaged_cycles: Sequence[int] | None
+) -> list[Any]:
+    """The study tasks a workflow's patient indices need, in cohort order.
+
+    All of them, or for a workflow that images only some cycles (Milan: 1 and 4) the
+    studies of those cycles: its index task then starts as soon as they are done, while
+    the studies of the other cycles still run (the indices ignore those cycles' rows, so
+    the result is the same).
+    """
+    if not imaged_cycles:
+        return list(studies)
+    wanted = {int(c) for c in imaged_cycles}
+    return [task for (_, cycle), task in zip(cohort.paths, studies, strict=True) if cycle in wanted]
+
+
 def _workflow_indices(
     name: str,
     position: int,
@@ -684,8 +708,9 @@ def _workflow_indices(
 ) -> tuple[list[Path], dict[str, dict[str, Any]]]:
     """Worker task: one workflow's patient indices from its studies' results, written.
 
-    ``per_study`` holds every study task's results; this workflow's are at ``position``.
-    Returns the files written and their manifest records.
+    ``per_study`` holds the results of the study tasks this workflow needs
+    (:func:`_needed`); this workflow's are at ``position``. Returns the files written and
+    their manifest records.
     """
     done = [
         _unpack(results[position]["tables"]) for results in per_study if results[position]["ok"]
@@ -746,6 +771,26 @@ def _expected_calibration(
         return set()
     voxels = {v for _, _, v in used}
     return used | {(p, "fast", v) for p in available_profiles() for v in voxels}
+
+
+def _calibration_cost(key: tuple[str, str, float]) -> tuple[float, tuple[str, str, float]]:
+    """Sort key: the expected cost of measuring a calibration table, then the table itself.
+
+    Only orders the tasks (never changes a number): a fast-mode phantom costs about its
+    Richardson-Lucy iterations times the blur kernel's length in voxels (each iteration
+    is two separable Gaussian filters); an unreadable profile counts as cheap.
+    """
+    profile, mode, voxel = key
+    try:
+        from harmonize.imaging import load_profile
+
+        fast = load_profile(profile).fast
+        if mode != "fast" or fast is None:
+            return (math.inf, key)  # the full chain: costlier than any fast mode
+        cost = (float(fast.rl_iterations) + 1.0) * float(fast.effective_fwhm_mm) / voxel
+    except Exception:  # ordering only
+        cost = 0.0
+    return (cost, key)
 
 
 def _calibration_tables(
