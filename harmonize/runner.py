@@ -638,9 +638,9 @@ def _run_locked(
     # report: the tables the bundles' attributes announce are measured one task each, run
     # once no study is left to hand out (they feed only the calibration files, so Dask
     # orders them after the studies) and so fill a worker while the other finishes the
-    # last study; the rest after the studies
-    # named by rank of their expected cost: Dask hands equal tasks out by name, the
-    # costliest first (largest first keeps the two workers' ends close)
+    # last study; the rest after the studies. Dask's ordering breaks the tie between such
+    # equal tasks by key name, the last name first: named by the rank of their expected
+    # cost, the costliest goes first and the two workers' ends stay close (ordering only)
     token = uuid.uuid4().hex
     measured = [
         dask.delayed(_calibration_tables, pure=False)(
