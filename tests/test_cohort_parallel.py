@@ -100,6 +100,33 @@ def test_worker_task_is_pinned_to_its_share_and_restores(cohort_dir, tmp_path, m
     assert f"threads=None share={available_cores()}" in result["reason"]
 
 
+def test_a_workflow_imaging_some_cycles_waits_for_those_studies_only(cohort_dir, tmp_path):
+    # Milan images cycles 1 and 4: its patient-index task depends on the cycle-1 studies
+    # of this cohort only (so it can run while the cycle-2 studies do) and writes the
+    # same bytes as from every study's results; packed results (worker processes) too
+    from harmonize.runner import _needed, _workflow_indices
+
+    cohort = open_cohort(cohort_dir)
+    milan = MilanWorkflow()
+    imaged = milan.config.imaged_cycles
+    assert set(imaged) == {1, 4}
+    keys = list(cohort.paths)
+    assert _needed(keys, cohort, imaged) == [k for k in keys if k[1] == 1]
+    assert _needed(keys, cohort, None) == keys
+    per_study = [
+        _run_study(source, [milan], str(tmp_path / "studies"), False, pack=True)
+        for source in cohort.paths.values()
+    ]
+    args = ("milan", 0)
+    rest = (milan.cumulative_rule, imaged, 4)
+    every, _ = _workflow_indices(*args, per_study, *rest, str(tmp_path / "every"), False)
+    subset = _needed(per_study, cohort, imaged)
+    assert len(subset) == 2
+    needed, _ = _workflow_indices(*args, subset, *rest, str(tmp_path / "needed"), False)
+    assert len(every) == len(needed) == 2  # one patient_index file per patient
+    assert _digests(tmp_path / "every") == _digests(tmp_path / "needed")
+
+
 def test_thread_shares():
     cores = available_cores()
     assert _worker_threads(1, None) is None  # one worker: this process, every core
