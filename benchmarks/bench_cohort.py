@@ -234,9 +234,10 @@ def main(argv: list[str] | None = None) -> dict[str, float | str]:
         f"(ceiling {figures['speedup_ceiling']:.0f}×: the usable cores)"
     )
     # wall 1 = CPU 1 / cores busy 1 and wall 2 >= CPU 2 / 2: with perfect balance and no
-    # serial part the ratio reaches 2 / (CPU 2 / CPU 1 × cores busy 1)
+    # serial part the ratio reaches 2 / (CPU 2 / CPU 1 × cores busy 1) (cores busy 1 below
+    # 1 only when other jobs took the core: counted as 1)
     bound = figures["speedup_ceiling"] / (  # type: ignore[operator]
-        figures["cpu_2_vs_1"] * figures["workers1_cores_used"]  # type: ignore[operator]
+        figures["cpu_2_vs_1"] * max(1.0, float(figures["workers1_cores_used"]))  # type: ignore[operator]
     )
     print(
         f"CPU time 2 workers / 1 worker: {figures['cpu_2_vs_1']:.3f}; with perfect balance and "
