@@ -231,11 +231,17 @@ def _loglinear_start(
     mu = t_pow @ u
     z *= u
     mz = t_pow[:2] @ z
-    s0 = np.where(fit, mu[0], 1.0)
+    s0 = mu[0] if fit.all() else np.where(fit, mu[0], 1.0)
     stt = mu[2] - mu[1] ** 2 / s0
     stz = mz[1] - mu[1] * mz[0] / s0
-    slope = np.where(stt > 0, stz / np.where(stt > 0, stt, 1.0), 0.0)
-    return np.clip(-slope, lambda_phys_per_h, LAMBDA_MAX_PER_H)
+    if stt.min() > 0:
+        lam = np.divide(stz, stt, out=stz)
+    else:
+        lam = np.where(stt > 0, stz / np.where(stt > 0, stt, 1.0), 0.0)
+    # λ = −slope, clipped to the bounds (in place: np.clip's wrapper costs more than this)
+    np.negative(lam, out=lam)
+    np.maximum(lam, lambda_phys_per_h, out=lam)
+    return np.minimum(lam, LAMBDA_MAX_PER_H, out=lam)
 
 
 @dataclass
@@ -412,8 +418,10 @@ def _newton(
                 ratio[~np.isfinite(ratio)] = 0.0
             # Steps that would leave the bounds are cut at the bound.
             x = la - ratio
-            if x.min() < lambda_phys_per_h or x.max() > LAMBDA_MAX_PER_H:
-                np.clip(x, lambda_phys_per_h, LAMBDA_MAX_PER_H, out=x)
+            if x.min() < lambda_phys_per_h:
+                np.maximum(x, lambda_phys_per_h, out=x)
+            if x.max() > LAMBDA_MAX_PER_H:
+                np.minimum(x, LAMBDA_MAX_PER_H, out=x)
             step = np.subtract(x, la, out=ratio)
             # Newton steps below 25 % of λ where g is concave are taken directly (in the
             # quadratic basin g cannot even resolve them in floating point); larger steps must
@@ -488,13 +496,18 @@ def _finish(
     we = e if unit_weights else w * e
     num = np.einsum("ij,ij->j", we, y)
     den = np.einsum("ij,ij->j", we, e)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        a = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    if den.min() > 0:
+        a = np.divide(num, den, out=num)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            a = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
     flags = _bits(lam <= lambda_phys_per_h, VoxelFlag.NO_WASHOUT)
     flags |= _bits(lam >= LAMBDA_MAX_PER_H, VoxelFlag.LAMBDA_AT_UPPER_BOUND)
     if not_converged.size:
         flags[not_converged] |= _bit(VoxelFlag.NOT_CONVERGED)
-    bad = ~(np.isfinite(a) & np.isfinite(lam)) | (a <= 0)
+    bad = a <= 0
+    if not (np.isfinite(a.sum()) and np.isfinite(lam.sum())):  # NaN or ±inf somewhere
+        bad |= ~(np.isfinite(a) & np.isfinite(lam))
     if bad.any():
         flags |= _bits(bad, VoxelFlag.FALLBACK)
         a[bad], lam[bad] = 0.0, 0.0
@@ -575,7 +588,7 @@ def _fit_monoexp(
     if idx is None:
         af, lf, sub_flags = _finish(t_h, y, w, lf, stuck, lambda_phys_per_h, unit_weights)
         if n_fit < m:
-            out = ~fit
+            out = np.flatnonzero(~fit)
             af[out], lf[out], sub_flags[out] = 0.0, 0.0, 0
         a, lam = af, lf
         flags |= sub_flags
@@ -585,8 +598,9 @@ def _fit_monoexp(
         )
         a[idx], lam[idx] = af, lf
         flags[idx] |= sub_flags
-    if pending is not None:
+    if pending is not None:  # placeholders until the batch finishes them
         flags[pending.cols] &= _bit(VoxelFlag.NONPOSITIVE_POINTS)
+        a[pending.cols], lam[pending.cols] = 0.0, 0.0
     return a, lam, flags, pending
 
 
@@ -758,31 +772,6 @@ def trapezoid_columns(
 
 
 # --------------------------------------------------------------------------- public entry
-
-
-def _monoexp_tia(
-    t_h: np.ndarray,
-    y: np.ndarray,
-    a: np.ndarray,
-    lam: np.ndarray,
-    flags: np.ndarray,
-    lambda_phys_per_h: float,
-    head: str,
-) -> np.ndarray:
-    """TIA ``a/λ`` of mono-exponential fits; FALLBACK columns get the trapezoid instead.
-
-    ``lam``, ``a`` and ``flags`` of the fallback columns are updated in place (physical
-    tail λ, last measured value, the trapezoid's flags).
-    """
-    tia = np.where(lam > 0, a / np.where(lam > 0, lam, 1.0), 0.0)
-    fb = (flags & _bit(VoxelFlag.FALLBACK)) != 0
-    if np.any(fb):
-        t_fb, l_fb, f_fb = trapezoid_columns(
-            t_h, np.maximum(y[:, fb], 0.0), lambda_phys_per_h, head=head, tail="physical"
-        )
-        tia[fb], lam[fb], a[fb] = t_fb, l_fb, y[-1, fb]
-        flags[fb] |= f_fb
-    return tia
 
 
 def _check_volume(times: np.ndarray, activity_4d: object, mask: object):
@@ -960,8 +949,28 @@ def fit_voxels(
     a0 = np.zeros(flat.shape[1])
     flags = np.zeros(flat.shape[1], dtype=np.uint8)
     bad_chunks: list[int] = []
-    # (voxel positions, their data, λ, iterations done) of columns left to the final batch
+    overflow: list[int] = []
+    # (voxel positions, their data, λ, iterations done) of the fits left to the final batch,
+    # and (voxel positions, their data) of the mono-exponential fallbacks
     deferred: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    fallback: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def store(where: slice | np.ndarray, tv: np.ndarray, lv, av, fv, first: bool) -> None:
+        if not np.isfinite(tv.sum()) and not np.all(np.isfinite(tv)):
+            overflow.append(1)
+        negative = tv < 0  # a negative integral is noise, never an activity
+        if negative.any():
+            tv[negative] = 0.0
+            fv |= _bits(negative, VoxelFlag.NEGATIVE_INTEGRAL)
+        tia[where], lam[where], a0[where] = tv, lv, av
+        if first:
+            flags[where] = fv
+        else:  # voxels finished after their chunk: add to the chunk's flags
+            flags[where] |= fv
+
+    def monoexp_tia(av: np.ndarray, lv: np.ndarray, fv: np.ndarray) -> np.ndarray:
+        # FALLBACK columns have λ = 0, so TIA 0 until the fallback batch sets theirs
+        return np.divide(av, lv, out=np.zeros_like(av), where=lv > 0)
 
     def work(start: int) -> None:
         stop = min(start + _CHUNK_VOXELS, n_vox)
@@ -975,10 +984,15 @@ def fit_voxels(
             return
         if model == "monoexp":
             av, lv, fv, pending = _fit_monoexp(times, y, lam_phys, weighting, defer=True)
-            tv = _monoexp_tia(times, y, av, lv, fv, lam_phys, head)
+            tv = monoexp_tia(av, lv, fv)
+            where = np.arange(start, stop) if sel is None else sel[start:stop]
             if pending is not None:
-                where = start + pending.cols if sel is None else sel[start:stop][pending.cols]
-                deferred.append((where, y[:, pending.cols], pending.lam, pending.iterations))
+                deferred.append(
+                    (where[pending.cols], y[:, pending.cols], pending.lam, pending.iterations)
+                )
+            fb = np.flatnonzero(fv & _bit(VoxelFlag.FALLBACK))
+            if fb.size:
+                fallback.append((where[fb], y[:, fb]))
         else:
             tv, lv, fv = trapezoid_columns(
                 times,
@@ -990,7 +1004,7 @@ def fit_voxels(
                 weighting=weighting,
             )
             av = y[-1]
-        tia[cols], lam[cols], a0[cols], flags[cols] = tv, lv, av, fv
+        store(cols, tv, lv, av, fv, True)
 
     starts = range(0, n_vox, _CHUNK_VOXELS)
     if threads == 1 or n_vox <= _CHUNK_VOXELS:
@@ -1005,18 +1019,28 @@ def fit_voxels(
         # the slow voxels of every chunk, finished together (same iterations, same numbers)
         where = np.concatenate([d[0] for d in deferred])
         y = np.concatenate([d[1] for d in deferred], axis=1)
-        iterations = np.concatenate([d[3] for d in deferred])
         av, lv, fv = _finish_pending(
-            times, y, np.concatenate([d[2] for d in deferred]), iterations, lam_phys, weighting
+            times,
+            y,
+            np.concatenate([d[2] for d in deferred]),
+            np.concatenate([d[3] for d in deferred]),
+            lam_phys,
+            weighting,
         )
-        tia[where] = _monoexp_tia(times, y, av, lv, fv, lam_phys, head)
-        lam[where], a0[where] = lv, av
-        flags[where] |= fv
-    if not np.all(np.isfinite(tia)):
+        store(where, monoexp_tia(av, lv, fv), lv, av, fv, False)
+        fb = np.flatnonzero(fv & _bit(VoxelFlag.FALLBACK))
+        if fb.size:
+            fallback.append((where[fb], y[:, fb]))
+    if fallback:
+        # mono-exponential impossible or failed: the trapezoid with a physical tail
+        where = np.concatenate([f[0] for f in fallback])
+        y = np.concatenate([f[1] for f in fallback], axis=1)
+        tv, lv, fv = trapezoid_columns(
+            times, np.maximum(y, 0.0), lam_phys, head=head, tail="physical"
+        )
+        store(where, tv, lv, y[-1], fv, False)
+    if overflow:
         raise KineticsError("the voxel TIA is not finite (overflow): check the activity unit")
-    negative = tia < 0  # a negative integral is noise, never an activity
-    tia[negative] = 0.0
-    flags[negative] |= _bit(VoxelFlag.NEGATIVE_INTEGRAL)
     if not return_details:
         return tia.reshape(spatial)
     return VoxelFitResult(
