@@ -414,14 +414,17 @@ def _newton(
             else:
                 newton = (curv < 0) & (n0 > 0)
                 ratio = np.where(newton, q / np.where(newton, curv, -1.0), np.sign(q) * -0.5 * la)
-            if not np.isfinite(ratio.sum()):
-                ratio[~np.isfinite(ratio)] = 0.0
-            # Steps that would leave the bounds are cut at the bound.
+            # Steps that would leave the bounds are cut at the bound; a non-finite step is 0.
             x = la - ratio
-            if x.min() < lambda_phys_per_h:
-                np.maximum(x, lambda_phys_per_h, out=x)
-            if x.max() > LAMBDA_MAX_PER_H:
-                np.minimum(x, LAMBDA_MAX_PER_H, out=x)
+            lo, hi = x.min(), x.max()
+            if not (lo >= lambda_phys_per_h and hi <= LAMBDA_MAX_PER_H):
+                if not (np.isfinite(lo) and np.isfinite(hi)):  # NaN or ±inf: la is finite
+                    fix = ~np.isfinite(ratio)
+                    x[fix] = la[fix]
+                if x.min() < lambda_phys_per_h:
+                    np.maximum(x, lambda_phys_per_h, out=x)
+                if x.max() > LAMBDA_MAX_PER_H:
+                    np.minimum(x, LAMBDA_MAX_PER_H, out=x)
             step = np.subtract(x, la, out=ratio)
             # Newton steps below 25 % of λ where g is concave are taken directly (in the
             # quadratic basin g cannot even resolve them in floating point); larger steps must
@@ -436,7 +439,7 @@ def _newton(
             new_l = np.where(local, x, la)
             moved = size > np.multiply(la, _REL_TOL, out=tmp)
             moved &= local
-            if not local.all():
+            if np.count_nonzero(local) < n_live:  # live columns without a local step
                 tried = step != 0
                 tried &= ~local
                 if not all_live:
