@@ -50,6 +50,7 @@ import enum
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal, overload
 
 import numpy as np
@@ -777,6 +778,12 @@ def trapezoid_columns(
 # --------------------------------------------------------------------------- public entry
 
 
+def _bounds(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` consecutive (start, stop) ranges covering ``range(n)``, sizes within 1."""
+    edges = [n * i // parts for i in range(parts + 1)]
+    return list(pairwise(edges))
+
+
 def _check_volume(times: np.ndarray, activity_4d: object, mask: object):
     try:
         a = np.asarray(activity_4d)
@@ -1009,31 +1016,46 @@ def fit_voxels(
             av = y[-1]
         store(cols, tv, lv, av, fv, True)
 
-    starts = range(0, n_vox, _CHUNK_VOXELS)
-    if threads == 1 or n_vox <= _CHUNK_VOXELS:
-        for s in starts:
-            work(s)
-    else:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(work, starts))
-    if bad_chunks:
-        raise KineticsError("activity_4d contains NaN or infinite values (inside the mask)")
-    if deferred:
-        # the slow voxels of every chunk, finished together (same iterations, same numbers)
-        where = np.concatenate([d[0] for d in deferred])
-        y = np.concatenate([d[1] for d in deferred], axis=1)
-        av, lv, fv = _finish_pending(
-            times,
-            y,
-            np.concatenate([d[2] for d in deferred]),
-            np.concatenate([d[3] for d in deferred]),
-            lam_phys,
-            weighting,
-        )
+    def finish(part: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
+        where, y, lam_now, iterations = part
+        av, lv, fv = _finish_pending(times, y, lam_now, iterations, lam_phys, weighting)
         store(where, monoexp_tia(av, lv, fv), lv, av, fv, False)
         fb = np.flatnonzero(fv & _bit(VoxelFlag.FALLBACK))
         if fb.size:
             fallback.append((where[fb], y[:, fb]))
+
+    starts = range(0, n_vox, _CHUNK_VOXELS)
+    pool = None
+    if threads > 1 and n_vox > _CHUNK_VOXELS:
+        pool = ThreadPoolExecutor(max_workers=threads)
+    try:
+        if pool is None:
+            for s in starts:
+                work(s)
+        else:
+            list(pool.map(work, starts))
+        if bad_chunks:
+            raise KineticsError("activity_4d contains NaN or infinite values (inside the mask)")
+        if deferred:
+            # the slow voxels of every chunk, finished together (the same iterations on the
+            # same numbers), in one part per thread
+            where = np.concatenate([d[0] for d in deferred])
+            y = np.concatenate([d[1] for d in deferred], axis=1)
+            lam_now = np.concatenate([d[2] for d in deferred])
+            iterations = np.concatenate([d[3] for d in deferred])
+            n_parts = 1 if pool is None else min(threads, 1 + where.size // _CHUNK_VOXELS)
+            parts = [
+                (where[s], y[:, s], lam_now[s], iterations[s])
+                for s in (slice(*b) for b in _bounds(where.size, n_parts))
+            ]
+            if pool is None or n_parts == 1:
+                for part in parts:
+                    finish(part)
+            else:
+                list(pool.map(finish, parts))
+    finally:
+        if pool is not None:
+            pool.shutdown()
     if fallback:
         # mono-exponential impossible or failed: the trapezoid with a physical tail
         where = np.concatenate([f[0] for f in fallback])
