@@ -336,7 +336,13 @@ def _newton(
     n = y.shape[0]
     k = lam.size
     lam = lam.copy()
-    t_pow = _time_powers(t_h)
+    # Rows 1, −t, t² (for N) and 1, −t, 2·t² (for D): the moments Σ(·), −Σt(·) and Σt²(·) or
+    # 2·Σt²(·); a sign and a power of two are exact, so they are those of rows 1, t, t²
+    # times −1 or 2 to the bit, without the multiplications.
+    n_pow = _time_powers(t_h)
+    n_pow[1] *= -1.0
+    d_pow = n_pow.copy()
+    d_pow[2] *= 2.0
     ntt = -t_h[:, None]
     # Variable projection: for fixed λ the best amplitude is N/D (N = Σw·y·e, D = Σw·e²),
     # so the fit maximises g(λ) = N²/D. Safeguarded Newton on λ (quadratic convergence),
@@ -376,42 +382,43 @@ def _newton(
             # moments N, N' = −n1, N'' = n2 and D, D' = −2·d1, D'' = 4·d2 at λ
             ea = np.multiply(ntt, la, out=e4)
             np.exp(ea, out=ea)
-            nm = t_pow @ np.multiply(wya, ea, out=p4)
+            nm = n_pow @ np.multiply(wya, ea, out=p4)
             np.multiply(ea, ea, out=ea)
             if not unit_weights:
                 np.multiply(wa, ea, out=ea)
-            dm = t_pow @ ea
-            n0, n1, n2 = nm
+            dm = d_pow @ ea
+            # With n0 = Σw·y·e, n1 = Σt·w·y·e, n2 = Σt²·w·y·e and d0, d1, d2 the same sums of
+            # w·e²: N = n0, N' = −n1, N'' = n2, D = d0, D' = −2·d1, D'' = 4·d2. g = u/D with
+            # u = N²: g' = (u' − u·D'/D)/D and g'' ∝ u'' − u·D''/D − 2(D'/D)(u' − u·D'/D); the
+            # Newton step −g'/g'' does not depend on the positive factor 1/D. Written as
+            # q = 2·n0·(−n1) − u0·r1 (g'·D) and curv = 2·(n1² + n0·n2) − u0·(4·d2/dd) − 2·r1·q
+            # (g''·D) with u0 = n0², r1 = −2·d1/dd, the step is −q/curv. Computed here: half of
+            # each, hq = n0·(−n1) − u0·(−d1/dd) and hc = n1² + n0·n2 − u0·(2·d2/dd) − 4·s·hq
+            # with s = −d1/dd: every factor 2 moved is a power of two, so hq = q/2 and
+            # hc = curv/2 to the bit, and so is the step −hq/hc (fewer operations).
+            mn1, n2 = nm[1], nm[2]  # −n1, n2
+            n0 = nm[0]
             d0 = dm[0]
-            # g = u/D with u = N²: g' = (u' − u·D'/D)/D and g'' ∝ u'' − u·D''/D − 2(D'/D)(u' − u·D'/D);
-            # the Newton step −g'/g'' does not depend on the positive factor 1/D.
-            # (N1 = −n1, D1 = −2·d1, D2 = 4·d2: the signs and powers of two are exact.)
-            # In place, term by term: q = 2·n0·(−n1) − u0·r1 and
-            # curv = 2·(n1² + n0·n2) − u0·(4·d2/dd) − 2·r1·q, with u0 = n0², r1 = −2·d1/dd.
             dd = d0 if d0.min() > 0 else np.where(d0 > 0, d0, 1.0)
-            r1 = dm[1] * -2.0
-            r1 /= dd
+            s = np.divide(dm[1], dd)  # −d1/dd
             u0 = n0 * n0
-            q = n0 * -2.0  # (−2·n0)·n1 is 2·n0·(−n1) to the bit
-            q *= n1
-            tmp = np.multiply(u0, r1)
+            q = n0 * mn1  # hq
+            tmp = np.multiply(u0, s)
             q -= tmp
-            curv = n1 * n1
+            curv = mn1 * mn1  # hc
             np.multiply(n0, n2, out=tmp)
             curv += tmp
-            curv *= 2.0
-            np.multiply(dm[2], 4.0, out=tmp)
-            tmp /= dd
+            np.divide(dm[2], dd, out=tmp)
             tmp *= u0
             curv -= tmp
-            np.multiply(r1, 2.0, out=tmp)
-            tmp *= q
+            np.multiply(s, q, out=tmp)
+            tmp *= 4.0
             curv -= tmp
             # Newton where g is concave with a positive amplitude, else a step of λ/2 uphill
             all_newton = curv.max() < 0 and n0.min() > 0
             if all_newton:
                 newton = None
-                ratio = np.divide(q, curv, out=curv)  # the step is −q/curv
+                ratio = np.divide(q, curv, out=curv)  # the step is −hq/hc
             else:
                 newton = (curv < 0) & (n0 > 0)
                 ratio = np.where(newton, q / np.where(newton, curv, -1.0), np.sign(q) * -0.5 * la)
