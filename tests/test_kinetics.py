@@ -440,6 +440,31 @@ def test_fit_voxels_bad_input():
         kinetics.integrate_model("biexp", TRUTHS["monoexp"])
 
 
+def test_fit_voxels_magnitude_checked_in_every_chunk():
+    # Without a mask the chunks check the activity range as they convert their data (no
+    # passes over the volume beforehand): an out-of-range value in any chunk, or a volume
+    # whose peak is below the range, is refused as check_activity_magnitude refuses it; NaN
+    # is reported first; with a mask the whole volume is still checked beforehand.
+    from harmonize.kinetics.voxel import _CHUNK_VOXELS
+
+    shape = (4, 1, 3, _CHUNK_VOXELS)  # three chunks
+    vol = np.broadcast_to((100.0 * np.exp(-0.01 * T4))[:, None, None, None], shape).copy()
+    assert kinetics.fit_voxels(T4, vol).shape == shape[1:]
+    huge = vol.copy()
+    huge[3, 0, 2, 7] = -2e30  # last chunk
+    with pytest.raises(KineticsError, match=r"activity_4d has values of magnitude 2e\+30"):
+        kinetics.fit_voxels(T4, huge)
+    mask = np.ones(shape[1:], bool)
+    mask[0, 2, 7] = False
+    with pytest.raises(KineticsError, match=r"magnitude 2e\+30"):
+        kinetics.fit_voxels(T4, huge, mask=mask)
+    with pytest.raises(KineticsError, match=r"activity_4d peaks at 9\.61e-32, below 1e-30"):
+        kinetics.fit_voxels(T4, vol * 1e-33)
+    huge[0, 0, 0, 3] = np.nan  # first chunk
+    with pytest.raises(KineticsError, match="activity_4d contains NaN"):
+        kinetics.fit_voxels(T4, huge)
+
+
 @pytest.mark.parametrize("weighting", ["none", "relative", "poisson"])
 def test_two_point_tail_shortcuts_are_the_full_fit(weighting):
     # _two_point_tail answers two cases without iterating (an exact fit inside the bounds,

@@ -56,10 +56,12 @@ from typing import Literal, overload
 import numpy as np
 
 from harmonize.kinetics._validate import (
+    MAX_ABS_ACTIVITY,
     WEIGHTINGS,
     KineticsError,
     check_activity_magnitude,
     check_choice,
+    check_peak_magnitude,
     check_time_scale,
     check_times,
     physical_lambda_per_h,
@@ -944,7 +946,8 @@ def fit_voxels(
     tail = check_choice("tail", tail, TAIL_RULES)
     a4, m = _check_volume(times, activity_4d, mask)
     check_time_scale(times, nuclide)
-    check_activity_magnitude(a4, name="activity_4d")
+    if m is not None:  # outside the mask too (without a mask, the chunks check as they go)
+        check_activity_magnitude(a4, name="activity_4d")
     need = 2 if model == "monoexp" else 1
     if times.size < need:
         raise KineticsError(f"model {model!r} needs at least {need} time points, got {times.size}")
@@ -966,6 +969,7 @@ def fit_voxels(
     a0 = np.zeros(flat.shape[1])
     flags = np.zeros(flat.shape[1], dtype=np.uint8)
     bad_chunks: list[int] = []
+    peaks: list[float] = []  # largest |activity| of each chunk
     overflow: list[int] = []
     # (voxel positions, their data, λ, iterations done) of the fits left to the final batch,
     # and (voxel positions, their data) of the mono-exponential fallbacks
@@ -994,11 +998,17 @@ def fit_voxels(
         # a slice when there is no mask: no index array, no fancy-index copy or scatter
         cols = slice(start, stop) if sel is None else sel[start:stop]
         y = np.asarray(flat[:, cols], dtype=float)
-        # NaN or ±inf anywhere makes the sum non-finite, so a finite sum proves every value
-        # finite in one pass; only a non-finite sum (or an overflowing one) needs the test
-        if not np.isfinite(y.sum()) and not np.all(np.isfinite(y)):
+        # min and max are NaN or ±inf if any value is: finite extremes prove every value
+        # finite, and give the chunk's largest |activity| (the magnitude check of the volume,
+        # here on data in cache rather than two passes over the volume beforehand)
+        lo, hi = float(y.min()), float(y.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)):
             bad_chunks.append(start)
             return
+        peak = max(-lo, hi)
+        peaks.append(peak)
+        if peak > MAX_ABS_ACTIVITY:
+            return  # refused below, unfitted
         if model == "monoexp":
             av, lv, fv, pending = _fit_monoexp(times, y, lam_phys, weighting, defer=True)
             tv = monoexp_tia(av, lv, fv)
@@ -1043,6 +1053,8 @@ def fit_voxels(
             list(pool.map(work, starts))
         if bad_chunks:
             raise KineticsError("activity_4d contains NaN or infinite values (inside the mask)")
+        if m is None:
+            check_peak_magnitude(max(peaks, default=0.0), name="activity_4d")
         if deferred:
             # the slow voxels of every chunk, finished together (the same iterations on the
             # same numbers), in one part per thread
