@@ -15,6 +15,12 @@ Mono-exponential fit (``model="monoexp"``)
     ``λ_phys <= λ <= λ_max``, until the relative Newton step is below 1e-7 (convergence is
     quadratic, so the remaining relative error is then of order 1e-14). This is the same
     bounded least-squares optimum :func:`harmonize.kinetics.fit_tac` finds.
+    :func:`fit_voxels` runs the iterations chunk by chunk in lock-step on the columns still
+    moving (frozen ones are compacted away), with in-place arithmetic; a voxel that needs
+    step halving, and the few still moving once most of their chunk has converged, are
+    handed on to one batch over all chunks that finishes them with the same iterations on
+    the same numbers (so that a few percent of slow voxels do not cost every chunk dozens of
+    rounds of numpy calls on a handful of numbers).
     Zero/negative points are excluded from the fit (weight 0, flag ``NONPOSITIVE_POINTS``):
     with them the linear-space least-squares problem can be degenerate (a curve that fits
     only the first point with an arbitrarily fast decay, whose back-extrapolated integral is
