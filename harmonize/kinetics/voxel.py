@@ -1063,12 +1063,15 @@ def fit_voxels(
             check_peak_magnitude(max(peaks, default=0.0), name="activity_4d")
         if deferred:
             # the slow voxels of every chunk, finished together (the same iterations on the
-            # same numbers), in one part per thread
+            # same numbers)
             where = np.concatenate([d[0] for d in deferred])
             y = np.concatenate([d[1] for d in deferred], axis=1)
             lam_now = np.concatenate([d[2] for d in deferred])
             iterations = np.concatenate([d[3] for d in deferred])
-            n_parts = 1 if pool is None else min(threads, 1 + where.size // _CHUNK_VOXELS)
+            # in parts of about two chunks (in cache; one part per thread at least)
+            n_parts = max(1, round(where.size / (2 * _CHUNK_VOXELS)))
+            if pool is not None:
+                n_parts = max(n_parts, min(threads, 1 + where.size // _CHUNK_VOXELS))
             parts = [
                 (where[s], y[:, s], lam_now[s], iterations[s])
                 for s in (slice(*b) for b in _bounds(where.size, n_parts))
