@@ -559,11 +559,9 @@ def _fit_monoexp(
     if weighting != "none":  # a weight can underflow to 0 at a positive point
         fit &= np.count_nonzero(w, axis=0) >= 2
     flags |= _bits(~fit, VoxelFlag.FALLBACK)
-    a = np.zeros(m)
-    lam = np.zeros(m)
     n_fit = int(np.count_nonzero(fit))
     if n_fit == 0:
-        return a, lam, flags, None
+        return np.zeros(m), np.zeros(m), flags, None
     # When most columns are fitted, all columns go through the iterations (no gather of the
     # fitted ones, no scatter back): a column with fewer than two positive points has a
     # gain g(λ) that does not depend on λ (one term), so its first Newton step is 0 and it
@@ -615,6 +613,7 @@ def _fit_monoexp(
         af, lf, sub_flags = _finish(
             t_h, y[:, idx], w[:, idx], lf, stuck, lambda_phys_per_h, unit_weights
         )
+        a, lam = np.zeros(m), np.zeros(m)
         a[idx], lam[idx] = af, lf
         flags[idx] |= sub_flags
     if pending is not None:  # placeholders until the batch finishes them
