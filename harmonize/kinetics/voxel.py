@@ -216,6 +216,17 @@ def _time_powers(t_h: np.ndarray) -> np.ndarray:
     return np.vstack([np.ones_like(t_h), t_h, t_h * t_h])
 
 
+def _unit_exponents(t_h: np.ndarray, pos: np.ndarray, all_positive: bool) -> np.ndarray:
+    """−t where a point has weight 1 and −∞ where it has weight 0 (unweighted fits).
+
+    ``exp(−t·λ)`` of these is e where the weight is 1 and 0 where it is 0 (λ > 0), i.e. w·e
+    to the bit, so the iterations need no multiplication by the weights. Shape ``(n, 1)``
+    (−t for every column) when every point is positive, else ``(n, m)``.
+    """
+    ntt = -t_h[:, None]
+    return ntt if all_positive else np.where(pos, ntt, -np.inf)
+
+
 def _bits(mask: np.ndarray, flag: VoxelFlag) -> np.ndarray:
     """``flag`` where ``mask`` is true, else 0 (``uint8``; no boolean-index scatter)."""
     return mask.view(np.uint8) * _bit(flag)
@@ -322,15 +333,17 @@ def _newton(
     cols: np.ndarray | None,
     lam: np.ndarray,
     lambda_phys_per_h: float,
-    unit_weights: bool,
+    ntw: np.ndarray | None,
     *,
     done: np.ndarray | None = None,
     defer: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, _Pending | None]:
     """Safeguarded Newton iterations on λ for the columns ``cols`` of ``y`` (None: all).
 
-    ``w`` are the weights and ``wy`` = w·y; ``lam`` holds the start values of the columns
-    and ``done`` the iterations each has had already (None: none). Returns the final λ of
+    ``w`` are the weights and ``wy`` = w·y; ``ntw`` is None or, for weights that are all 0
+    or 1 (:func:`_unit_exponents`), −t at the points of weight 1 and −∞ at the others;
+    ``lam`` holds the start values of the columns and ``done`` the iterations each has had
+    already (None: none). Returns the final λ of
     these columns, the positions (among them) of those that did not converge within
     :data:`_NEWTON_MAX_ITER` iterations, and the columns left to a later batch.
 
@@ -362,6 +375,11 @@ def _newton(
     ycols = np.arange(y.shape[1]) if cols is None else cols
     pos = np.arange(k)
     wa, wya = (w, wy) if cols is None else (w.take(cols, axis=1), wy.take(cols, axis=1))
+    # exponents −t·λ, with −∞ (e = 0) at the points of weight 0 when the weights are 0 or 1:
+    # then w·e² is e² and w·y·e is wy·e to the bit, without multiplying by w
+    ta = ntt if ntw is None else ntw
+    if cols is not None and ta.shape[1] > 1:
+        ta = ta.take(cols, axis=1)
     counts = None if done is None else done.copy()  # per column, compacted with the rest
     defer_below = k // _DEFER_FRACTION if defer else 0
     la = lam
@@ -378,6 +396,8 @@ def _newton(
                 lam[pos] = la
                 pos, la = pos[keep], la[keep]
                 wya, wa = wya.take(keep, axis=1), wa.take(keep, axis=1)
+                if ta.shape[1] > 1:
+                    ta = ta.take(keep, axis=1)
                 live = np.ones(keep.size, dtype=bool)
                 e4, p4 = np.empty((n, keep.size)), np.empty((n, keep.size))
                 if counts is not None:
@@ -388,11 +408,11 @@ def _newton(
                 break
             all_live = n_live == la.size
             # moments N, N' = −n1, N'' = n2 and D, D' = −2·d1, D'' = 4·d2 at λ
-            ea = np.multiply(ntt, la, out=e4)
+            ea = np.multiply(ta, la, out=e4)
             np.exp(ea, out=ea)
             nm = n_pow @ np.multiply(wya, ea, out=p4)
             np.multiply(ea, ea, out=ea)
-            if not unit_weights:
+            if ntw is None:
                 np.multiply(wa, ea, out=ea)
             dm = d_pow @ ea
             # With n0 = Σw·y·e, n1 = Σt·w·y·e, n2 = Σt²·w·y·e and d0, d1, d2 the same sums of
@@ -507,12 +527,15 @@ def _finish(
     lam: np.ndarray,
     not_converged: np.ndarray,
     lambda_phys_per_h: float,
-    unit_weights: bool,
+    ntw: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Amplitude, λ and flags of fitted columns from their final λ (closed-form amplitude)."""
-    e = np.multiply(-t_h[:, None], lam)
+    """Amplitude, λ and flags of fitted columns from their final λ (closed-form amplitude).
+
+    ``ntw`` as for :func:`_newton` (then w·e is e to the bit).
+    """
+    e = np.multiply(-t_h[:, None] if ntw is None else ntw, lam)
     np.exp(e, out=e)
-    we = e if unit_weights else w * e
+    we = e if ntw is not None else w * e
     num = np.einsum("ij,ij->j", we, y)
     den = np.einsum("ij,ij->j", we, e)
     if den.min() > 0:
@@ -581,14 +604,10 @@ def _fit_monoexp(
         )
     else:
         todo = None
-    # Unweighted with every point positive: every weight is exactly 1, so Σw·e² is Σe²
-    # (the same numbers without the multiplication).
-    unit_weights = weighting == "none" and n_pos.min() == n
+    ntw = _unit_exponents(t_h, pos, n_pos.min() == n) if weighting == "none" else None
     sub = idx if todo is None else (todo if idx is None else idx[todo])
     ls = lf if todo is None else lf[todo]
-    ls, stuck, pending = _newton(
-        t_h, y, w, wy, sub, ls, lambda_phys_per_h, unit_weights, defer=defer
-    )
+    ls, stuck, pending = _newton(t_h, y, w, wy, sub, ls, lambda_phys_per_h, ntw, defer=defer)
     if todo is None:
         lf = ls
     else:
@@ -603,7 +622,7 @@ def _fit_monoexp(
         if pending.cols.size == 0:
             pending = None
     if idx is None:
-        af, lf, sub_flags = _finish(t_h, y, w, lf, stuck, lambda_phys_per_h, unit_weights)
+        af, lf, sub_flags = _finish(t_h, y, w, lf, stuck, lambda_phys_per_h, ntw)
         if n_fit < m:
             out = np.flatnonzero(~fit)
             af[out], lf[out], sub_flags[out] = 0.0, 0.0, 0
@@ -611,7 +630,13 @@ def _fit_monoexp(
         flags |= sub_flags
     else:
         af, lf, sub_flags = _finish(
-            t_h, y[:, idx], w[:, idx], lf, stuck, lambda_phys_per_h, unit_weights
+            t_h,
+            y[:, idx],
+            w[:, idx],
+            lf,
+            stuck,
+            lambda_phys_per_h,
+            None if ntw is None or ntw.shape[1] == 1 else ntw[:, idx],
         )
         a, lam = np.zeros(m), np.zeros(m)
         a[idx], lam[idx] = af, lf
@@ -637,11 +662,10 @@ def _finish_pending(
     chunk that deferred them has set): what :func:`fit_monoexp_columns` returns for them.
     """
     w = point_weights(y, weighting)
-    unit_weights = weighting == "none" and bool(np.all(y > 0))
-    lam, stuck, _ = _newton(
-        t_h, y, w, w * y, None, lam, lambda_phys_per_h, unit_weights, done=iterations
-    )
-    return _finish(t_h, y, w, lam, stuck, lambda_phys_per_h, unit_weights)
+    pos = y > 0
+    ntw = _unit_exponents(t_h, pos, bool(pos.all())) if weighting == "none" else None
+    lam, stuck, _ = _newton(t_h, y, w, w * y, None, lam, lambda_phys_per_h, ntw, done=iterations)
+    return _finish(t_h, y, w, lam, stuck, lambda_phys_per_h, ntw)
 
 
 def fit_monoexp_columns(
@@ -1072,7 +1096,7 @@ def fit_voxels(
             if pool is not None:
                 n_parts = max(n_parts, min(threads, 1 + where.size // _CHUNK_VOXELS))
             parts = [
-                (where[s], y[:, s], lam_now[s], iterations[s])
+                (where[s], np.ascontiguousarray(y[:, s]), lam_now[s], iterations[s])
                 for s in (slice(*b) for b in _bounds(where.size, n_parts))
             ]
             if pool is None or n_parts == 1:
