@@ -1091,8 +1091,8 @@ def fit_voxels(
             y = np.concatenate([d[1] for d in deferred], axis=1)
             lam_now = np.concatenate([d[2] for d in deferred])
             iterations = np.concatenate([d[3] for d in deferred])
-            # in parts of about two chunks (in cache)
-            n_parts = max(1, round(where.size / (2 * _CHUNK_VOXELS)))
+            # in parts of at most a chunk (in cache, like the chunks)
+            n_parts = -(-where.size // _CHUNK_VOXELS)
             if pool is not None:  # a multiple of the threads (none idle at the end)
                 n_parts = min(-(-n_parts // threads) * threads, 1 + where.size // 1024)
             parts = [
