@@ -374,7 +374,9 @@ def _newton(
     # iteration nor the arithmetic of many frozen columns is paid.
     ycols = np.arange(y.shape[1]) if cols is None else cols
     pos = np.arange(k)
-    wa, wya = (w, wy) if cols is None else (w.take(cols, axis=1), wy.take(cols, axis=1))
+    wya = wy if cols is None else wy.take(cols, axis=1)
+    # the weights themselves only when they are not folded into the exponents (below)
+    wa = w if cols is None or ntw is not None else w.take(cols, axis=1)
     # exponents −t·λ, with −∞ (e = 0) at the points of weight 0 when the weights are 0 or 1:
     # then w·e² is e² and w·y·e is wy·e to the bit, without multiplying by w
     ta = ntt if ntw is None else ntw
@@ -395,7 +397,9 @@ def _newton(
                 keep = np.flatnonzero(live)
                 lam[pos] = la
                 pos, la = pos[keep], la[keep]
-                wya, wa = wya.take(keep, axis=1), wa.take(keep, axis=1)
+                wya = wya.take(keep, axis=1)
+                if ntw is None:
+                    wa = wa.take(keep, axis=1)
                 if ta.shape[1] > 1:
                     ta = ta.take(keep, axis=1)
                 live = np.ones(keep.size, dtype=bool)
