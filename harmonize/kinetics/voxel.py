@@ -1095,10 +1095,9 @@ def fit_voxels(
             y = np.concatenate([d[1] for d in deferred], axis=1)
             lam_now = np.concatenate([d[2] for d in deferred])
             iterations = np.concatenate([d[3] for d in deferred])
-            # in parts of at most a chunk (in cache, like the chunks)
+            # in parts of at most a chunk (in cache, like the chunks); the same parts whatever
+            # the number of threads, so that the numbers do not depend on it
             n_parts = -(-where.size // _CHUNK_VOXELS)
-            if pool is not None:  # a multiple of the threads (none idle at the end)
-                n_parts = min(-(-n_parts // threads) * threads, 1 + where.size // 1024)
             parts = [
                 (where[s], np.ascontiguousarray(y[:, s]), lam_now[s], iterations[s])
                 for s in (slice(*b) for b in _bounds(where.size, n_parts))
