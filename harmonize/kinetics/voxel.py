@@ -343,9 +343,9 @@ def _newton(
     ``w`` are the weights and ``wy`` = w·y; ``ntw`` is None or, for weights that are all 0
     or 1 (:func:`_unit_exponents`), −t at the points of weight 1 and −∞ at the others;
     ``lam`` holds the start values of the columns and ``done`` the iterations each has had
-    already (None: none). Returns the final λ of
-    these columns, the positions (among them) of those that did not converge within
-    :data:`_NEWTON_MAX_ITER` iterations, and the columns left to a later batch.
+    already (None: none). Returns the final λ of these columns, the positions (among them)
+    of those that did not converge within :data:`_NEWTON_MAX_ITER` iterations, and the
+    columns left to a later batch.
 
     With ``defer``, columns that need step halving (a Newton step over 25 % of λ or where
     g is not concave: a few percent of noisy voxels, each costing a dozen numpy calls on a
