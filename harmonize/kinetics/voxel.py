@@ -1011,7 +1011,15 @@ def fit_voxels(
     deferred: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     fallback: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def store(where: slice | np.ndarray, tv: np.ndarray, lv, av, fv, first: bool) -> None:
+    def store(
+        where: slice | np.ndarray,
+        tv: np.ndarray,
+        lv: np.ndarray,
+        av: np.ndarray,
+        fv: np.ndarray,
+        first: bool,
+    ) -> None:
+        # TIA, λ, a0 and flags of the voxels `where`; a chunk's own (first) or added later
         if not np.isfinite(tv.sum()) and not np.all(np.isfinite(tv)):
             overflow.append(1)
         negative = tv < 0  # a negative integral is noise, never an activity
