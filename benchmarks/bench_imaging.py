@@ -7,10 +7,13 @@ The calibration procedure, for each centre profile (every step on the full simul
 4.8 mm voxels):
 
 1. **resolution** — the NEMA IEC phantom (:mod:`harmonize.imaging.nema`), noise-free,
-   through the full chain → RC of the six spheres. The fast mode's resolution (Gaussian
-   core FWHM, tail FWHM, tail fraction) is the least-squares fit of the fast mode's RCs
-   of the *same* voxelised phantom to these six, residuals relative to each sphere's RC
-   (small spheres weigh as much as large ones): a coarse grid, then a local refinement;
+   through the full chain → RC of the six spheres. The fast mode is the radius-dependent
+   one (its law, :func:`harmonize.imaging.fast.orbit_fwhm_mm`, is the camera's orbit, not
+   fitted); its on-axis FWHM and, with resolution modelling, its Richardson–Lucy
+   iteration count are fitted so that the fast mode's RCs of the *same* voxelised
+   phantom match these six: a grid, then a local refinement (:func:`fit_resolution`),
+   minimising the largest relative deviation (the acceptance criterion); the
+   least-squares fit is computed and reported beside it;
 2. **noise** — the default phantom patient (seed 0, P001, cycle 1) at 168 h through the
    full chain, noisy and noise-free: in the liver (eroded by 2 voxels) the noise CoV and
    the expected counts per voxel N give the noise gain ``g = CoV²·N``; the lag-1
