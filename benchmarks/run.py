@@ -84,6 +84,11 @@ EXCLUDED_BY_DEFAULT = {
         "and a patient per profile) and keeps its own page, benchmarks/results/imaging.md "
         "(--write); run it alone"
     ),
+    "noise_reference": (
+        "compares the full imaging chain's background noise with a published Lu-177 NEMA "
+        "phantom measurement (four full-chain images per profile); its page is "
+        "benchmarks/results/imaging_noise.md (--write)"
+    ),
     "outcomes": (
         "a statistical study (where each workflow's optimal cutoff lands, bootstrap coverage "
         "over replicate cohorts), no timing figure; its page is benchmarks/results/"
