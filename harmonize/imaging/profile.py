@@ -84,6 +84,7 @@ class FastModeParameters:
     tail_fwhm_mm: float = 0.0
     tail_fraction: float = 0.0
     rl_iterations: int = 0
+    radius_dependent: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,12 @@ def _count(value: Any) -> int:
     return value
 
 
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"radius_dependent must be true or false, got {value!r}")
+    return value
+
+
 def _parse(text: str, where: str) -> CentreProfile:
     try:
         data = json.loads(text)
@@ -206,11 +213,14 @@ def _parse(text: str, where: str) -> CentreProfile:
                 tail_fwhm_mm=float(f.get("tail_fwhm_mm", 0.0)),
                 tail_fraction=float(f.get("tail_fraction", 0.0)),
                 rl_iterations=_count(f.get("rl_iterations", 0)),
+                radius_dependent=_flag(f.get("radius_dependent", False)),
             )
             if not 0.0 <= fast.tail_fraction < 1.0:
                 raise ValueError("tail_fraction must lie in [0, 1)")
             if fast.rl_iterations < 0:
                 raise ValueError("rl_iterations must be ≥ 0")
+            if fast.radius_dependent and fast.tail_fraction != 0:
+                raise ValueError("a radius-dependent fast mode has no tail (tail_fraction 0)")
         except (KeyError, TypeError, ValueError) as exc:
             raise ProfileError(f"{where}: malformed 'fast' block ({exc})") from exc
     name = data.get("name")

@@ -20,6 +20,7 @@ __all__ = [
     "check_activity_magnitude",
     "check_choice",
     "check_integral",
+    "check_peak_magnitude",
     "check_time_scale",
     "check_times",
     "physical_lambda_per_h",
@@ -172,6 +173,11 @@ def check_activity_magnitude(activity: np.ndarray, *, name: str = "activity") ->
     """Refuse activities beyond :data:`MAX_ABS_ACTIVITY` or peaking below :data:`MIN_PEAK_ACTIVITY`."""
     # two reductions instead of np.abs: no copy of a large voxel array
     peak = max(abs(float(np.min(activity))), abs(float(np.max(activity)))) if activity.size else 0.0
+    check_peak_magnitude(peak, name=name)
+
+
+def check_peak_magnitude(peak: float, *, name: str = "activity") -> None:
+    """:func:`check_activity_magnitude` given the largest ``|activity|`` (``peak``)."""
     if peak > MAX_ABS_ACTIVITY:
         raise KineticsError(
             f"{name} has values of magnitude {peak:.3g}, beyond {MAX_ABS_ACTIVITY:g} in any "

@@ -15,6 +15,12 @@ Mono-exponential fit (``model="monoexp"``)
     ``λ_phys <= λ <= λ_max``, until the relative Newton step is below 1e-7 (convergence is
     quadratic, so the remaining relative error is then of order 1e-14). This is the same
     bounded least-squares optimum :func:`harmonize.kinetics.fit_tac` finds.
+    :func:`fit_voxels` runs the iterations chunk by chunk in lock-step on the columns still
+    moving (frozen ones are compacted away), with in-place arithmetic; a voxel that needs
+    step halving, and the few still moving once most of their chunk has converged, are
+    handed on to one batch over all chunks that finishes them with the same iterations on
+    the same numbers (so that a few percent of slow voxels do not cost every chunk dozens of
+    rounds of numpy calls on a handful of numbers).
     Zero/negative points are excluded from the fit (weight 0, flag ``NONPOSITIVE_POINTS``):
     with them the linear-space least-squares problem can be degenerate (a curve that fits
     only the first point with an arbitrarily fast decay, whose back-extrapolated integral is
@@ -50,15 +56,18 @@ import enum
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal, overload
 
 import numpy as np
 
 from harmonize.kinetics._validate import (
+    MAX_ABS_ACTIVITY,
     WEIGHTINGS,
     KineticsError,
     check_activity_magnitude,
     check_choice,
+    check_peak_magnitude,
     check_time_scale,
     check_times,
     physical_lambda_per_h,
@@ -95,6 +104,11 @@ _MAX_HALVINGS = 12
 #: 128³ × 4 (one thread, CPU time, paired rounds) 16384 took 0.84× the time of 8192 for the
 #: mono-exponential and 0.92× for the trapezoid; 32768 was no faster than 16384.
 _CHUNK_VOXELS = 1 << 14
+#: fit_voxels leaves a chunk's columns still iterating to one final batch over all chunks once
+#: fewer than 1/16 of the chunk's columns are (a few percent of noisy voxels need 5–20
+#: iterations; per chunk, each of those iterations would cost ~50 numpy calls on a handful
+#: of numbers).
+_DEFER_FRACTION = 16
 
 
 class VoxelFlag(enum.IntFlag):
@@ -202,6 +216,22 @@ def _time_powers(t_h: np.ndarray) -> np.ndarray:
     return np.vstack([np.ones_like(t_h), t_h, t_h * t_h])
 
 
+def _unit_exponents(t_h: np.ndarray, pos: np.ndarray, all_positive: bool) -> np.ndarray:
+    """−t where a point has weight 1 and −∞ where it has weight 0 (unweighted fits).
+
+    ``exp(−t·λ)`` of these is e where the weight is 1 and 0 where it is 0 (λ > 0), i.e. w·e
+    to the bit, so the iterations need no multiplication by the weights. Shape ``(n, 1)``
+    (−t for every column) when every point is positive, else ``(n, m)``.
+    """
+    ntt = -t_h[:, None]
+    return ntt if all_positive else np.where(pos, ntt, -np.inf)
+
+
+def _bits(mask: np.ndarray, flag: VoxelFlag) -> np.ndarray:
+    """``flag`` where ``mask`` is true, else 0 (``uint8``; no boolean-index scatter)."""
+    return mask.view(np.uint8) * _bit(flag)
+
+
 def _loglinear_start(
     t_pow: np.ndarray, y: np.ndarray, wy: np.ndarray, pos: np.ndarray, fit: np.ndarray,
     lambda_phys_per_h: float,
@@ -209,17 +239,439 @@ def _loglinear_start(
     """λ of the weighted log-linear regression on the positive points (weights w·y²).
 
     The start of :func:`fit_monoexp_columns`, clipped to the bounds; columns where ``fit`` is
-    false get a meaningless value (they are not fitted).
+    false get a meaningless value (they are not fitted). ``wy`` (= w·y) must be 0 at the
+    non-positive points, as :func:`point_weights` makes it: their terms are then 0 whatever
+    the finite value standing in for their logarithm.
     """
-    u = np.where(pos, wy * y, 0.0)
-    z = np.log(np.where(pos, y, 1.0))
+    u = wy * y
+    # log(max(y, 5e-324)) is ln y at every positive point (no positive double is below the
+    # smallest subnormal) and a finite number elsewhere, where u is 0
+    z = np.maximum(y, 5e-324)
+    np.log(z, out=z)
     mu = t_pow @ u
-    mz = t_pow[:2] @ (u * z)
-    s0 = np.where(fit, mu[0], 1.0)
+    z *= u
+    mz = t_pow[:2] @ z
+    s0 = mu[0] if fit.all() else np.where(fit, mu[0], 1.0)
     stt = mu[2] - mu[1] ** 2 / s0
     stz = mz[1] - mu[1] * mz[0] / s0
-    slope = np.where(stt > 0, stz / np.where(stt > 0, stt, 1.0), 0.0)
-    return np.clip(-slope, lambda_phys_per_h, LAMBDA_MAX_PER_H)
+    if stt.min() > 0:
+        lam = np.divide(stz, stt, out=stz)
+    else:
+        lam = np.where(stt > 0, stz / np.where(stt > 0, stt, 1.0), 0.0)
+    # λ = −slope, clipped to the bounds (in place: np.clip's wrapper costs more than this)
+    np.negative(lam, out=lam)
+    np.maximum(lam, lambda_phys_per_h, out=lam)
+    return np.minimum(lam, LAMBDA_MAX_PER_H, out=lam)
+
+
+@dataclass
+class _Pending:
+    """Columns whose Newton iterations are left to a later batch (:func:`_finish_pending`).
+
+    Attributes
+    ----------
+    cols : numpy.ndarray
+        Their positions among the columns of the ``y`` they came from.
+    lam : numpy.ndarray
+        Their current λ.
+    iterations : numpy.ndarray
+        Newton iterations each has had.
+    """
+
+    cols: np.ndarray
+    lam: np.ndarray
+    iterations: np.ndarray
+
+    def take(self, keep: np.ndarray) -> _Pending:
+        """The columns selected by ``keep`` (index or boolean array)."""
+        return _Pending(self.cols[keep], self.lam[keep], self.iterations[keep])
+
+
+def _halve(
+    t_h: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    lam: np.ndarray,
+    step: np.ndarray,
+    gain: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step halving: the first of ``λ + step``, ``λ + step/2``, … (:data:`_MAX_HALVINGS` in
+    all) whose projected gain is at least ``gain``, per column of ``y`` (data, weights ``w``).
+
+    Returns the positions of the columns that found one and the λ found. The first trial is
+    evaluated for every column, the remaining halvings of the (few) columns that failed it
+    all at once: the same trial values (halving is exact in floating point) and the same
+    choice as halving one at a time.
+    """
+    tt = t_h[:, None]
+    lt = lam + step
+    ok = _projected_gain(y, w, np.exp(-lt * tt)) >= gain
+    found, lam_found = np.flatnonzero(ok), lt[ok]
+    rest = np.flatnonzero(~ok)
+    if rest.size == 0 or _MAX_HALVINGS < 2:
+        return found, lam_found
+    # rows j = 1 … _MAX_HALVINGS-1: λ + step·2^-j (exact: a power-of-two scaling)
+    scale = np.ldexp(1.0, -np.arange(1, _MAX_HALVINGS))[:, None]
+    lt = (lam[rest] + step[rest] * scale).reshape(-1)
+    reps = scale.size
+    gr = _projected_gain(
+        np.tile(y[:, rest], reps), np.tile(w[:, rest], reps), np.exp(-lt * tt)
+    ).reshape(reps, rest.size)
+    better = gr >= gain[rest]
+    hit = better.any(axis=0)
+    first = better.argmax(axis=0)[hit]
+    cols = rest[hit]
+    lam_hit = lt.reshape(reps, rest.size)[first, np.flatnonzero(hit)]
+    return np.concatenate([found, cols]), np.concatenate([lam_found, lam_hit])
+
+
+def _newton(
+    t_h: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    wy: np.ndarray,
+    cols: np.ndarray | None,
+    lam: np.ndarray,
+    lambda_phys_per_h: float,
+    ntw: np.ndarray | None,
+    *,
+    done: np.ndarray | None = None,
+    defer: bool = False,
+) -> tuple[np.ndarray, np.ndarray, _Pending | None]:
+    """Safeguarded Newton iterations on λ for the columns ``cols`` of ``y`` (None: all).
+
+    ``w`` are the weights and ``wy`` = w·y; ``ntw`` is None or, for weights that are all 0
+    or 1 (:func:`_unit_exponents`), −t at the points of weight 1 and −∞ at the others;
+    ``lam`` holds the start values of the columns and ``done`` the iterations each has had
+    already (None: none). Returns the final λ of these columns, the positions (among them)
+    of those that did not converge within :data:`_NEWTON_MAX_ITER` iterations, and the
+    columns left to a later batch.
+
+    With ``defer``, columns that need step halving (a Newton step over 25 % of λ or where
+    g is not concave: a few percent of noisy voxels, each costing a dozen numpy calls on a
+    handful of numbers) are not stepped but handed back as :class:`_Pending` with their
+    current λ, and so are all columns still moving once fewer than 1/:data:`_DEFER_FRACTION`
+    of the columns are; their entries in the returned λ are then placeholders. The batch
+    that finishes them repeats the same iterations on the same numbers.
+    """
+    n = y.shape[0]
+    k = lam.size
+    lam = lam.copy()
+    # Rows 1, −t, t² (for N) and 1, −t, 2·t² (for D): the moments Σ(·), −Σt(·) and Σt²(·) or
+    # 2·Σt²(·); a sign and a power of two are exact, so they are those of rows 1, t, t²
+    # times −1 or 2 to the bit, without the multiplications.
+    n_pow = _time_powers(t_h)
+    n_pow[1] *= -1.0
+    d_pow = n_pow.copy()
+    d_pow[2] *= 2.0
+    ntt = -t_h[:, None]
+    # Variable projection: for fixed λ the best amplitude is N/D (N = Σw·y·e, D = Σw·e²),
+    # so the fit maximises g(λ) = N²/D. Safeguarded Newton on λ (quadratic convergence),
+    # projected onto the bounds, on the voxels still moving. The iterations work on the
+    # columns of `pos` (positions among the given columns); a column that has converged is
+    # frozen (`live` false: its λ is no longer updated) and the arrays are compacted to the
+    # live columns once fewer than 7/8 of them are live, so that neither a gather per
+    # iteration nor the arithmetic of many frozen columns is paid (the voxels stopped at a
+    # bound in the first iteration, about 10 % of noisy ones, leave at once: a compaction
+    # costs about the arithmetic of 1/8 of the columns for one iteration).
+    ycols = np.arange(y.shape[1]) if cols is None else cols
+    pos = np.arange(k)
+    wya = wy if cols is None else wy.take(cols, axis=1)
+    # the weights themselves only when they are not folded into the exponents (below)
+    wa = w if cols is None or ntw is not None else w.take(cols, axis=1)
+    # exponents −t·λ, with −∞ (e = 0) at the points of weight 0 when the weights are 0 or 1:
+    # then w·e² is e² and w·y·e is wy·e to the bit, without multiplying by w
+    ta = ntt if ntw is None else ntw
+    if cols is not None and ta.shape[1] > 1:
+        ta = ta.take(cols, axis=1)
+    counts = None if done is None else done.copy()  # per column, compacted with the rest
+    defer_below = k // _DEFER_FRACTION if defer else 0
+    la = lam
+    live = np.ones(k, dtype=bool)
+    n_live = k
+    e4, p4 = np.empty((n, k)), np.empty((n, k))
+    left: list[tuple[np.ndarray, np.ndarray, int]] = []  # (positions, λ, iterations had)
+    stuck: list[np.ndarray] = []
+    it = 0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        while n_live and (counts is not None or it < _NEWTON_MAX_ITER):
+            if 8 * n_live < 7 * la.size:
+                keep = np.flatnonzero(live)
+                lam[pos] = la
+                pos, la = pos[keep], la[keep]
+                wya = wya.take(keep, axis=1)
+                if ntw is None:
+                    wa = wa.take(keep, axis=1)
+                if ta.shape[1] > 1:
+                    ta = ta.take(keep, axis=1)
+                live = np.ones(keep.size, dtype=bool)
+                e4, p4 = np.empty((n, keep.size)), np.empty((n, keep.size))
+                if counts is not None:
+                    counts = counts[keep]
+            if n_live < defer_below:
+                left.append((pos[live], la[live], it))
+                live[:] = False
+                break
+            all_live = n_live == la.size
+            # moments N, N' = −n1, N'' = n2 and D, D' = −2·d1, D'' = 4·d2 at λ
+            ea = np.multiply(ta, la, out=e4)
+            np.exp(ea, out=ea)
+            nm = n_pow @ np.multiply(wya, ea, out=p4)
+            np.multiply(ea, ea, out=ea)
+            if ntw is None:
+                np.multiply(wa, ea, out=ea)
+            dm = d_pow @ ea
+            # With n0 = Σw·y·e, n1 = Σt·w·y·e, n2 = Σt²·w·y·e and d0, d1, d2 the same sums of
+            # w·e²: N = n0, N' = −n1, N'' = n2, D = d0, D' = −2·d1, D'' = 4·d2. g = u/D with
+            # u = N²: g' = (u' − u·D'/D)/D and g'' ∝ u'' − u·D''/D − 2(D'/D)(u' − u·D'/D); the
+            # Newton step −g'/g'' does not depend on the positive factor 1/D. Written as
+            # q = 2·n0·(−n1) − u0·r1 (g'·D) and curv = 2·(n1² + n0·n2) − u0·(4·d2/dd) − 2·r1·q
+            # (g''·D) with u0 = n0², r1 = −2·d1/dd, the step is −q/curv. Computed here: half of
+            # each, hq = n0·(−n1) − u0·(−d1/dd) and hc = n1² + n0·n2 − u0·(2·d2/dd) − 4·s·hq
+            # with s = −d1/dd: every factor 2 moved is a power of two, so hq = q/2 and
+            # hc = curv/2 to the bit, and so is the step −hq/hc (fewer operations).
+            mn1, n2 = nm[1], nm[2]  # −n1, n2
+            n0 = nm[0]
+            d0 = dm[0]
+            dd = d0 if d0.min() > 0 else np.where(d0 > 0, d0, 1.0)
+            s = np.divide(dm[1], dd)  # −d1/dd
+            u0 = n0 * n0
+            q = n0 * mn1  # hq
+            tmp = np.multiply(u0, s)
+            q -= tmp
+            curv = mn1 * mn1  # hc
+            np.multiply(n0, n2, out=tmp)
+            curv += tmp
+            np.divide(dm[2], dd, out=tmp)
+            tmp *= u0
+            curv -= tmp
+            np.multiply(s, q, out=tmp)
+            tmp *= 4.0
+            curv -= tmp
+            # Newton where g is concave with a positive amplitude, else a step of λ/2 uphill
+            all_newton = curv.max() < 0 and n0.min() > 0
+            if all_newton:
+                newton = None
+                ratio = np.divide(q, curv, out=curv)  # the step is −hq/hc
+            else:
+                newton = (curv < 0) & (n0 > 0)
+                ratio = np.where(newton, q / np.where(newton, curv, -1.0), np.sign(q) * -0.5 * la)
+            # Steps that would leave the bounds are cut at the bound; a non-finite step is 0.
+            x = la - ratio
+            lo, hi = x.min(), x.max()
+            if not (lo >= lambda_phys_per_h and hi <= LAMBDA_MAX_PER_H):
+                if not (np.isfinite(lo) and np.isfinite(hi)):  # NaN or ±inf: la is finite
+                    fix = ~np.isfinite(ratio)
+                    x[fix] = la[fix]
+                if x.min() < lambda_phys_per_h:
+                    np.maximum(x, lambda_phys_per_h, out=x)
+                if x.max() > LAMBDA_MAX_PER_H:
+                    np.minimum(x, LAMBDA_MAX_PER_H, out=x)
+            step = np.subtract(x, la, out=ratio)
+            # Newton steps below 25 % of λ where g is concave are taken directly (in the
+            # quadratic basin g cannot even resolve them in floating point); larger steps must
+            # not decrease g, else they are halved. A local step is at most a quarter of λ, so
+            # λ + (x − λ) is x exactly (Sterbenz).
+            size = np.abs(step, out=q)
+            local = size <= np.multiply(la, _LOCAL_STEP, out=tmp)
+            if newton is not None:
+                local &= newton
+            if not all_live:
+                local &= live
+            new_l = np.where(local, x, la)
+            moved = size > np.multiply(la, _REL_TOL, out=tmp)
+            moved &= local
+            if np.count_nonzero(local) < n_live:  # live columns without a local step
+                tried = step != 0
+                tried &= ~local
+                if not all_live:
+                    tried &= live
+                trial = np.flatnonzero(tried)
+                if trial.size and defer:
+                    left.append((pos[trial], la[trial], it))  # frozen here, λ unchanged
+                elif trial.size:
+                    at = ycols[pos[trial]]
+                    lt0 = la[trial]
+                    got, lt = _halve(
+                        t_h,
+                        y[:, at],
+                        w[:, at],
+                        lt0,
+                        step[trial],
+                        np.maximum(n0[trial], 0.0) ** 2 / dd[trial],
+                    )
+                    acc = trial[got]
+                    new_l[acc] = lt
+                    moved[acc] = np.abs(lt - lt0[got]) > _REL_TOL * lt0[got]
+            la = new_l
+            live = moved
+            it += 1
+            if counts is not None:
+                counts += 1
+                out = counts >= _NEWTON_MAX_ITER
+                out &= live
+                if out.any():
+                    stuck.append(pos[out])
+                    live &= ~out
+            n_live = int(np.count_nonzero(live))
+    lam[pos] = la
+    stuck.append(pos[live])
+    pending = None
+    if left:
+        pending = _Pending(
+            np.concatenate([p for p, _, _ in left]),
+            np.concatenate([v for _, v, _ in left]),
+            np.concatenate([np.full(p.size, i) for p, _, i in left]),
+        )
+    return lam, np.concatenate(stuck), pending
+
+
+def _finish(
+    t_h: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    lam: np.ndarray,
+    not_converged: np.ndarray,
+    lambda_phys_per_h: float,
+    ntw: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Amplitude, λ and flags of fitted columns from their final λ (closed-form amplitude).
+
+    ``ntw`` as for :func:`_newton` (then w·e is e to the bit).
+    """
+    e = np.multiply(-t_h[:, None] if ntw is None else ntw, lam)
+    np.exp(e, out=e)
+    we = e if ntw is not None else w * e
+    num = np.einsum("ij,ij->j", we, y)
+    den = np.einsum("ij,ij->j", we, e)
+    if den.min() > 0:
+        a = np.divide(num, den, out=num)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            a = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    flags = _bits(lam <= lambda_phys_per_h, VoxelFlag.NO_WASHOUT)
+    flags |= _bits(lam >= LAMBDA_MAX_PER_H, VoxelFlag.LAMBDA_AT_UPPER_BOUND)
+    if not_converged.size:
+        flags[not_converged] |= _bit(VoxelFlag.NOT_CONVERGED)
+    bad = a <= 0
+    if not (np.isfinite(a.sum()) and np.isfinite(lam.sum())):  # NaN or ±inf somewhere
+        bad |= ~(np.isfinite(a) & np.isfinite(lam))
+    if bad.any():
+        flags |= _bits(bad, VoxelFlag.FALLBACK)
+        a[bad], lam[bad] = 0.0, 0.0
+    return a, lam, flags
+
+
+def _fit_monoexp(
+    t_h: np.ndarray,
+    y: np.ndarray,
+    lambda_phys_per_h: float,
+    weighting: str,
+    defer: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, _Pending | None]:
+    """:func:`fit_monoexp_columns`, optionally leaving the few slow columns to the caller.
+
+    With ``defer``, the columns that need step halving or many iterations (see
+    :func:`_newton`) are returned as :class:`_Pending` (positions among the columns of
+    ``y``; their a, λ and flags in the returned arrays are placeholders, except the
+    NONPOSITIVE_POINTS bit): :func:`fit_voxels` gathers those of every chunk and finishes
+    them in one batch (:func:`_finish_pending`), so that a few percent of slow voxels do not
+    cost every chunk dozens of iterations of numpy calls on a handful of numbers.
+    """
+    n, m = y.shape
+    pos = y > 0
+    n_pos = np.count_nonzero(pos, axis=0)
+    flags = _bits(n_pos < n, VoxelFlag.NONPOSITIVE_POINTS)
+    flags |= _bits(n_pos == 0, VoxelFlag.ALL_NONPOSITIVE)
+    w = point_weights(y, weighting)
+    fit = n_pos >= 2
+    if weighting != "none":  # a weight can underflow to 0 at a positive point
+        fit &= np.count_nonzero(w, axis=0) >= 2
+    flags |= _bits(~fit, VoxelFlag.FALLBACK)
+    n_fit = int(np.count_nonzero(fit))
+    if n_fit == 0:
+        return np.zeros(m), np.zeros(m), flags, None
+    # When most columns are fitted, all columns go through the iterations (no gather of the
+    # fitted ones, no scatter back): a column with fewer than two positive points has a
+    # gain g(λ) that does not depend on λ (one term), so its first Newton step is 0 and it
+    # is frozen at once; its numbers are discarded below.
+    dense = 4 * n_fit >= 3 * m
+    idx = None if dense else np.flatnonzero(fit)
+    # Computed on every column (no gather of the fitted ones: the others are not used).
+    wy = w * y
+    lf = _loglinear_start(_time_powers(t_h), y, wy, pos, fit, lambda_phys_per_h)
+    if idx is not None:
+        lf = lf[idx]
+    # Two positive points inside the bounds are fitted exactly by the start.
+    if n == 2:
+        pf = pos if idx is None else pos[:, idx]
+        todo = np.flatnonzero(
+            (lf <= lambda_phys_per_h) | (lf >= LAMBDA_MAX_PER_H) | ~pf.all(axis=0)
+        )
+    else:
+        todo = None
+    ntw = _unit_exponents(t_h, pos, n_pos.min() == n) if weighting == "none" else None
+    sub = idx if todo is None else (todo if idx is None else idx[todo])
+    ls = lf if todo is None else lf[todo]
+    ls, stuck, pending = _newton(t_h, y, w, wy, sub, ls, lambda_phys_per_h, ntw, defer=defer)
+    if todo is None:
+        lf = ls
+    else:
+        lf[todo] = ls
+        stuck = todo[stuck]
+    if pending is not None:
+        pending.cols = pending.cols if todo is None else todo[pending.cols]
+        if idx is not None:
+            pending.cols = idx[pending.cols]
+        elif n_fit < m:  # columns not fitted are discarded below, whatever their λ
+            pending = pending.take(fit[pending.cols])
+        if pending.cols.size == 0:
+            pending = None
+    if idx is None:
+        af, lf, sub_flags = _finish(t_h, y, w, lf, stuck, lambda_phys_per_h, ntw)
+        if n_fit < m:
+            out = np.flatnonzero(~fit)
+            af[out], lf[out], sub_flags[out] = 0.0, 0.0, 0
+        a, lam = af, lf
+        flags |= sub_flags
+    else:
+        af, lf, sub_flags = _finish(
+            t_h,
+            y[:, idx],
+            w[:, idx],
+            lf,
+            stuck,
+            lambda_phys_per_h,
+            None if ntw is None or ntw.shape[1] == 1 else ntw[:, idx],
+        )
+        a, lam = np.zeros(m), np.zeros(m)
+        a[idx], lam[idx] = af, lf
+        flags[idx] |= sub_flags
+    if pending is not None:  # placeholders until the batch finishes them
+        flags[pending.cols] &= _bit(VoxelFlag.NONPOSITIVE_POINTS)
+        a[pending.cols], lam[pending.cols] = 0.0, 0.0
+    return a, lam, flags, pending
+
+
+def _finish_pending(
+    t_h: np.ndarray,
+    y: np.ndarray,
+    lam: np.ndarray,
+    iterations: np.ndarray,
+    lambda_phys_per_h: float,
+    weighting: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Finish the Newton iterations of deferred columns (:class:`_Pending`, gathered).
+
+    ``y`` holds their data, ``lam`` their current λ and ``iterations`` the iterations each
+    has had. Returns their amplitude, λ and flags (without NONPOSITIVE_POINTS, which the
+    chunk that deferred them has set): what :func:`fit_monoexp_columns` returns for them.
+    """
+    w = point_weights(y, weighting)
+    pos = y > 0
+    ntw = _unit_exponents(t_h, pos, bool(pos.all())) if weighting == "none" else None
+    lam, stuck, _ = _newton(t_h, y, w, w * y, None, lam, lambda_phys_per_h, ntw, done=iterations)
+    return _finish(t_h, y, w, lam, stuck, lambda_phys_per_h, ntw)
 
 
 def fit_monoexp_columns(
@@ -248,134 +700,7 @@ def fit_monoexp_columns(
     flags : numpy.ndarray
         ``uint8`` :class:`VoxelFlag` bits (``FALLBACK`` marks columns not fitted).
     """
-    n, m = y.shape
-    flags = np.zeros(m, dtype=np.uint8)
-    pos = y > 0
-    n_pos = pos.sum(axis=0)
-    flags[n_pos < n] |= _bit(VoxelFlag.NONPOSITIVE_POINTS)
-    flags[n_pos == 0] |= _bit(VoxelFlag.ALL_NONPOSITIVE)
-    w = point_weights(y, weighting)
-    fit = (n_pos >= 2) & (np.count_nonzero(w, axis=0) >= 2)
-    flags[~fit] |= _bit(VoxelFlag.FALLBACK)
-    a = np.zeros(m)
-    lam = np.zeros(m)
-    n_fit = int(np.count_nonzero(fit))
-    if n_fit == 0:
-        return a, lam, flags
-    # When most columns are fitted, all columns go through the iterations (no gather of the
-    # fitted ones, no scatter back): a column with fewer than two positive points has a
-    # gain g(λ) that does not depend on λ (one term), so its first Newton step is 0 and it
-    # is frozen at once; its numbers are discarded below.
-    dense = 4 * n_fit >= 3 * m
-    idx = np.arange(m) if dense else np.flatnonzero(fit)
-    everything = idx.size == m
-    wy = w * y
-    # Rows 1, t, t² and their use as matrix products give the moments Σ(·), Σt(·), Σt²(·).
-    t_pow = _time_powers(t_h)
-    # Computed on every column (no gather of the fitted ones: the others are not used).
-    lf = _loglinear_start(t_pow, y, wy, pos, fit, lambda_phys_per_h)
-    if not everything:
-        lf = lf[idx]
-    pf = pos if everything else pos[:, idx]
-
-    # Variable projection: for fixed λ the best amplitude is N/D (N = Σw·y·e, D = Σw·e²),
-    # so the fit maximises g(λ) = N²/D. Safeguarded Newton on λ (quadratic convergence),
-    # projected onto the bounds, on the voxels still moving. Two positive points inside the
-    # bounds are fitted exactly by the start.
-    tt = t_h[:, None]
-    if n == 2:
-        active = np.flatnonzero((lf <= lambda_phys_per_h) | (lf >= LAMBDA_MAX_PER_H) | ~pf.all(0))
-    else:
-        active = np.arange(idx.size)
-    # The Newton iterations work on the columns of `cols` (all fitted voxels at first); a
-    # voxel that has converged is frozen (`live` false: its λ is no longer updated) and the
-    # arrays are compacted to the live columns once fewer than half of them are live, so that
-    # neither a gather per iteration nor the arithmetic of many frozen voxels is paid.
-    cols = active  # positions among the fitted columns
-    wya, wa = wy, w
-    if cols.size < m:
-        wya, wa = wy.take(idx[cols], axis=1), w.take(idx[cols], axis=1)
-    la = lf[cols]
-    # Unweighted with every point positive: every weight is exactly 1, so Σw·e² is Σe²
-    # (the same numbers without the multiplication).
-    unit_weights = weighting == "none" and bool(pf.all())
-    live = np.ones(cols.size, dtype=bool)
-    n_live = cols.size
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for _ in range(_NEWTON_MAX_ITER):
-            if n_live == 0:
-                break
-            if n_live < cols.size // 2:
-                keep = np.flatnonzero(live)
-                cols, la, live = cols[keep], la[keep], live[keep]
-                wya, wa = wya.take(keep, axis=1), wa.take(keep, axis=1)
-            all_live = n_live == cols.size
-            ea = np.exp(-la * tt)
-            nm = t_pow @ (wya * ea)
-            ea *= ea
-            dm = t_pow @ (ea if unit_weights else wa * ea)
-            n0 = nm[0]
-            # g = u/D with u = N²: g' = (u' − u·D'/D)/D and g'' ∝ u'' − u·D''/D − 2(D'/D)(u' − u·D'/D);
-            # the Newton step −g'/g'' does not depend on the positive factor 1/D.
-            # (N1 = −nm[1], D1 = −2·dm[1], D2 = 4·dm[2]: the signs and powers of two are exact.)
-            dd = np.where(dm[0] > 0, dm[0], 1.0)
-            r1 = -2.0 * dm[1] / dd
-            u0 = n0 * n0
-            q = 2.0 * n0 * -nm[1] - u0 * r1
-            curv = 2.0 * (nm[1] * nm[1] + n0 * nm[2]) - u0 * (4.0 * dm[2] / dd) - 2.0 * r1 * q
-            newton = (curv < 0) & (n0 > 0)
-            step = np.where(newton, -q / np.where(newton, curv, -1.0), np.sign(q) * 0.5 * la)
-            step[~np.isfinite(step)] = 0.0
-            # Steps that would leave the bounds are cut at the bound.
-            step = np.clip(la + step, lambda_phys_per_h, LAMBDA_MAX_PER_H) - la
-            # Newton steps below 25 % of λ where g is concave are taken directly (in the
-            # quadratic basin g cannot even resolve them in floating point); larger steps must
-            # not decrease g, else they are halved.
-            local = newton & (np.abs(step) <= _LOCAL_STEP * la)
-            new_l = np.where(local, la + step, la)
-            tried = ~local & (step != 0)
-            if not all_live:
-                tried &= live
-            trial = np.flatnonzero(tried)
-            if trial.size:
-                ga = np.maximum(n0, 0.0) ** 2 / dd
-                for _ in range(_MAX_HALVINGS):
-                    if trial.size == 0:
-                        break
-                    lt = la[trial] + step[trial]
-                    at = idx[cols[trial]]
-                    gt = _projected_gain(y[:, at], w[:, at], np.exp(-lt * tt))
-                    better = gt >= ga[trial]
-                    new_l[trial[better]] = lt[better]
-                    trial = trial[~better]
-                    step[trial] *= 0.5
-            moved = np.abs(new_l - la) > _REL_TOL * la
-            if all_live:
-                lf[cols] = new_l
-                la, live = new_l, moved
-            else:
-                lf[cols[live]] = new_l[live]
-                la = np.where(live, new_l, la)
-                live &= moved
-            n_live = int(np.count_nonzero(live))
-    active = cols[live]
-    if everything:
-        af = _amplitude_given_lambda(y, w, np.exp(-lf * tt))
-    else:
-        lam_all = np.zeros(m)
-        lam_all[idx] = lf
-        af = _amplitude_given_lambda(y, w, np.exp(-lam_all * tt))[idx]
-    sub_flags = np.zeros(idx.size, dtype=np.uint8)
-    sub_flags[active] |= _bit(VoxelFlag.NOT_CONVERGED)
-    sub_flags[lf <= lambda_phys_per_h] |= _bit(VoxelFlag.NO_WASHOUT)
-    sub_flags[lf >= LAMBDA_MAX_PER_H] |= _bit(VoxelFlag.LAMBDA_AT_UPPER_BOUND)
-    bad = ~(np.isfinite(af) & np.isfinite(lf)) | (af <= 0)
-    sub_flags[bad] |= _bit(VoxelFlag.FALLBACK)
-    af[bad], lf[bad] = 0.0, 0.0
-    if dense and n_fit < m:
-        af[~fit], lf[~fit], sub_flags[~fit] = 0.0, 0.0, 0
-    a[idx], lam[idx] = af, lf
-    flags[idx] |= sub_flags
+    a, lam, flags, _ = _fit_monoexp(t_h, y, lambda_phys_per_h, weighting)
     return a, lam, flags
 
 
@@ -495,6 +820,12 @@ def trapezoid_columns(
 
 
 # --------------------------------------------------------------------------- public entry
+
+
+def _bounds(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` consecutive (start, stop) ranges covering ``range(n)``, sizes within 1."""
+    edges = [n * i // parts for i in range(parts + 1)]
+    return list(pairwise(edges))
 
 
 def _check_volume(times: np.ndarray, activity_4d: object, mask: object):
@@ -650,7 +981,8 @@ def fit_voxels(
     tail = check_choice("tail", tail, TAIL_RULES)
     a4, m = _check_volume(times, activity_4d, mask)
     check_time_scale(times, nuclide)
-    check_activity_magnitude(a4, name="activity_4d")
+    if m is not None:  # outside the mask too (without a mask, the chunks check as they go)
+        check_activity_magnitude(a4, name="activity_4d")
     need = 2 if model == "monoexp" else 1
     if times.size < need:
         raise KineticsError(f"model {model!r} needs at least {need} time points, got {times.size}")
@@ -672,27 +1004,65 @@ def fit_voxels(
     a0 = np.zeros(flat.shape[1])
     flags = np.zeros(flat.shape[1], dtype=np.uint8)
     bad_chunks: list[int] = []
+    peaks: list[float] = []  # largest |activity| of each chunk
+    overflow: list[int] = []
+    # (voxel positions, their data, λ, iterations done) of the fits left to the final batch,
+    # and (voxel positions, their data) of the mono-exponential fallbacks
+    deferred: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    fallback: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def store(
+        where: slice | np.ndarray,
+        tv: np.ndarray,
+        lv: np.ndarray,
+        av: np.ndarray,
+        fv: np.ndarray,
+        first: bool,
+    ) -> None:
+        # TIA, λ, a0 and flags of the voxels `where`; a chunk's own (first) or added later
+        if not np.isfinite(tv.sum()) and not np.all(np.isfinite(tv)):
+            overflow.append(1)
+        negative = tv < 0  # a negative integral is noise, never an activity
+        if negative.any():
+            tv[negative] = 0.0
+            fv |= _bits(negative, VoxelFlag.NEGATIVE_INTEGRAL)
+        tia[where], lam[where], a0[where] = tv, lv, av
+        if first:
+            flags[where] = fv
+        else:  # voxels finished after their chunk: add to the chunk's flags
+            flags[where] |= fv
+
+    def monoexp_tia(av: np.ndarray, lv: np.ndarray, fv: np.ndarray) -> np.ndarray:
+        # FALLBACK columns have λ = 0, so TIA 0 until the fallback batch sets theirs
+        return np.divide(av, lv, out=np.zeros_like(av), where=lv > 0)
 
     def work(start: int) -> None:
         stop = min(start + _CHUNK_VOXELS, n_vox)
         # a slice when there is no mask: no index array, no fancy-index copy or scatter
         cols = slice(start, stop) if sel is None else sel[start:stop]
         y = np.asarray(flat[:, cols], dtype=float)
-        # NaN or ±inf anywhere makes the sum non-finite, so a finite sum proves every value
-        # finite in one pass; only a non-finite sum (or an overflowing one) needs the test
-        if not np.isfinite(y.sum()) and not np.all(np.isfinite(y)):
+        # min and max are NaN or ±inf if any value is: finite extremes prove every value
+        # finite, and give the chunk's largest |activity| (the magnitude check of the volume,
+        # here on data in cache rather than two passes over the volume beforehand)
+        lo, hi = float(y.min()), float(y.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)):
             bad_chunks.append(start)
             return
+        peak = max(-lo, hi)
+        peaks.append(peak)
+        if peak > MAX_ABS_ACTIVITY:
+            return  # refused below, unfitted
         if model == "monoexp":
-            av, lv, fv = fit_monoexp_columns(times, y, lam_phys, weighting)
-            tv = np.where(lv > 0, av / np.where(lv > 0, lv, 1.0), 0.0)
-            fb = (fv & _bit(VoxelFlag.FALLBACK)) != 0
-            if np.any(fb):
-                t_fb, l_fb, f_fb = trapezoid_columns(
-                    times, np.maximum(y[:, fb], 0.0), lam_phys, head=head, tail="physical"
+            av, lv, fv, pending = _fit_monoexp(times, y, lam_phys, weighting, defer=True)
+            tv = monoexp_tia(av, lv, fv)
+            where = np.arange(start, stop) if sel is None else sel[start:stop]
+            if pending is not None:
+                deferred.append(
+                    (where[pending.cols], y[:, pending.cols], pending.lam, pending.iterations)
                 )
-                tv[fb], lv[fb], av[fb] = t_fb, l_fb, y[-1, fb]
-                fv[fb] |= f_fb
+            fb = np.flatnonzero(fv & _bit(VoxelFlag.FALLBACK))
+            if fb.size:
+                fallback.append((where[fb], y[:, fb]))
         else:
             tv, lv, fv = trapezoid_columns(
                 times,
@@ -704,22 +1074,62 @@ def fit_voxels(
                 weighting=weighting,
             )
             av = y[-1]
-        tia[cols], lam[cols], a0[cols], flags[cols] = tv, lv, av, fv
+        store(cols, tv, lv, av, fv, True)
+
+    def finish(part: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
+        where, y, lam_now, iterations = part
+        av, lv, fv = _finish_pending(times, y, lam_now, iterations, lam_phys, weighting)
+        store(where, monoexp_tia(av, lv, fv), lv, av, fv, False)
+        fb = np.flatnonzero(fv & _bit(VoxelFlag.FALLBACK))
+        if fb.size:
+            fallback.append((where[fb], y[:, fb]))
 
     starts = range(0, n_vox, _CHUNK_VOXELS)
-    if threads == 1 or n_vox <= _CHUNK_VOXELS:
-        for s in starts:
-            work(s)
-    else:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
+    pool = None
+    if threads > 1 and n_vox > _CHUNK_VOXELS:
+        pool = ThreadPoolExecutor(max_workers=threads)
+    try:
+        if pool is None:
+            for s in starts:
+                work(s)
+        else:
             list(pool.map(work, starts))
-    if bad_chunks:
-        raise KineticsError("activity_4d contains NaN or infinite values (inside the mask)")
-    if not np.all(np.isfinite(tia)):
+        if bad_chunks:
+            raise KineticsError("activity_4d contains NaN or infinite values (inside the mask)")
+        if m is None:
+            check_peak_magnitude(max(peaks, default=0.0), name="activity_4d")
+        if deferred:
+            # the slow voxels of every chunk, finished together (the same iterations on the
+            # same numbers)
+            where = np.concatenate([d[0] for d in deferred])
+            y = np.concatenate([d[1] for d in deferred], axis=1)
+            lam_now = np.concatenate([d[2] for d in deferred])
+            iterations = np.concatenate([d[3] for d in deferred])
+            # in parts of at most a chunk (in cache, like the chunks); the same parts whatever
+            # the number of threads, so that the numbers do not depend on it
+            n_parts = -(-where.size // _CHUNK_VOXELS)
+            parts = [
+                (where[s], np.ascontiguousarray(y[:, s]), lam_now[s], iterations[s])
+                for s in (slice(*b) for b in _bounds(where.size, n_parts))
+            ]
+            if pool is None or n_parts == 1:
+                for part in parts:
+                    finish(part)
+            else:
+                list(pool.map(finish, parts))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    if fallback:
+        # mono-exponential impossible or failed: the trapezoid with a physical tail
+        where = np.concatenate([f[0] for f in fallback])
+        y = np.concatenate([f[1] for f in fallback], axis=1)
+        tv, lv, fv = trapezoid_columns(
+            times, np.maximum(y, 0.0), lam_phys, head=head, tail="physical"
+        )
+        store(where, tv, lv, y[-1], fv, False)
+    if overflow:
         raise KineticsError("the voxel TIA is not finite (overflow): check the activity unit")
-    negative = tia < 0  # a negative integral is noise, never an activity
-    tia[negative] = 0.0
-    flags[negative] |= _bit(VoxelFlag.NEGATIVE_INTEGRAL)
     if not return_details:
         return tia.reshape(spatial)
     return VoxelFitResult(
