@@ -519,11 +519,7 @@ def _first_fit(
     amps, lams = p[:k_lin], p[k_lin:]
     lam_list = lams.tolist()
     margin = _INTERIOR_MARGIN
-    if (
-        min(amps.tolist()) <= 0
-        or any(b - a <= margin * b for a, b in itertools.pairwise(lam_list))
-        or lam_list[-1] >= LAMBDA_MAX_PER_H * (1 - margin)
-    ):
+    if not _strictly_inside(amps, lam_list):
         return None
     free = np.ones(p.size, dtype=bool)
     if lam_list[0] <= lam_phys * (1 + margin):
@@ -538,12 +534,8 @@ def _first_fit(
         p, r, j = found
         amps, lams = p[:k_lin], p[k_lin:]
         lam_list = lams.tolist()
-        if (
-            min(amps.tolist()) <= 0
-            or any(b - a <= margin * b for a, b in itertools.pairwise(lam_list))
-            or lam_list[-1] >= LAMBDA_MAX_PER_H * (1 - margin)
-            or not float(j[:, k_lin] @ r) > 0  # ∂F/∂λ1 = Jᵀr: the bound is active
-        ):
+        # ∂F/∂λ1 = Jᵀr > 0: the bound is active
+        if not (_strictly_inside(amps, lam_list) and float(j[:, k_lin] @ r) > 0):
             return None
         free[k_lin] = False
     c = amps @ coeffs
@@ -560,6 +552,16 @@ def _first_fit(
     if not (tia > 0 and spread >= 0 and 2 * _TOL * cost * spread <= (_TIA_DETERMINED * tia) ** 2):
         return None
     return amps, lams
+
+
+def _strictly_inside(amps: np.ndarray, lam_list: list[float]) -> bool:
+    """Positive amplitudes, distinct increasing λs and the largest λ below its bound."""
+    margin = _INTERIOR_MARGIN
+    return not (
+        min(amps.tolist()) <= 0
+        or any(b - a <= margin * b for a, b in itertools.pairwise(lam_list))
+        or lam_list[-1] >= LAMBDA_MAX_PER_H * (1 - margin)
+    )
 
 
 def _lm(
