@@ -514,6 +514,13 @@ def run_cohort(
         cohort's truth table covers its planned cycles), else
         :data:`harmonize.indices.DEFAULT_PLANNED_CYCLES` (4), or the highest cycle present
         if larger.
+
+    Returns
+    -------
+    RunReport
+        Files written, failures (studies that could not be read or processed), and
+        ``skipped``: the entries of the cohort folder no study used, with the reason
+        (:attr:`harmonize.cohort.Cohort.skipped`; the manifest records their counts only).
     """
     if save_maps not in (None, "dicom", "nifti"):
         raise ValueError(f"save_maps must be 'dicom', 'nifti' or None, got {save_maps!r}")
