@@ -114,7 +114,7 @@ def _skipped_entries(
             return path.resolve().relative_to(resolved)
 
     taken = {rel(p) for p in used}
-    folders = [rel(f) for f in study_folders]
+    folders = {rel(f) for f in study_folders}
     out = [
         SkippedInput(rel(s.path).as_posix(), s.what, s.reason)
         for s in dicom_skipped
@@ -131,7 +131,7 @@ def _skipped_entries(
             dirs.append(relative)
             continue
         occupied.update(relative.parents)
-        if relative in taken or any(f == Path(".") or f in relative.parents for f in folders):
+        if relative in taken or any(parent in folders for parent in relative.parents):
             continue
         if path.name.lower().endswith(IMAGE_SUFFIXES):
             out.append(

@@ -16,6 +16,7 @@ from harmonize.cohort import open_cohort
 from harmonize.runfolder import MANIFEST_NAME
 
 PATIENT_A, PATIENT_B = "PAT-ALPHA-0001", "PAT-BRAVO-0002"
+BAD_DATE = "XX20230517"
 
 
 def _variant(source: Path, target: Path, **changes: object) -> Path:
@@ -65,6 +66,13 @@ def messy(clean):
         FrameOfReferenceUID=generate_uid(),
     )  # fmt: skip
     (a / "NM" / "broken.dcm").write_bytes(b"\x00" * 200)
+    # no cycle anywhere and an invalid injection date: skipped, the value never repeated
+    bad = _variant(nm, clean / "E" / "nm.dcm", StudyInstanceUID=generate_uid())
+    ds = pydicom.dcmread(bad)
+    del ds.ClinicalTrialTimePointID
+    with pytest.warns(UserWarning, match="Invalid value for VR DT"):  # pydicom, as meant
+        ds.RadiopharmaceuticalInformationSequence[0].RadiopharmaceuticalStartDateTime = BAD_DATE
+    ds.save_as(bad, enforce_file_format=True)
     (a / "notes.pdf").write_bytes(b"%PDF-1.4")
     (clean / "C").mkdir()
     (clean / "C" / "spect.nii.gz").write_bytes(b"an image without its sidecar")
@@ -89,6 +97,7 @@ def test_the_cohort_lists_every_skipped_entry_with_its_reason(messy):
         "A/notes.pdf",
         "C/spect.nii.gz",
         "D/",
+        "E/nm.dcm",
         "only_noise/",
         "orphan/ct.dcm",
     ]
@@ -98,11 +107,13 @@ def test_the_cohort_lists_every_skipped_entry_with_its_reason(messy):
     assert got["A/notes.pdf"][0] == "other file"
     assert got["C/spect.nii.gz"][0] == "image file" and "time_points" in got["C/spect.nii.gz"][1]
     assert got["D/"][0] == got["only_noise/"][0] == "empty folder"
+    assert got["E/nm.dcm"] == ("SPECT", "invalid RadiopharmaceuticalStartDateTime")
     assert cohort.skipped_counts() == {
-        "NM STATIC": 1, "empty folder": 2, "image file": 1, "other file": 1, "unreadable": 1, "CT": 1,
+        "CT": 1, "NM STATIC": 1, "SPECT": 1, "empty folder": 2, "image file": 1, "other file": 1,
+        "unreadable": 1,
     }  # fmt: skip
     text = "\n".join(str(s) for s in cohort.skipped)
-    assert PATIENT_A not in text and PATIENT_B not in text
+    assert PATIENT_A not in text and PATIENT_B not in text and "20230517" not in text
 
 
 def test_run_prints_the_skipped_entries_and_the_manifest_counts_them(messy, tmp_path, capsys):
@@ -111,13 +122,13 @@ def test_run_prints_the_skipped_entries_and_the_manifest_counts_them(messy, tmp_
     # exit 0: every study succeeded; skipped inputs are reported, not failures
     assert main([*args, "--set", "bordet.time_points_h=4,24,72"]) == 0
     captured = capsys.readouterr()
-    assert f"skipped 7 input(s) of {messy} that no study uses" in captured.err
+    assert f"skipped 8 input(s) of {messy} that no study uses" in captured.err
     listed = [line.split(" (")[0].strip() for line in captured.err.splitlines() if line[:2] == "  "]
     # one line each, in path order; no noise file (.DS_Store, Thumbs.db, desktop.ini,
     # __MACOSX/, hidden folders, harmonize.json, truth.parquet) among them
     assert listed == [s.path for s in open_cohort(messy).skipped]
-    assert "A/notes.pdf" in listed and "D/" in listed and len(listed) == 7
-    assert "7 skipped input(s) listed above" in captured.out
+    assert "A/notes.pdf" in listed and "D/" in listed and len(listed) == 8
+    assert "8 skipped input(s) listed above" in captured.out
     voi = hz.schema.read_results(out)["voi_dose"]
     assert sorted(set(voi["patient_id"])) == [PATIENT_A, PATIENT_B]
     manifest_text = (out / MANIFEST_NAME).read_text()
@@ -125,7 +136,7 @@ def test_run_prints_the_skipped_entries_and_the_manifest_counts_them(messy, tmp_
     assert manifest["skipped"] == open_cohort(messy).skipped_counts()
     # the manifest holds counts only: no name of a skipped entry (raw DICOM folder names may
     # be patient names)
-    for name in ("planar", "notes", "spect.nii", "orphan", "broken", '"D/"'):
+    for name in ("planar", "notes", "spect.nii", "orphan", "broken", '"D/"', "nm.dcm", "2023"):
         assert name not in manifest_text
 
 
@@ -134,7 +145,7 @@ def test_quiet_run_still_lists_skipped_and_a_clean_run_prints_none(
 ):
     args = ["--workflow", "bordet", "--set", "bordet.time_points_h=4,24,72", "--quiet"]
     assert main(["run", "--cohort", str(messy), "--out", str(tmp_path / "m"), *args]) == 0
-    assert "skipped 7 input(s)" in capsys.readouterr().err
+    assert "skipped 8 input(s)" in capsys.readouterr().err
     # the truth and sidecars harmonize wrote and the noise files: nothing to say
     other = tmp_path / "clean_copy"
     hz.io.write_study_dicom(make_tiny_study(patient_id=PATIENT_A), other / "A")
