@@ -13,22 +13,25 @@ each timed run (the machine's busy CPU time from ``/proc/stat`` minus this proce
 its workers'); each wall time (median of ``--repeats`` runs, 1 and 2 workers
 alternating, the order reversed every other repeat); the ratio 1 → 2 workers, as the
 median over the repeats of each repeat's own ratio (the two runs of a repeat share the
-machine's state of the moment: on this VM the same work takes up to ±20 % longer from one
-minute to the next), with the lowest and highest, beside its ceiling (the cores the
+machine's state of the moment: on this VM the same work takes up to ±20 % longer from
+one minute to the next), with the lowest and highest, beside its ceiling (the cores the
 processes may use, at most 2) and beside the **machine's own ratio for this work**: the
 same ten study tasks alone (no task graph, no patient indices or calibration tables),
 one after the other in this process against two forked processes of a
-:class:`multiprocessing.Pool` each pinned to one thread, timed in the same repeats — what
-two processes gain on this machine at that moment, which no scheduling can exceed; the cores each run kept busy on average (its CPU time over its wall
-time: the one-worker run exceeds 1 where its threads pay, which lowers what a second
-worker can add) and its CPU seconds, with the CPU time of two workers over one's (the
-same work costs more CPU when two processes run at once: shared caches and memory
-bandwidth, results passed between processes); each run split into its serial set-up (until the first study task is
-handed out), the study phase and the tail after the last study (patient indices,
-calibration tables, manifest); and whether both runs wrote identical files. Before the
+:class:`multiprocessing.Pool` each pinned to one thread, timed in the same repeats —
+what two processes gain on this machine at that moment, which no scheduling can exceed;
+the cores each run kept busy on average (its CPU time over its wall time: the one-worker
+run exceeds 1 where its threads pay, which lowers what a second worker can add) and its
+CPU seconds, with the CPU time of two workers over one's (the same work costs more CPU
+when two processes run at once: shared caches and memory bandwidth, results passed
+between processes); each run split into its serial set-up (until the first task is
+handed out), the task phase until the last study returns (calibration tables, the
+truth's task, the studies) and the tail after the last study (patient indices,
+calibration files, manifest); and whether both runs wrote identical files. Before the
 timed runs one untimed run of a one-study cohort warms the imports and caches, so that
 neither configuration pays them alone (forked workers inherit them). On a machine shared
-with other jobs the ratio is not meaningful: the load is printed beside it for that reason.
+with other jobs the ratio is not meaningful: the load is printed beside it for that
+reason.
 
 Run: ``python benchmarks/bench_cohort.py [--patients 5] [--repeats 5]``.
 """
@@ -109,9 +112,10 @@ def _digest(root: Path) -> str:
 
 
 class _StudyPhase:
-    """Dask callbacks (run in the calling process): when the first study task was handed
-    out and when the last study result came back, to split a run into its serial set-up,
-    the study phase and the tail (patient indices, calibration tables, manifest)."""
+    """Dask callbacks (run in the calling process): when the first task was handed out
+    and when the last study result came back, to split a run into its serial set-up, the
+    task phase up to the last study and the tail (patient indices, calibration files,
+    manifest)."""
 
     def __init__(self) -> None:
         self.first: float | None = None
@@ -121,7 +125,7 @@ class _StudyPhase:
         from dask.callbacks import Callback
 
         def pretask(key: object, dsk: object, state: object) -> None:
-            if "_run_study" in str(key) and self.first is None:
+            if self.first is None:
                 self.first = time.perf_counter()
 
         def posttask(key: object, result: object, dsk: object, state: object, wid: object) -> None:
@@ -284,9 +288,9 @@ def main(argv: list[str] | None = None) -> dict[str, float | str]:
         if f"workers{workers}_setup_s" in figures:
             line += (
                 f"  (run closest to the median: set-up "
-                f"{figures[f'workers{workers}_setup_s']:.2f} s, studies "
-                f"{figures[f'workers{workers}_studies_s']:.2f} s, indices/calibration/manifest "
-                f"after the last study {figures[f'workers{workers}_tail_s']:.2f} s)"
+                f"{figures[f'workers{workers}_setup_s']:.2f} s, tasks up to the last study "
+                f"{figures[f'workers{workers}_studies_s']:.2f} s, indices/calibration files/"
+                f"manifest after it {figures[f'workers{workers}_tail_s']:.2f} s)"
             )
         print(line)
     print(
