@@ -267,7 +267,9 @@ class Cohort(Mapping[StudyKey, xr.Dataset]):
         patients = sorted({p for p, _ in self.paths})
         return (
             f"<Cohort {self.root}: {len(self)} studies, {len(patients)} patients, "
-            f"truth={'yes' if self.truth is not None else 'no'}>"
+            f"truth={'yes' if self.truth is not None else 'no'}"
+            + (f", {len(self.skipped)} skipped (see .skipped)" if self.skipped else "")
+            + ">"
         )
 
 

@@ -85,6 +85,7 @@ def test_a_clean_cohort_skips_nothing_and_noise_is_not_listed(clean):
     cohort = open_cohort(clean)
     assert sorted(cohort) == [(PATIENT_A, 1), (PATIENT_B, 1)]
     assert cohort.skipped == []
+    assert "skipped" not in repr(cohort)
 
 
 def test_the_cohort_lists_every_skipped_entry_with_its_reason(messy):
@@ -112,6 +113,7 @@ def test_the_cohort_lists_every_skipped_entry_with_its_reason(messy):
         "CT": 1, "NM STATIC": 1, "SPECT": 1, "empty folder": 2, "image file": 1, "other file": 1,
         "unreadable": 1,
     }  # fmt: skip
+    assert repr(cohort).endswith("8 skipped (see .skipped)>")  # what a notebook shows
     text = "\n".join(str(s) for s in cohort.skipped)
     assert PATIENT_A not in text and PATIENT_B not in text and "20230517" not in text
 
