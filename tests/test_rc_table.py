@@ -115,7 +115,11 @@ def test_between_two_spheres_rc_is_linear_in_log_volume(tmp_path, make):
         ("volume_ml,rc\n1,0.5\n", "rc.csv:", "expected at least 2 lines"),
         ("# only a comment\n\n", "rc.csv:", "no header"),
         ("volume_ml,rc\n1,0.5\n2\n", "line 3", "expected 2 fields"),
-        ("volume_ml,rc\n2,0.6\n1,0.5\n2,0.7\n", "lines 2 and 4, column 'volume_ml'", "appears twice"),
+        (
+            "volume_ml,rc\n2,0.6\n1,0.5\n2,0.7\n",
+            "lines 2 and 4, column 'volume_ml'",
+            "appears twice",
+        ),
         ("volume_ml,rc\n1,0.6\n2,0.5\n", "lines 2 and 3, column 'rc'", "not to decrease"),
     ],
 )
