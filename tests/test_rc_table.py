@@ -188,6 +188,10 @@ def test_a_changed_table_at_the_same_path_changes_the_recorded_parameters(tmp_pa
     second = MilanWorkflow(rc_table=str(path)).config.to_dict()
     assert first["rc_table"]["file"] == second["rc_table"]["file"] == "rc.csv"
     assert first["rc_table"]["sha256"] != second["rc_table"]["sha256"]
+    # without a table nothing is recorded: results and run folders of before stay identical
+    default = MilanWorkflow()
+    assert "rc_table" not in default.config.to_dict()
+    assert set(default.config.to_dict()) == set(default.config.sources())
 
 
 # -- the label on real data ----------------------------------------------------------------

@@ -174,12 +174,23 @@ class MilanConfig(UncertaintyConfig):
         The recorded ``rc_table`` is ``{"file": name, "sha256": hex}`` — never the path,
         which may name a person — so a run folder's parameter check
         (:func:`harmonize.runfolder.check_folder`) sees a changed table even at the same path.
+        Without a table ``rc_table`` is not recorded at all: such results are byte-identical
+        to those written before the parameter existed, and their run folders stay valid.
         """
         out = super().to_dict()
         out["rc_source"] = self.rc_curve_source
         measured = self.measured_rc
         if measured is not None:
             out["rc_table"] = {"file": measured.file_name, "sha256": measured.sha256}
+        else:
+            del out["rc_table"]
+        return out
+
+    def sources(self) -> dict[str, str]:
+        """Parameter name → source key, for the parameters :meth:`to_dict` records."""
+        out = super().sources()
+        if not self.rc_table:
+            del out["rc_table"]
         return out
 
 
