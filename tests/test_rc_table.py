@@ -154,6 +154,15 @@ def test_comments_extra_columns_and_any_line_order_are_read(tmp_path):
     assert measured.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_the_readme_example_table_reads(tmp_path):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```text\n# NEMA IEC spheres", 1)[1].split("```", 1)[0]
+    measured = pvc.read_rc_table(_table(tmp_path, "# NEMA IEC spheres" + block))
+    assert measured.curve.volumes_ml.size == 6
+
+
 # -- provenance and calibration records ----------------------------------------------------
 
 
