@@ -19,7 +19,7 @@ import pytest
 
 import harmonize as hz
 from harmonize import pvc, runfolder, schema
-from harmonize._warnings import SimulatedCalibrationWarning
+from harmonize._warnings import RecoveryCurveRangeWarning, SimulatedCalibrationWarning
 from harmonize.cli import main
 from harmonize.runner import _calibration_used
 from harmonize.workflow import WorkflowError
@@ -173,14 +173,18 @@ def test_provenance_records_name_hash_and_points_never_the_folder(tmp_path, make
     adapter = MilanWorkflow(rc_table=str(path))
     study = make()
     assert adapter.calibration_phantom(study) is None  # no simulated phantom to measure
-    result = adapter.run(study)
+    # the 0.18 mL lesion is smaller than the smallest sphere: it gets that sphere's RC
+    with pytest.warns(RecoveryCurveRangeWarning, match=r"camera_rc.csv \(0.52-26.5 mL\)"):
+        result = adapter.run(study)
+    assert _by_kind(result, "lesion")["recovery_coefficient"].tolist() == [0.21]
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     prov = result.provenance
     recorded = {"file": "camera_rc.csv", "sha256": sha}
     assert prov["workflow"]["parameters"]["rc_table"] == recorded
     assert prov["workflow"]["parameters"]["rc_source"] == "table"  # as applied
     assert prov["workflow"]["overrides"]["rc_table"] == recorded
-    assert prov["rc_table"] == {**recorded, "volume_ml": [0.52, 26.5], "rc": [0.21, 0.78]}
+    points = {"volume_ml": [0.52, 26.5], "rc": [0.21, 0.78], "lesions_outside_range": 1}
+    assert prov["rc_table"] == {**recorded, **points}
     assert f"measured RC table camera_rc.csv (sha256 {sha}" in prov["rc_curve"]
     assert "Rossi" not in json.dumps(prov, default=str)
     # the runner records no calibration phantom for Milan (the camera of a profile study
@@ -188,6 +192,14 @@ def test_provenance_records_name_hash_and_points_never_the_folder(tmp_path, make
     assert _calibration_used(study, adapter) == []
     profiled = make(imaging_profile="milan")
     assert [u[-1] for u in _calibration_used(profiled, adapter)] == ["studies"]
+
+
+def test_no_range_warning_inside_the_table(tmp_path, make):
+    path = _table(tmp_path, "volume_ml,rc\n0.1,0.3\n1,0.6\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RecoveryCurveRangeWarning)
+        result = MilanWorkflow(rc_table=str(path)).run(make())
+    assert result.provenance["rc_table"]["lesions_outside_range"] == 0
 
 
 def test_a_changed_table_at_the_same_path_changes_the_recorded_parameters(tmp_path):

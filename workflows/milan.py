@@ -15,7 +15,9 @@ After LUTADOSE (Maccauro2024) and the Milan group's practice:
     dimensionless; ``#`` comment lines allowed; :func:`harmonize.pvc.read_rc_table`).
     Between the spheres RC is interpolated monotonically in log volume (PCHIP), outside
     them the smallest / largest sphere's RC is kept (:meth:`harmonize.pvc.RecoveryCurve.
-    from_table`): give spheres that span the lesions' volumes. A non-empty ``rc_table``
+    from_table`): give spheres that span the lesions' volumes (lesions outside them are
+    warned about, :class:`~harmonize._warnings.RecoveryCurveRangeWarning`, and counted in
+    the provenance). A non-empty ``rc_table``
     means ``rc_source="table"`` (the default ``"calibration_phantom"`` then refers to
     the measured phantom; ``"table"`` may be written explicitly; ``"gaussian_psf"`` with a
     table is refused). The file is read and validated when the adapter is built; the
@@ -45,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harmonize import dose, kinetics, plausibility, pvc
-from harmonize._warnings import SimulatedCalibrationWarning
+from harmonize._warnings import RecoveryCurveRangeWarning, SimulatedCalibrationWarning
 from harmonize.nuclides import MEV_TO_J, get_nuclide
 from harmonize.study import voxel_size_mm, voxel_volume_ml
 from harmonize.uncertainty import COMPONENTS, TiaRule, UncertaintyConfig
@@ -260,6 +262,23 @@ class MilanWorkflow(WorkflowAdapter):
             return None
         return self._calibration(study)
 
+    @staticmethod
+    def _outside_table(measured: pvc.MeasuredRcTable, lesion_volume_ml: np.ndarray) -> int:
+        """Lesions outside the table's sphere volumes (warned: they get an end value's RC)."""
+        lo, hi = float(measured.curve.volumes_ml[0]), float(measured.curve.volumes_ml[-1])
+        outside = int(np.count_nonzero((lesion_volume_ml < lo) | (lesion_volume_ml > hi)))
+        if outside:
+            warnings.warn(
+                f"milan: lesions outside the spheres of the RC table {measured.file_name} "
+                f"({lo:g}-{hi:g} mL) get the smallest or largest sphere's RC; one larger than "
+                "the largest sphere is over-corrected where the camera's curve still rises. "
+                "Measure spheres that span the lesions' volumes (the count per study is in "
+                "the provenance, rc_table.lesions_outside_range)",
+                RecoveryCurveRangeWarning,
+                stacklevel=4,
+            )
+        return outside
+
     def _simulated_camera_on_real_data(self, study: xr.Dataset) -> bool:
         """True when a simulated calibration phantom's curve meets a study no simulated camera
         imaged: the study records no ``imaging_profile`` (real DICOM/NIfTI data)."""
@@ -301,6 +320,8 @@ class MilanWorkflow(WorkflowAdapter):
             )
             if cfg.measured_rc is not None:
                 provenance["rc_table"] = cfg.measured_rc.record()
+                outside = self._outside_table(cfg.measured_rc, volume_ml[is_lesion])
+                provenance["rc_table"]["lesions_outside_range"] = outside
             simulated_on_real = self._simulated_camera_on_real_data(study)
             if simulated_on_real:
                 profile = self._calibration(study)[0]
