@@ -17,11 +17,11 @@ After LUTADOSE (Maccauro2024) and the Milan group's practice:
     them the smallest / largest sphere's RC is kept (:meth:`harmonize.pvc.RecoveryCurve.
     from_table`): give spheres that span the lesions' volumes (lesions outside them are
     warned about, :class:`~harmonize._warnings.RecoveryCurveRangeWarning`, and counted in
-    the provenance). A non-empty ``rc_table``
-    means ``rc_source="table"`` (the default ``"calibration_phantom"`` then refers to
-    the measured phantom; ``"table"`` may be written explicitly; ``"gaussian_psf"`` with a
-    table is refused). The file is read and validated when the adapter is built; the
-    provenance records its name and SHA-256 (never its folder) and its points;
+    the provenance). A non-empty ``rc_table`` means ``rc_source="table"`` (the default
+    ``"calibration_phantom"`` then refers to the measured phantom; ``"table"`` may be
+    written explicitly and needs a table; ``"gaussian_psf"`` with a table is refused). The
+    file is read and validated when the adapter is built; the parameters record its name
+    and SHA-256 (never its folder), the provenance also its points;
   - without a table, the curve of a **simulated** calibration phantom
     (:mod:`harmonize.imaging.nema`) imaged by a simulated camera profile: ``rc_profile``,
     by default the study's imaging profile when it records a shipped one, else the
@@ -156,7 +156,8 @@ class MilanConfig(UncertaintyConfig):
             raise WorkflowError(
                 "parameter 'rc_source': 'table' needs rc_table=FILE.csv (columns volume_ml,rc)"
             )
-        # not a field: compared through to_dict() (file name and SHA-256), never pickled apart
+        # not a field (so not in ==, hash or asdict): recorded by to_dict() as file name and
+        # SHA-256; it travels with the config when pickled to worker processes (its __dict__)
         object.__setattr__(self, "_measured_rc", measured)
 
     @property
