@@ -17,6 +17,9 @@ Three ways to obtain an RC curve, all returning a :class:`RecoveryCurve`:
 * :func:`recovery_curve_from_psf` — simulated: a voxelised uniform sphere is blurred with
   a Gaussian PSF of the given FWHM and the mean in the (unblurred) sphere VOI divided by
   the true concentration.
+* :func:`read_rc_table` — a centre's measured sphere-phantom curve from a CSV file
+  (columns ``volume_ml,rc``), validated line by line, as a :meth:`RecoveryCurve.from_table`
+  curve with the file's name and SHA-256 for provenance (:class:`MeasuredRcTable`).
 
 :func:`apply_rc` divides by ``max(RC, min_rc)``: RCs below ``min_rc`` (default 0.25, i.e.
 a correction of at most ×4 — an assumed, user-adjustable bound) are raised to it, because
@@ -34,10 +37,15 @@ Examples
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -53,20 +61,36 @@ else:
 
 __all__ = [
     "DEFAULT_MIN_RC",
+    "RC_MAX",
+    "RC_TABLE_COLUMNS",
+    "MeasuredRcTable",
     "PVCInputError",
+    "RcTableError",
     "RecoveryCurve",
     "apply_rc",
     "gaussian_sphere_rc",
+    "read_rc_table",
     "recovery_curve_from_psf",
 ]
 
 #: Default lower bound of the RC used in corrections (max. correction ×4) [assumed].
 DEFAULT_MIN_RC = 0.25
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+#: Largest recovery coefficient accepted [assumed]. Above 1 is real: reconstruction with
+#: resolution modelling overshoots at sphere edges (Gibbs ringing), so mid-size spheres can
+#: recover more than their concentration; a value above 1.5 is taken for a units or column
+#: mix-up (an RC in per cent, a volume in the RC column) rather than a measurement.
+RC_MAX = 1.5
+#: Header names of a measured RC table (:func:`read_rc_table`): sphere volume in mL, RC.
+RC_TABLE_COLUMNS = ("volume_ml", "rc")
 
 
 class PVCInputError(HarmonizeError, ValueError):
     """Invalid input to a partial-volume-correction function."""
+
+
+class RcTableError(PVCInputError):
+    """A measured RC table file cannot be read (the message names the file, line and field)."""
 
 
 def _volumes(name: str, values: npt.ArrayLike) -> np.ndarray:
@@ -126,8 +150,8 @@ class RecoveryCurve:
         v, r = v[order], r[order]
         if np.any(np.diff(v) <= 0):
             raise PVCInputError("volumes_ml must not contain duplicates")
-        if not np.all(np.isfinite(r)) or np.any(r <= 0) or np.any(r > 1.5):
-            raise PVCInputError(f"rc values must lie in (0, 1.5], got {r.tolist()}")
+        if not np.all(np.isfinite(r)) or np.any(r <= 0) or np.any(r > RC_MAX):
+            raise PVCInputError(f"rc values must lie in (0, {RC_MAX}], got {r.tolist()}")
         if np.any(np.diff(r) < 0):
             raise PVCInputError(
                 f"rc must not decrease with volume; got rc={r.tolist()} at V={v.tolist()}"
@@ -324,3 +348,143 @@ def recovery_curve_from_psf(
         rc_arr[first],
         source=f"Gaussian PSF FWHM {fwhm.tolist()} mm, voxel {vox.tolist()} mm (simulated)",
     )
+
+
+@dataclass(frozen=True)
+class MeasuredRcTable:
+    """A centre's measured RC curve read from a CSV file (:func:`read_rc_table`).
+
+    Attributes
+    ----------
+    curve : RecoveryCurve
+        The points as a ``"table"`` curve (PCHIP in log volume between them, the end values
+        kept outside them: :meth:`RecoveryCurve.from_table`).
+    file_name : str
+        The file's name without its folder (a path may name a person; the name and the
+        hash identify the table).
+    sha256 : str
+        SHA-256 of the file's bytes.
+    """
+
+    curve: RecoveryCurve
+    file_name: str
+    sha256: str
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready provenance: file name, SHA-256 and the points (volume mL, RC)."""
+        return {
+            "file": self.file_name,
+            "sha256": self.sha256,
+            "volume_ml": [float(v) for v in self.curve.volumes_ml],
+            "rc": [float(r) for r in self.curve.rc],
+        }
+
+
+def read_rc_table(path: str | Path) -> MeasuredRcTable:
+    """Read a centre's measured recovery curve from a CSV file.
+
+    The file holds one sphere per line under a header naming the columns ``volume_ml``
+    (sphere volume, mL, > 0) and ``rc`` (recovery coefficient, dimensionless, in
+    (0, :data:`RC_MAX`]); other columns (e.g. ``diameter_mm``) are ignored, lines starting
+    with ``#`` and blank lines are skipped, the order of the lines does not matter. At
+    least two spheres, no volume twice, and RC must not decrease with volume (as
+    :meth:`RecoveryCurve.from_table` requires)::
+
+        # NEMA IEC spheres, our camera, 2026 acceptance test
+        volume_ml,rc
+        0.52,0.21
+        26.5,0.78
+
+    Raises
+    ------
+    RcTableError
+        The file is missing or unreadable, or a line breaks a rule; the message names the
+        file, the line and the column and says what was expected.
+    """
+    file = Path(path)
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise RcTableError(f"{file}: RC table file not found") from None
+    except OSError as exc:
+        raise RcTableError(f"{file}: cannot read the RC table ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise RcTableError(f"{file}: not a UTF-8 text (CSV) file") from None
+    lines = [
+        (number, line)
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    expected = ",".join(RC_TABLE_COLUMNS)
+    if not lines:
+        raise RcTableError(f"{file}: no header; expected a header line '{expected}'")
+    header_line, header_text = lines[0]
+    header = [h.strip().lower() for h in next(csv.reader(io.StringIO(header_text)))]
+    for column in RC_TABLE_COLUMNS:
+        if header.count(column) != 1:
+            problem = "lacks" if column not in header else "repeats"
+            raise RcTableError(
+                f"{file}, line {header_line}: the header {problem} column {column!r}; expected "
+                f"the columns '{expected}' (volume in mL, dimensionless RC), got {header}"
+            )
+    at = {column: header.index(column) for column in RC_TABLE_COLUMNS}
+    rows: list[tuple[int, float, float]] = []
+    for number, line in lines[1:]:
+        fields = next(csv.reader(io.StringIO(line)))
+        if len(fields) != len(header):
+            raise RcTableError(
+                f"{file}, line {number}: expected {len(header)} fields like the header "
+                f"({','.join(header)}), got {len(fields)}"
+            )
+        volume = _table_number(file, number, "volume_ml", fields[at["volume_ml"]])
+        rc = _table_number(file, number, "rc", fields[at["rc"]])
+        if volume <= 0:
+            raise RcTableError(
+                f"{file}, line {number}, column 'volume_ml': expected a sphere volume > 0 mL, "
+                f"got {volume:g}"
+            )
+        if not 0 < rc <= RC_MAX:
+            hint = " (a percentage? give RC as a fraction)" if 1 < rc <= 100 * RC_MAX else ""
+            raise RcTableError(
+                f"{file}, line {number}, column 'rc': expected a recovery coefficient in "
+                f"(0, {RC_MAX}], got {rc:g}{hint}"
+            )
+        rows.append((number, volume, rc))
+    if len(rows) < 2:
+        raise RcTableError(
+            f"{file}: {len(rows)} sphere(s) under the header; expected at least 2 lines of "
+            f"'{expected}'"
+        )
+    rows.sort(key=lambda row: row[1])
+    for (n0, v0, r0), (n1, v1, r1) in itertools.pairwise(rows):
+        if v1 == v0:
+            raise RcTableError(
+                f"{file}, lines {min(n0, n1)} and {max(n0, n1)}, column 'volume_ml': the "
+                f"volume {v0:g} mL appears twice; expected one RC per sphere volume"
+            )
+        if r1 < r0:
+            raise RcTableError(
+                f"{file}, lines {n0} and {n1}, column 'rc': RC falls from {r0:g} at "
+                f"{v0:g} mL to {r1:g} at {v1:g} mL; expected RC not to decrease with volume "
+                "(a curve that is not monotone is almost always a data-entry error)"
+            )
+    volumes = np.array([row[1] for row in rows])
+    rcs = np.array([row[2] for row in rows])
+    sha = hashlib.sha256(data).hexdigest()
+    source = f"measured RC table {file.name} (sha256 {sha}, {len(rows)} spheres)"
+    return MeasuredRcTable(RecoveryCurve.from_table(volumes, rcs, source=source), file.name, sha)
+
+
+def _table_number(file: Path, line: int, column: str, text: str) -> float:
+    """A finite number from one field of an RC table, or an error naming file, line, column."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise RcTableError(
+            f"{file}, line {line}, column {column!r}: expected a finite number, got {text.strip()!r}"
+        )
+    return value

@@ -111,7 +111,7 @@ def test_compare_with_a_bad_cutoff_file_names_file_and_column(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("setting", "allowed"),
     [
-        ("milan.rc_source=banana", "['calibration_phantom', 'gaussian_psf']"),
+        ("milan.rc_source=banana", "['calibration_phantom', 'table', 'gaussian_psf']"),
         ("milan.rc_imaging_mode=slow", "['fast', 'full']"),
         ("montpellier.segmentation=manual", "['given', 'observer']"),
     ],

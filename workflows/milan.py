@@ -8,11 +8,29 @@ After LUTADOSE (Maccauro2024) and the Milan group's practice:
   wash out;
 * lesion activity corrected by a recovery coefficient RC(volume) [assumed: group practice];
   the curve comes from the centre's **calibration phantom** (NEMA IEC spheres imaged on the
-  camera that imaged the patient, :mod:`harmonize.imaging.nema`): the study's imaging
-  profile when the study records a shipped one, else the ``milan`` profile. It never sees
-  the patient phantom's own resolution. ``rc_source="gaussian_psf"`` restores the former
-  curve simulated with a Gaussian PSF of ``rc_psf_fwhm_mm`` (an oracle on the ideal-scanner
-  phantom, kept for comparison);
+  camera that imaged the patient):
+
+  - ``rc_table="rc.csv"`` — the curve the centre **measured** on its own camera, a CSV file
+    with the header ``volume_ml,rc`` and one sphere per line (volume in mL, RC
+    dimensionless; ``#`` comment lines allowed; :func:`harmonize.pvc.read_rc_table`).
+    Between the spheres RC is interpolated monotonically in log volume (PCHIP), outside
+    them the smallest / largest sphere's RC is kept (:meth:`harmonize.pvc.RecoveryCurve.
+    from_table`): give spheres that span the lesions' volumes (lesions outside them are
+    warned about, :class:`~harmonize._warnings.RecoveryCurveRangeWarning`, and counted in
+    the provenance). A non-empty ``rc_table`` means ``rc_source="table"`` (the default
+    ``"calibration_phantom"`` then refers to the measured phantom; ``"table"`` may be
+    written explicitly and needs a table; ``"gaussian_psf"`` with a table is refused). The
+    file is read and validated when the adapter is built; the parameters record its name
+    and SHA-256 (never its folder), the provenance also its points;
+  - without a table, the curve of a **simulated** calibration phantom
+    (:mod:`harmonize.imaging.nema`) imaged by a simulated camera profile: ``rc_profile``,
+    by default the study's imaging profile when it records a shipped one, else the
+    ``milan`` profile. It never sees the patient phantom's own resolution. A study that
+    records no ``imaging_profile`` (real DICOM/NIfTI data) was acquired by no simulated
+    camera: its lesion rows get the flag ``rc_simulated_camera`` and a
+    :class:`~harmonize._warnings.SimulatedCalibrationWarning` is issued;
+  - ``rc_source="gaussian_psf"`` restores the former curve simulated with a Gaussian PSF of
+    ``rc_psf_fwhm_mm`` (an oracle on the ideal-scanner phantom, kept for comparison);
 * dose by the sphere model: unit-density-sphere S-values as a function of mass, with the
   lesion mass from CT [assumed: group practice]; organs use the same model [assumed];
 * patient index: global mean dose GTD = Σ Dᵢ mᵢ / Σ mᵢ over lesions [pub], cumulative
@@ -22,17 +40,20 @@ After LUTADOSE (Maccauro2024) and the Milan group's practice:
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harmonize import dose, kinetics, plausibility, pvc
+from harmonize._warnings import RecoveryCurveRangeWarning, SimulatedCalibrationWarning
 from harmonize.nuclides import MEV_TO_J, get_nuclide
 from harmonize.study import voxel_size_mm, voxel_volume_ml
 from harmonize.uncertainty import COMPONENTS, TiaRule, UncertaintyConfig
 from harmonize.workflow import (
     WorkflowAdapter,
+    WorkflowError,
     WorkflowResult,
     WorkflowTags,
     param,
@@ -47,7 +68,7 @@ else:
 
     xr = lazy_module("xarray")
 
-__all__ = ["MilanConfig", "MilanWorkflow"]
+__all__ = ["RC_SIMULATED_CAMERA_FLAG", "MilanConfig", "MilanWorkflow"]
 
 
 @dataclass(frozen=True)
@@ -73,8 +94,15 @@ class MilanConfig(UncertaintyConfig):
     rc_source: str = param(
         "calibration_phantom",
         source="assumed",
-        doc="'calibration_phantom' (NEMA IEC spheres on the centre's camera) or 'gaussian_psf'",
-        choices=("calibration_phantom", "gaussian_psf"),
+        doc="'calibration_phantom' (NEMA IEC spheres on the centre's camera: the measured "
+        "rc_table when given, else simulated), 'table' (rc_table, required) or 'gaussian_psf'",
+        choices=("calibration_phantom", "table", "gaussian_psf"),
+    )
+    rc_table: str = param(
+        "",
+        source="assumed",
+        doc="CSV file of the RC curve the centre measured on its camera (header volume_ml,rc; "
+        "volume in mL, RC dimensionless); '' for none",
     )
     rc_profile: str = param(
         "study",
@@ -111,9 +139,68 @@ class MilanConfig(UncertaintyConfig):
         choices=tuple(_common.SEGMENTATION_SOURCES),
     )
 
+    def __post_init__(self) -> None:
+        """Read and validate ``rc_table`` now, so a bad file fails before any study."""
+        measured: pvc.MeasuredRcTable | None = None
+        if self.rc_table:
+            if self.rc_source == "gaussian_psf":
+                raise WorkflowError(
+                    f"parameters 'rc_source' and 'rc_table': rc_source='gaussian_psf' takes no "
+                    f"table, got rc_table={self.rc_table!r}; drop one of them"
+                )
+            try:
+                measured = pvc.read_rc_table(self.rc_table)
+            except pvc.RcTableError as exc:
+                raise WorkflowError(f"parameter 'rc_table': {exc}") from None
+        elif self.rc_source == "table":
+            raise WorkflowError(
+                "parameter 'rc_source': 'table' needs rc_table=FILE.csv (columns volume_ml,rc)"
+            )
+        # not a field (so not in ==, hash or asdict): recorded by to_dict() as file name and
+        # SHA-256; it travels with the config when pickled to worker processes (its __dict__)
+        object.__setattr__(self, "_measured_rc", measured)
+
+    @property
+    def measured_rc(self) -> pvc.MeasuredRcTable | None:
+        """The measured RC table read from ``rc_table`` (None without one)."""
+        measured: pvc.MeasuredRcTable | None = self.__dict__.get("_measured_rc")
+        return measured
+
+    @property
+    def rc_curve_source(self) -> str:
+        """The RC curve actually applied: 'table' whenever ``rc_table`` is given."""
+        return "table" if self.rc_table else self.rc_source
+
+    def to_dict(self) -> dict[str, Any]:
+        """Parameters as recorded: ``rc_source`` as applied, ``rc_table`` as file name and hash.
+
+        The recorded ``rc_table`` is ``{"file": name, "sha256": hex}`` — never the path,
+        which may name a person — so a run folder's parameter check
+        (:func:`harmonize.runfolder.check_folder`) sees a changed table even at the same path.
+        Without a table ``rc_table`` is not recorded at all: such results are byte-identical
+        to those written before the parameter existed, and their run folders stay valid.
+        """
+        out = super().to_dict()
+        out["rc_source"] = self.rc_curve_source
+        measured = self.measured_rc
+        if measured is not None:
+            out["rc_table"] = {"file": measured.file_name, "sha256": measured.sha256}
+        else:
+            del out["rc_table"]
+        return out
+
+    def sources(self) -> dict[str, str]:
+        """Parameter name → source key, for the parameters :meth:`to_dict` records."""
+        out = super().sources()
+        if not self.rc_table:
+            del out["rc_table"]
+        return out
+
 
 #: Mass range of the sphere model (harmonize.dose.sphere_s_value), g.
 SPHERE_MASS_RANGE_G = (0.1, 1000.0)
+#: Flag of lesion rows corrected with a simulated camera's RC curve on real data.
+RC_SIMULATED_CAMERA_FLAG = "rc_simulated_camera"
 
 
 @functools.lru_cache(maxsize=16)
@@ -147,29 +234,58 @@ class MilanWorkflow(WorkflowAdapter):
     Config = MilanConfig
     config: MilanConfig
 
+    def __init__(self, config: MilanConfig | None = None, /, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        measured = self.config.measured_rc
+        if "rc_table" in self.overrides and measured is not None:
+            # recorded like the parameter: file name and hash, not the path
+            self.overrides["rc_table"] = {"file": measured.file_name, "sha256": measured.sha256}
+
     def _curve(self, study: xr.Dataset) -> pvc.RecoveryCurve:
         cfg = self.config
-        voxel = voxel_size_mm(study)
-        if cfg.rc_source == "gaussian_psf":
-            return _rc_curve(cfg.rc_psf_fwhm_mm, voxel)
-        if cfg.rc_source != "calibration_phantom":
-            raise ValueError(
-                f"milan: rc_source must be 'calibration_phantom' or 'gaussian_psf', "
-                f"got {cfg.rc_source!r}"
-            )
+        source = cfg.rc_curve_source
+        if source == "table":
+            assert cfg.measured_rc is not None  # MilanConfig reads it whenever rc_table is set
+            return cfg.measured_rc.curve
+        if source == "gaussian_psf":
+            return _rc_curve(cfg.rc_psf_fwhm_mm, voxel_size_mm(study))
         from harmonize.imaging.nema import recovery_curve
 
         profile, mode, side = self._calibration(study)
         return recovery_curve(profile, side, mode)
 
     def calibration_phantom(self, study: xr.Dataset) -> tuple[str, str, float] | None:
-        """(profile, mode, voxel side mm) of the calibration phantom whose RC curve this
-        study gets, or None when no calibration-phantom curve is applied (the runner
-        records it: :mod:`harmonize.calibration`)."""
+        """(profile, mode, voxel side mm) of the simulated calibration phantom whose RC curve
+        this study gets, or None when none is applied (no correction, a measured
+        ``rc_table`` or the Gaussian PSF; the runner records it: :mod:`harmonize.calibration`)."""
         cfg = self.config
-        if not cfg.recovery_correction or cfg.rc_source != "calibration_phantom":
+        if not cfg.recovery_correction or cfg.rc_curve_source != "calibration_phantom":
             return None
         return self._calibration(study)
+
+    @staticmethod
+    def _outside_table(measured: pvc.MeasuredRcTable, lesion_volume_ml: np.ndarray) -> int:
+        """Lesions outside the table's sphere volumes (warned: they get an end value's RC)."""
+        lo, hi = float(measured.curve.volumes_ml[0]), float(measured.curve.volumes_ml[-1])
+        outside = int(np.count_nonzero((lesion_volume_ml < lo) | (lesion_volume_ml > hi)))
+        if outside:
+            warnings.warn(
+                f"milan: lesions outside the spheres of the RC table {measured.file_name} "
+                f"({lo:g}-{hi:g} mL) get the smallest or largest sphere's RC; one larger than "
+                "the largest sphere is over-corrected where the camera's curve still rises. "
+                "Measure spheres that span the lesions' volumes (the count per study is in "
+                "the provenance, rc_table.lesions_outside_range)",
+                RecoveryCurveRangeWarning,
+                stacklevel=4,
+            )
+        return outside
+
+    def _simulated_camera_on_real_data(self, study: xr.Dataset) -> bool:
+        """True when a simulated calibration phantom's curve meets a study no simulated camera
+        imaged: the study records no ``imaging_profile`` (real DICOM/NIfTI data)."""
+        return self.calibration_phantom(study) is not None and not study.attrs.get(
+            "imaging_profile"
+        )
 
     def _calibration(self, study: xr.Dataset) -> tuple[str, str, float]:
         cfg = self.config
@@ -196,12 +312,33 @@ class MilanWorkflow(WorkflowAdapter):
 
         rc = np.ones(regions.ids.size)
         curve = None
-        provenance: dict[str, str] = {}
+        provenance: dict[str, Any] = {}
+        simulated_on_real = False
         if cfg.recovery_correction and is_lesion.any():
             curve = self._curve(study)
             provenance["rc_curve"] = curve.source + (
                 f"; fitted {curve.params}" if curve.params else ""
             )
+            if cfg.measured_rc is not None:
+                provenance["rc_table"] = cfg.measured_rc.record()
+                outside = self._outside_table(cfg.measured_rc, volume_ml[is_lesion])
+                provenance["rc_table"]["lesions_outside_range"] = outside
+            simulated_on_real = self._simulated_camera_on_real_data(study)
+            if simulated_on_real:
+                profile = self._calibration(study)[0]
+                provenance["rc_curve"] += (
+                    f"; simulated camera {profile!r}, not the camera that acquired the study "
+                    "(it records no imaging profile)"
+                )
+                warnings.warn(
+                    f"milan: a study that records no imaging profile (real data) is corrected "
+                    f"with the recovery curve of the simulated {profile!r} camera's calibration "
+                    "phantom, not one measured on the camera that acquired it; its lesion rows "
+                    f"are flagged {RC_SIMULATED_CAMERA_FLAG!r}. Give the centre's measured curve: "
+                    "--set milan.rc_table=FILE.csv (columns volume_ml,rc)",
+                    SimulatedCalibrationWarning,
+                    stacklevel=3,
+                )
             rc[is_lesion] = np.maximum(curve(volume_ml[is_lesion]), cfg.rc_min)
         corrected = measured / rc[:, None]
 
@@ -233,6 +370,9 @@ class MilanWorkflow(WorkflowAdapter):
         dose_gy[~in_range] = tia[~in_range] * 3.6e9 * electron_j / (mass[~in_range] * 1e-3)
         for k in np.flatnonzero(~in_range):
             flags[k] = ";".join(f for f in (flags[k], "ldm_outside_sphere_model_range") if f)
+        if simulated_on_real:
+            for k in np.flatnonzero(is_lesion):
+                flags[k] = plausibility.join_flags(flags[k], RC_SIMULATED_CAMERA_FLAG)
         # ∂ln S/∂ln m: the sphere model's own slope; -1 for the local-deposition limit
         s_slope = np.full(n, -1.0)
         if in_range.any():

@@ -143,7 +143,8 @@ def _calibration_section(table: pd.DataFrame | None, number: str) -> str:
         return "".join(parts) + _note(
             "The run recorded no calibration phantom: its studies were not imaged with a "
             "centre profile (ideal scanner) and no workflow took its recovery curve from a "
-            "calibration phantom, or the results were written before harmonize recorded them "
+            "simulated calibration phantom (a measured rc_table is listed with the workflow's "
+            "parameters), or the results were written before harmonize recorded them "
             "(RESULTS/calibration/)."
         )
     parts.append(
@@ -154,7 +155,9 @@ def _calibration_section(table: pd.DataFrame | None, number: str) -> str:
             "the mean image value over its physical volume divided by its true concentration, "
             "and the calibration factor is the image/true ratio of the background times the "
             "profile's nominal sensitivity. Workflows that correct for partial volume take "
-            "their curve from here. Every shipped profile is shown at the studies' voxel size; "
+            "their curve from here, unless given the curve a centre measured on its own camera "
+            "(Milan's rc_table: its file name and SHA-256 are among the workflow's parameters, "
+            "section 2). Every shipped profile is shown at the studies' voxel size; "
             "'used by' names the workflows that applied the curve and 'studies' the camera "
             "that imaged the cohort (calibrated in fast mode). Values are those of the tables "
             "the run wrote (RESULTS/calibration/)."
