@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -196,11 +197,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"workflow {failure.workflow}: {failure.reason}",
             file=sys.stderr,
         )
+    _print_skipped(report.skipped, args.cohort)
     if not args.quiet:
         print(
             f"{report.n_runs - len(report.failures)}/{report.n_runs} runs written to {report.out_dir}"
+            + (f"; {len(report.skipped)} skipped input(s) listed above" if report.skipped else "")
         )
     return EXIT_OK if report.ok else EXIT_FAILURE
+
+
+#: Most skipped entries ``harmonize run`` lists one by one (then a count per kind).
+MAX_SKIPPED_LISTED = 50
+
+
+def _print_skipped(skipped: Sequence[Any], cohort: Path) -> None:
+    """List the cohort entries no study used (stderr; not an error: the exit code is unchanged).
+
+    Only on the terminal: relative paths of a raw DICOM folder may hold patient names, so
+    the run manifest keeps counts per kind only.
+    """
+    if not skipped:
+        return
+    print(
+        f"harmonize run: skipped {len(skipped)} input(s) of {cohort} that no study uses:",
+        file=sys.stderr,
+    )
+    for item in skipped[:MAX_SKIPPED_LISTED]:
+        print(f"  {item}", file=sys.stderr)
+    rest = skipped[MAX_SKIPPED_LISTED:]
+    if rest:
+        kinds = Counter(item.kind for item in rest)
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        print(
+            f"  ... and {len(rest)} more ({counts}); 'harmonize inspect {cohort}' lists the "
+            "DICOM ones",
+            file=sys.stderr,
+        )
 
 
 def _cmd_deidentify(args: argparse.Namespace) -> int:

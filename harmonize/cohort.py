@@ -8,13 +8,29 @@ A cohort folder holds, in any sub-folder layout, any mix of
 
 and, for a synthetic cohort, the ground truth table ``truth.parquet``. Studies are opened
 only when asked for, so a cohort of hundreds of patient-cycles costs nothing to list.
+
+Skipped entries
+---------------
+Everything else below the folder is listed in :attr:`Cohort.skipped` (path relative to the
+folder and a one-line reason, never a patient identifier), so that a user who drops twelve
+studies and gets results for eleven can see why: DICOM files no study uses (planar or
+whole-body images, projections, other modalities, orphan CTs, another patient's files,
+unreadable or corrupt DICOM, no cycle to tell), image files outside an image folder, any
+other file, and empty folders. Not listed, as noise: hidden files and folders (a name
+starting with ``.``: ``.DS_Store``, ``._*`` AppleDouble files, harmonize's own temporaries),
+``Thumbs.db``, ``desktop.ini``, ``DICOMDIR``, ``__MACOSX/``, and harmonize's own sidecars
+(``harmonize.json``; ``truth.parquet``, which :func:`harmonize.io.write_study_dicom` writes
+beside a phantom's DICOM). Files below an image folder belong to that study. Bundles that
+cannot be read are not skipped entries but failures (:attr:`Cohort.unreadable`).
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +41,15 @@ from harmonize.bundle import BUNDLE_SUFFIX, open_study
 from harmonize.errors import HarmonizeError
 from harmonize.study import StudyError
 
-__all__ = ["TRUTH_FILE", "Cohort", "CohortError", "bundle_attrs", "open_cohort", "open_source"]
+__all__ = [
+    "TRUTH_FILE",
+    "Cohort",
+    "CohortError",
+    "SkippedInput",
+    "bundle_attrs",
+    "open_cohort",
+    "open_source",
+]
 
 #: File name of the ground-truth table in a synthetic cohort folder.
 TRUTH_FILE = "truth.parquet"
@@ -35,6 +59,102 @@ StudyKey = tuple[str, int]
 
 class CohortError(HarmonizeError, ValueError):
     """A cohort folder that cannot be read as a cohort."""
+
+
+@dataclass(frozen=True)
+class SkippedInput:
+    """An entry of a cohort folder that no study uses (see the module docstring).
+
+    Attributes
+    ----------
+    path : str
+        Relative to the cohort folder, ``/``-separated; a folder ends with ``/``.
+    kind : str
+        A short category (``"NM STATIC"``, ``"CT"``, ``"unreadable"``, ``"other file"``,
+        ``"image file"``, ``"empty folder"``): the run manifest counts entries by it.
+    reason : str
+        One line: why it is not used. Never a patient identifier.
+    """
+
+    path: str
+    kind: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.kind}): {self.reason}"
+
+
+#: File names (lower case) that are noise, never listed as skipped (see the module docstring).
+NOISE_FILES = frozenset({"thumbs.db", "desktop.ini", "dicomdir", "harmonize.json", TRUTH_FILE})
+#: Folder names that are noise with everything below them.
+NOISE_FOLDERS = frozenset({"__macosx"})
+
+
+def _is_noise(rel: Path) -> bool:
+    parts = rel.parts
+    return (
+        any(part.startswith(".") or part.lower() in NOISE_FOLDERS for part in parts)
+        or rel.name.lower() in NOISE_FILES
+    )
+
+
+def _skipped_entries(
+    root: Path, used: Iterable[Path], study_folders: Iterable[Path], dicom_skipped: Iterable[Any]
+) -> list[SkippedInput]:
+    """Every entry below ``root`` that is neither used, nor below a study folder, nor noise."""
+    from harmonize.io.nifti import IMAGE_SUFFIXES
+
+    resolved = root.resolve()
+
+    def rel(path: Path) -> Path:
+        path = Path(path)
+        try:
+            return path.relative_to(root)
+        except ValueError:
+            return path.resolve().relative_to(resolved)
+
+    taken = {rel(p) for p in used}
+    folders = {rel(f) for f in study_folders}
+    out = [
+        SkippedInput(rel(s.path).as_posix(), s.what, s.reason)
+        for s in dicom_skipped
+        if not _is_noise(rel(s.path))
+    ]
+    taken |= {rel(s.path) for s in dicom_skipped}
+    occupied: set[Path] = set()  # folders with a file that is not noise below them
+    dirs: list[Path] = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if _is_noise(relative):
+            continue
+        if path.is_dir():
+            dirs.append(relative)
+            continue
+        occupied.update(relative.parents)
+        if relative in taken or any(parent in folders for parent in relative.parents):
+            continue
+        if path.name.lower().endswith(IMAGE_SUFFIXES):
+            out.append(
+                SkippedInput(
+                    relative.as_posix(),
+                    "image file",
+                    "image outside an image study folder (no harmonize.json listing "
+                    "'time_points' in its folder)",
+                )
+            )
+        else:
+            out.append(
+                SkippedInput(
+                    relative.as_posix(),
+                    "other file",
+                    "not a study file (not DICOM, not an exchange bundle *.nc, not in an "
+                    "image study folder)",
+                )
+            )
+    for folder in dirs:  # the top-most folders with nothing but noise below them
+        if folder not in occupied and (folder.parent == Path(".") or folder.parent in occupied):
+            out.append(SkippedInput(folder.as_posix() + "/", "empty folder", "holds no file"))
+    return sorted(out, key=lambda s: s.path)
 
 
 def _where(source: Any) -> str:
@@ -116,12 +236,19 @@ class Cohort(Mapping[StudyKey, xr.Dataset]):
         paths: Mapping[StudyKey, Any],
         truth: pd.DataFrame | None,
         unreadable: Mapping[Path, str] | None = None,
+        skipped: Iterable[SkippedInput] = (),
     ):
         self.root = root
         self.paths: dict[StudyKey, Any] = dict(sorted(paths.items()))
         self.truth = truth
         #: Bundles that could not be read (path → reason): reported, not fatal to the cohort.
         self.unreadable: dict[Path, str] = dict(unreadable or {})
+        #: Entries of the folder no study uses, with the reason (module docstring).
+        self.skipped: list[SkippedInput] = list(skipped)
+
+    def skipped_counts(self) -> dict[str, int]:
+        """Number of skipped entries per kind (no path: what a manifest may record)."""
+        return dict(sorted(Counter(s.kind for s in self.skipped).items()))
 
     def __getitem__(self, key: StudyKey) -> xr.Dataset:
         try:
@@ -140,7 +267,9 @@ class Cohort(Mapping[StudyKey, xr.Dataset]):
         patients = sorted({p for p, _ in self.paths})
         return (
             f"<Cohort {self.root}: {len(self)} studies, {len(patients)} patients, "
-            f"truth={'yes' if self.truth is not None else 'no'}>"
+            f"truth={'yes' if self.truth is not None else 'no'}"
+            + (f", {len(self.skipped)} skipped (see .skipped)" if self.skipped else "")
+            + ">"
         )
 
 
@@ -156,7 +285,7 @@ def open_cohort(path: str | os.PathLike[str]) -> Cohort:
     root = Path(path)
     if not root.is_dir():
         raise CohortError(f"{root}: not a folder")
-    from harmonize.io import find_dicom_studies, find_image_folders
+    from harmonize.io import _dicom_studies, find_image_folders
 
     paths: dict[StudyKey, Any] = {}
 
@@ -170,18 +299,23 @@ def open_cohort(path: str | os.PathLike[str]) -> Cohort:
         paths[key] = source
 
     unreadable: dict[Path, str] = {}
+    used: list[Path] = []
     for file in sorted(root.rglob(f"*{BUNDLE_SUFFIX}")):
         if not file.name.startswith("."):
+            used.append(file)
             try:
                 key = _read_key(file)
             except StudyError as exc:  # one corrupt bundle fails itself, not the cohort
                 unreadable[file] = str(exc)
                 continue
             add(key, file, file)
-    for folder in find_image_folders(root):
+    image_folders = find_image_folders(root)
+    for folder in image_folders:
         study = open_study(folder)
         add((str(study.attrs["patient_id"]), int(study.attrs["cycle"])), folder, folder)
-    for key, files in find_dicom_studies(root).items():
+    dicom, dicom_skipped = _dicom_studies(root)
+    for key, files in dicom.items():
+        used += files
         add(key, files, _where(files))
     if not paths and not unreadable:
         raise CohortError(
@@ -190,4 +324,5 @@ def open_cohort(path: str | os.PathLike[str]) -> Cohort:
         )
     truth_path = root / TRUTH_FILE
     truth = pd.read_parquet(truth_path) if truth_path.exists() else None
-    return Cohort(root, paths, truth, unreadable)
+    skipped = _skipped_entries(root, used, image_folders, dicom_skipped)
+    return Cohort(root, paths, truth, unreadable, skipped)

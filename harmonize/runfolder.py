@@ -9,7 +9,9 @@
 * **a manifest** ``OUT/_harmonize_manifest.json`` (the leading ``_`` keeps readers away from
   it, SPEC.md §4.5) records, per workflow, its version and parameters, the cohort's inputs
   (SHA-256 of each study's source files, no patient id), and when the run ends every file written (SHA-256,
-  rows) and the status ``complete``. It is written with status ``running`` before any result
+  rows), the failures, the number of the cohort folder's skipped entries per kind
+  (:attr:`harmonize.cohort.Cohort.skipped`; counts only, no file name: the names in a raw
+  DICOM folder may be patient names) and the status ``complete``. It is written with status ``running`` before any result
   file, and again atomically at the end; a killed run leaves ``running``, which
   ``harmonize validate`` reports;
 * **the folder's meaning is checked up front**: results of a workflow made with other

@@ -44,7 +44,7 @@ import pandas as pd
 
 from harmonize import indices, runfolder, schema
 from harmonize._fs import write_bytes_atomic
-from harmonize.cohort import Cohort, open_cohort
+from harmonize.cohort import Cohort, SkippedInput, open_cohort
 from harmonize.registry import get_workflow, list_workflows
 from harmonize.workflow import WorkflowAdapter
 
@@ -71,6 +71,9 @@ class RunReport:
     files: list[Path] = field(default_factory=list)
     failures: list[RunFailure] = field(default_factory=list)
     n_runs: int = 0
+    #: Entries of the cohort folder no study uses, with the reason (:attr:`Cohort.skipped`):
+    #: relative paths, which the caller prints; the manifest records only their counts.
+    skipped: list[SkippedInput] = field(default_factory=list)
     #: The manifest records (relative path → SHA-256, rows) the worker tasks computed for
     #: the files they wrote, so the caller does not read every file again.
     _records: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
@@ -512,6 +515,13 @@ def run_cohort(
         cohort's truth table covers its planned cycles), else
         :data:`harmonize.indices.DEFAULT_PLANNED_CYCLES` (4), or the highest cycle present
         if larger.
+
+    Returns
+    -------
+    RunReport
+        Files written, failures (studies that could not be read or processed), and
+        ``skipped``: the entries of the cohort folder no study used, with the reason
+        (:attr:`harmonize.cohort.Cohort.skipped`; the manifest records their counts only).
     """
     if save_maps not in (None, "dicom", "nifti"):
         raise ValueError(f"save_maps must be 'dicom', 'nifti' or None, got {save_maps!r}")
@@ -573,6 +583,8 @@ def run_cohort(
              "reason": f.reason}
             for f in report.failures
         ]  # fmt: skip
+        # counts per kind only: the file names of a raw DICOM folder may be patient names
+        manifest["skipped"] = cohort.skipped_counts()
         manifest["status"] = "complete"
         runfolder.write_manifest(out, manifest)
     return report
@@ -605,7 +617,7 @@ def _run_locked(
     """
     import dask
 
-    report = RunReport(out_dir=out)
+    report = RunReport(out_dir=out, skipped=list(cohort.skipped))
     for path, reason in sorted(cohort.unreadable.items()):
         # a study that cannot even be opened fails alone; the others are written
         for adapter in adapters:

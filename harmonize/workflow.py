@@ -294,8 +294,18 @@ class WorkflowAdapter:
         :mod:`harmonize.plausibility` (a TIA, mass or mean dose that is not a physical number
         raises :class:`WorkflowError` naming the VOI).
 
+        A study read from DICOM that is not de-identified (attribute ``identified``, set by
+        the reader: no ``PatientIdentityRemoved = YES`` with a method, :mod:`harmonize.io.phi`)
+        is refused before any computation, as ``harmonize run`` refuses it without a key: its
+        ``patient_id`` is the original one and would end up in every table. Pseudonymise it
+        first with :func:`harmonize.deid.deidentify_study` (what the runner does with
+        ``--key``). Phantom, NIfTI, bundle and de-identified DICOM studies are not concerned.
+
         Raises
         ------
+        harmonize.io.phi.IdentifiedStudyError
+            The study still carries patient identifiers (a :class:`StudyError`; the message
+            names the attribute and the cycle, never the identifier).
         StudyError
             The study is not a valid Study (the message names the field).
         WorkflowError
@@ -305,6 +315,7 @@ class WorkflowAdapter:
             bug (the conformance fuzz check looks for them).
         """
         validate_study(study)
+        _refuse_identified(study, self.name)
         if self.tags.needs_ct and "ct" not in study.data_vars:
             raise WorkflowError(
                 f"workflow {self.name!r} needs a CT (study {study.attrs['patient_id']} "
@@ -374,6 +385,26 @@ class WorkflowAdapter:
             "input_sha256": study_content_hash(study),
             "software": software_versions(),
         }
+
+
+def _refuse_identified(study: xr.Dataset, workflow: str) -> None:
+    """Raise :class:`~harmonize.io.phi.IdentifiedStudyError` for a study not de-identified.
+
+    The message names the attribute and the cycle only: the study's ``patient_id`` is then
+    the original PatientID (or a sidecar label, which does not open the gate either).
+    """
+    if not study.attrs.get("identified"):
+        return
+    from harmonize.io.phi import IdentifiedStudyError
+
+    raise IdentifiedStudyError(
+        f"workflow {workflow!r}: the study (cycle {study.attrs.get('cycle')}) still carries "
+        "patient identifiers (attribute 'identified': its DICOM has no PatientIdentityRemoved "
+        "= YES with a de-identification method), so its results would hold the original "
+        "patient ID; nothing was computed. Pseudonymise it first: "
+        "study = harmonize.deid.deidentify_study(study, key), or de-identify the files with "
+        "'harmonize deidentify', or run 'harmonize run --key KEYFILE'"
+    )
 
 
 def software_versions() -> dict[str, str]:

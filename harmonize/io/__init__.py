@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -227,7 +228,10 @@ def _group_cohort(
                 else _injection(item.header, item.path)
             )
         except StudyError as exc:
-            skipped.append(SkippedFile(item.path, what, str(exc).split(": ", 1)[-1]))
+            # "invalid RadiopharmaceuticalStartDateTime": the value itself (a date) is left out
+            field = re.search(r"invalid \w+", str(exc))
+            reason = field.group(0) if field else "invalid injection date/time"
+            skipped.append(SkippedFile(item.path, what, reason))
             continue
         if when is None:
             skipped.append(
@@ -334,10 +338,17 @@ def find_dicom_studies(root: str | os.PathLike[str]) -> dict[tuple[str, int], St
         ``(patient_id, cycle) -> StudyFiles`` (a list of paths), to pass to
         :func:`open_study_folder`.
     """
+    return _dicom_studies(root)[0]
+
+
+def _dicom_studies(
+    root: str | os.PathLike[str],
+) -> tuple[dict[tuple[str, int], StudyFiles], list[SkippedFile]]:
+    """:func:`find_dicom_studies` and :func:`skipped_files` from one scan of ``root``."""
     root = Path(root)
     if not root.is_dir():
         raise StudyError(f"{root}: not a folder")
-    groups, _, _ = _group_cohort(root)
+    groups, _, skipped = _group_cohort(root)
     out = {}
     for key, items in groups.items():
         paths = [i.path for i in items]
@@ -345,7 +356,7 @@ def find_dicom_studies(root: str | os.PathLike[str]) -> dict[tuple[str, int], St
         out[key] = StudyFiles(
             paths, key[0], key[1], root if root in common.parents or common == root else common
         )
-    return out
+    return out, skipped
 
 
 def find_study_folders(root: str | os.PathLike[str]) -> list[Path]:

@@ -9,7 +9,11 @@ not a proof that the files were de-identified.
 
 :func:`require_deidentified` is called by the runner before any computation: without a
 pseudonymisation key, raw studies are refused once each with a message that names the
-folder and no identifier (no patient ID, name, date or UID).
+folder and no identifier (no patient ID, name, date or UID). The Python API keeps the same
+rule: the DICOM reader flags such a study (attribute ``identified``) and
+:meth:`harmonize.workflow.WorkflowAdapter.run` refuses it with :class:`IdentifiedStudyError`
+until it is pseudonymised with :func:`harmonize.deid.deidentify_study` (what the runner
+does with a key); :func:`harmonize.save_study` refuses it unless ``allow_identified``.
 """
 
 from __future__ import annotations
