@@ -99,11 +99,15 @@ _NEWTON_MAX_ITER = 30
 _REL_TOL = 1e-7
 _LOCAL_STEP = 0.25
 _MAX_HALVINGS = 12
-#: Voxels per chunk: 16384 × 4 points × 8 bytes = 512 KiB an array, in L2 with the handful
-#: of temporaries of an iteration; fewer chunks mean fewer per-iteration numpy calls. On
-#: 128³ × 4 (one thread, CPU time, paired rounds) 16384 took 0.84× the time of 8192 for the
-#: mono-exponential and 0.92× for the trapezoid; 32768 was no faster than 16384.
-_CHUNK_VOXELS = 1 << 14
+#: Voxels per chunk: 32768 × 4 points × 8 bytes = 1 MiB an array, in L2 (2 MiB a core here)
+#: with the temporaries of an iteration; fewer chunks mean fewer per-iteration numpy calls,
+#: each holding the interpreter lock between two released loops. On 128³ × 4 (one thread,
+#: CPU time, paired rounds) 16384 took 0.84× the time of 8192 for the mono-exponential and
+#: 0.92× for the trapezoid; with 2 threads (wall time, 7 paired rounds, 2-core VM) 32768
+#: took 0.76× the time of 16384 for the mono-exponential and 0.81× for the trapezoid, and
+#: 0.99× / 0.97× on one thread; 65536 was no faster than 32768. The numbers do not depend
+#: on it (each voxel's arithmetic is its own; tests compare with the plain column fit).
+_CHUNK_VOXELS = 1 << 15
 #: fit_voxels leaves a chunk's columns still iterating to one final batch over all chunks once
 #: fewer than 1/16 of the chunk's columns are (a few percent of noisy voxels need 5–20
 #: iterations; per chunk, each of those iterations would cost ~50 numpy calls on a handful
