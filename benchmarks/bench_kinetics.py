@@ -14,8 +14,11 @@ zero or negative, as real SPECT does). Timed:
 * the **floors**, timed in the same rounds (paired, medians): one memory pass over the
   series (``sum`` over time), a closed-form log-linear fit of every voxel (the floor of the
   mono-exponential) and the trapezoid's own passes (``np.trapezoid`` plus a physical tail,
-  the floor of the trapezoid); each fit's ratio to its floor is printed, with the default
-  thread count and with one thread (and the speed-up of the threads over one);
+  the floor of the trapezoid); each fit's ratio to its floor is printed (the median of the
+  rounds' paired ratios, with the lowest and highest), with the default thread count and
+  with one thread (and the speed-up of the threads over one); and like with like, the
+  trapezoid with a physical tail against those passes, and the trapezoid with its
+  mono-exponential tail against the same passes with a closed-form two-point tail;
 * single TACs side by side: :func:`harmonize.kinetics.fit_tac` against a bare
   :func:`scipy.optimize.curve_fit` of the same model (no bounds, checks, integral or flags),
   per TAC, paired rounds, medians: the mono-exponential on 4 points and the bi-exponential
@@ -118,6 +121,17 @@ def trapezoid_floor(study: np.ndarray, lam_phys: float) -> np.ndarray:
     """Trapezoid with a linear head and a physical tail: the trapezoid's own memory passes."""
     y = study.reshape(study.shape[0], -1).astype(float)
     return np.trapezoid(y, TIMES_H, axis=0) + 0.5 * y[0] * TIMES_H[0] + y[-1] / lam_phys
+
+
+def trapezoid_two_point_tail_floor(study: np.ndarray, lam_phys: float) -> np.ndarray:
+    """Trapezoid with a linear head and a closed-form mono-exponential tail through the last
+    two points (λ from their log ratio, at least λ_phys): the passes of
+    ``fit_voxels(model="trapezoid", tail="monoexp")`` without its weights, checks or flags."""
+    y = study.reshape(study.shape[0], -1).astype(float)
+    body = np.trapezoid(y, TIMES_H, axis=0) + 0.5 * y[0] * TIMES_H[0]
+    last = np.maximum(y[-2:], 1e-30)
+    lam = np.maximum(np.log(last[0] / last[1]) / (TIMES_H[-1] - TIMES_H[-2]), lam_phys)
+    return body + y[-1] / lam
 
 
 def _paired(fns: dict, rounds: int) -> dict[str, list[float]]:
@@ -273,6 +287,12 @@ def main(argv: list[str] | None = None) -> dict:
             "memory_pass": lambda: study.sum(axis=0),
             "loglin_closed_form": lambda: loglin_floor(study),
             "trapezoid_floor": lambda: trapezoid_floor(study, lam_phys),
+            "trapezoid_physical_tail": lambda: kinetics.fit_voxels(
+                TIMES_H, study, model="trapezoid", tail="physical", n_threads=args.threads
+            ),
+            "trapezoid_two_point_tail_floor": lambda: trapezoid_two_point_tail_floor(
+                study, lam_phys
+            ),
         },
         args.repeat,
     )
@@ -286,6 +306,19 @@ def main(argv: list[str] | None = None) -> dict:
         "trapezoid_ratio_to_floor": _ratio(floors, "trapezoid_monoexp_tail", "trapezoid_floor"),
         "trapezoid_ratio_to_floor_rounds_range": _ratio_range(
             floors, "trapezoid_monoexp_tail", "trapezoid_floor"
+        ),
+        # like with like: each trapezoid model against the closed form of its own tail
+        "trapezoid_physical_tail_ratio_to_floor": _ratio(
+            floors, "trapezoid_physical_tail", "trapezoid_floor"
+        ),
+        "trapezoid_physical_tail_ratio_to_floor_rounds_range": _ratio_range(
+            floors, "trapezoid_physical_tail", "trapezoid_floor"
+        ),
+        "trapezoid_monoexp_tail_ratio_to_two_point_floor": _ratio(
+            floors, "trapezoid_monoexp_tail", "trapezoid_two_point_tail_floor"
+        ),
+        "trapezoid_monoexp_tail_ratio_to_two_point_floor_rounds_range": _ratio_range(
+            floors, "trapezoid_monoexp_tail", "trapezoid_two_point_tail_floor"
         ),
         "monoexp_1_thread_ratio_to_loglin": _ratio(
             floors, "monoexp_1_thread", "loglin_closed_form"
@@ -373,6 +406,16 @@ def main(argv: list[str] | None = None) -> dict:
         f"{fl['trapezoid_1_thread_ratio_to_floor']:.1f}x its passes; {fl['threads']} threads "
         f"over 1: monoexp {fl['monoexp_speedup_threads_over_1']:.2f}x, trapezoid "
         f"{fl['trapezoid_speedup_threads_over_1']:.2f}x"
+    )
+    print(
+        f"  like with like: trapezoid + physical tail "
+        f"{fl['trapezoid_physical_tail_seconds_median']:.3f} s = "
+        f"{fl['trapezoid_physical_tail_ratio_to_floor']:.1f}x the same passes (rounds "
+        f"{fl['trapezoid_physical_tail_ratio_to_floor_rounds_range']}); trapezoid + "
+        f"mono-exponential tail = {fl['trapezoid_monoexp_tail_ratio_to_two_point_floor']:.1f}x "
+        f"the passes with a closed-form two-point tail "
+        f"{fl['trapezoid_two_point_tail_floor_seconds_median']:.3f} s (rounds "
+        f"{fl['trapezoid_monoexp_tail_ratio_to_two_point_floor_rounds_range']})"
     )
     st = figures["single_tac"]
     print(
