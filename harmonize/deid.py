@@ -63,8 +63,9 @@ re-written from the Study in its input image format, ``.mhd``/``.nhdr`` as ``.mh
 ``.nrrd``) and ``out/<pseudonym>_C<cycle>.nc`` (bundle), plus ``truth.parquet`` with
 pseudonymous ids for a synthetic cohort. A de-identified sidecar (``harmonize.json``) is
 written in every DICOM and image study folder. All is written into a temporary folder
-renamed into place at the end: an unreadable study or bundle, or two studies of the same
-patient and cycle, refuse the whole export and nothing is written.
+renamed into place at the end: an unreadable study, bundle or DICOM file (which would leave
+its study incomplete), or two studies of the same patient and cycle, refuse the whole
+export and nothing is written.
 
 Whatever the folder holds that no study uses (:attr:`harmonize.cohort.Cohort.skipped`,
 and files of an image folder its sidecar does not refer to) is not exported: it is listed
@@ -667,6 +668,13 @@ def deidentify(
         raise StudyError(
             "; ".join(str(reason) for _, reason in sorted(cohort.unreadable.items()))
             + f" ({len(cohort.unreadable)} unreadable bundle(s) in {source}: nothing written)"
+        )
+    corrupt = [s for s in cohort.skipped if s.kind == "unreadable"]
+    if corrupt:  # the study it belongs to would be exported without it (and its CT, VOIs)
+        raise StudyError(
+            f"{source / corrupt[0].path}: {corrupt[0].reason}"
+            + (f" (and {len(corrupt) - 1} more unreadable file(s))" if len(corrupt) > 1 else "")
+            + "; nothing written"
         )
     left_out = list(cohort.skipped)
     image_folders = [s for s in cohort.paths.values() if isinstance(s, Path) and s.is_dir()]

@@ -435,6 +435,13 @@ def test_mixed_folder_refused_whole_when_one_input_is_bad(seeded, tmp_path, caps
     err = capsys.readouterr().err
     assert "broken.nc" in err and "nothing written" in err
     (mixed / "broken.nc").unlink()
+    corrupt = mixed / "dicom_study" / "NM" / "T01.dcm"
+    saved = corrupt.read_bytes()
+    corrupt.write_bytes(b"not DICOM")  # a time point of the DICOM study
+    assert main(["deidentify", str(mixed), str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(corrupt) in err and "nothing written" in err
+    corrupt.write_bytes(saved)
     study, _, seeds = seeded
     write_study_nifti(study, mixed / "nifti_cycle1")  # same patient and cycle as the DICOM
     assert main(["deidentify", str(mixed), str(out), "--quiet"]) == 2
