@@ -60,7 +60,8 @@ DICOM studies (any layout), image folders (NIfTI/MHA/NRRD + a ``harmonize.json``
 image study gives one study folder, ``out/`` itself, of the same kind. Any other folder
 gives one entry per study: ``out/<pseudonym>_C<cycle>/`` (DICOM study, or image folder
 re-written from the Study in its input image format, ``.mhd``/``.nhdr`` as ``.mha``/
-``.nrrd``) and ``out/<pseudonym>_C<cycle>.nc`` (bundle), plus ``truth.parquet`` with
+``.nrrd``: no input image header is copied, time points are given in hours after the shifted
+injection) and ``out/<pseudonym>_C<cycle>.nc`` (bundle), plus ``truth.parquet`` with
 pseudonymous ids for a synthetic cohort. A de-identified sidecar (``harmonize.json``) is
 written in every DICOM and image study folder. All is written into a temporary folder
 renamed into place at the end: an unreadable study, bundle or DICOM file (which would leave
