@@ -656,13 +656,13 @@ def _run_locked(
     # each centre profile's calibration phantom (RC curve, calibration factor), for the
     # report: the tables the bundles' attributes announce are measured one task each.
     # Nothing in the graph depends on them (this process writes them after the graph), so
-    # Dask hands them out first, like the truth's task: the run then ends on the short
-    # index tasks instead of a phantom simulation that keeps one worker busy while the
-    # other waits (the graph run with sleeping tasks of the cohort benchmark's measured
-    # durations on 2 processes, six draws: makespan over half the work, median 1.048
-    # before, 1.033 now). Dask breaks the tie
-    # between such equal tasks by key name, the first name first: named by the rank of
-    # their expected cost, the costliest goes first (ordering only, never a number)
+    # Dask hands them out first, like the truth's task: the run then ends on the short index
+    # tasks instead of a phantom simulation that keeps one worker busy while the other waits
+    # (the graph run with sleeping tasks of the cohort benchmark's measured durations on 2
+    # processes, six draws: makespan over half the work, median 1.048 before, 1.033 now).
+    # Dask breaks the tie between such equal tasks by key name, the first name first: named
+    # by the rank of their expected cost, the costliest goes first (ordering only, never a
+    # number)
     token = uuid.uuid4().hex
     measured = [
         dask.delayed(_calibration_tables, pure=False)(
