@@ -210,7 +210,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 MAX_SKIPPED_LISTED = 50
 
 
-def _print_skipped(skipped: Sequence[Any], cohort: Path) -> None:
+def _print_skipped(skipped: Sequence[Any], cohort: Path, *, header: str | None = None) -> None:
     """List the cohort entries no study used (stderr; not an error: the exit code is unchanged).
 
     Only on the terminal: relative paths of a raw DICOM folder may hold patient names, so
@@ -219,7 +219,7 @@ def _print_skipped(skipped: Sequence[Any], cohort: Path) -> None:
     if not skipped:
         return
     print(
-        f"harmonize run: skipped {len(skipped)} input(s) of {cohort} that no study uses:",
+        header or f"harmonize run: skipped {len(skipped)} input(s) of {cohort} that no study uses:",
         file=sys.stderr,
     )
     for item in skipped[:MAX_SKIPPED_LISTED]:
@@ -239,9 +239,20 @@ def _cmd_deidentify(args: argparse.Namespace) -> int:
     from harmonize.deid import deidentify
 
     key = _read_key(args.key)
-    out = deidentify(args.input, args.output, key=key, overwrite=args.overwrite)
+    skipped: list[Any] = []
+    out = deidentify(args.input, args.output, key=key, overwrite=args.overwrite, skipped=skipped)
+    # listed even with --quiet: an export missing an input without a word is a silent loss
+    _print_skipped(
+        skipped,
+        args.input,
+        header=f"harmonize deidentify: {len(skipped)} input(s) of {args.input} are NOT in the "
+        "de-identified copy (no study uses them):",
+    )
     if not args.quiet:
-        print(f"de-identified copy written to {out}")
+        print(
+            f"de-identified copy written to {out}"
+            + (f"; {len(skipped)} input(s) not in it, listed above" if skipped else "")
+        )
         if key is None:
             print(
                 "no --key given: a random key was used, so these pseudonyms link to no other export"

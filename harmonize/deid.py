@@ -54,11 +54,24 @@ is dropped. VOI names are cleaned as above.
 
 Output layout
 -------------
-``deidentify(study_folder, out)`` writes one study folder; a cohort folder (several DICOM
-studies, or bundles) gives ``out/<pseudonym>_C<cycle>/`` folders and
-``out/<pseudonym>_C<cycle>.nc`` bundles, plus ``truth.parquet`` with pseudonymous ids for
-a synthetic cohort. A de-identified sidecar (``harmonize.json``) is written in every DICOM
-study folder. All is written into a temporary folder renamed into place at the end.
+A folder is read with :func:`harmonize.open_cohort`, the discovery ``harmonize run`` uses:
+DICOM studies (any layout), image folders (NIfTI/MHA/NRRD + a ``harmonize.json`` listing
+``time_points``) and ``*.nc`` bundles, in any mix. A folder holding exactly one DICOM or
+image study gives one study folder, ``out/`` itself, of the same kind. Any other folder
+gives one entry per study: ``out/<pseudonym>_C<cycle>/`` (DICOM study, or image folder
+re-written from the Study in its input image format, ``.mhd``/``.nhdr`` as ``.mha``/
+``.nrrd``: no input image header is copied, time points are given in hours after the shifted
+injection) and ``out/<pseudonym>_C<cycle>.nc`` (bundle), plus ``truth.parquet`` with
+pseudonymous ids for a synthetic cohort. A de-identified sidecar (``harmonize.json``) is
+written in every DICOM and image study folder. All is written into a temporary folder
+renamed into place at the end: an unreadable study, bundle or DICOM file (which would leave
+its study incomplete), or two studies of the same patient and cycle, refuse the whole
+export and nothing is written.
+
+Whatever the folder holds that no study uses (:attr:`harmonize.cohort.Cohort.skipped`,
+and files of an image folder its sidecar does not refer to) is not exported: it is listed
+(path relative to the input, kind, reason) in the ``skipped`` list the caller passes, or
+else in one :class:`DeidSkippedWarning`; ``harmonize deidentify`` prints it.
 """
 
 from __future__ import annotations
@@ -68,10 +81,11 @@ import hmac
 import json
 import os
 import re
+import warnings
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -82,11 +96,16 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID_dictionary
 
+from harmonize._warnings import HarmonizeWarning
 from harmonize.io._dicom_common import format_da, format_dt, format_tm, parse_da_tm, parse_dt
 from harmonize.study import StudyError
 
+if TYPE_CHECKING:
+    from harmonize.cohort import SkippedInput
+
 __all__ = [
     "ANNEX_E_EDITION",
+    "DeidSkippedWarning",
     "date_offset",
     "deidentify",
     "deidentify_dataset",
@@ -135,6 +154,13 @@ _BUNDLE_ATTRS = {
 }
 _NEUTRAL_CENTERS = {"phantom", "unknown", ""}
 _VAR_ATTRS = {"units", "long_name", "decay_corrected"}
+
+
+class DeidSkippedWarning(HarmonizeWarning):
+    """A folder given to :func:`deidentify` held inputs that are not in the export.
+
+    Emitted only when the caller passes no ``skipped`` list to receive them.
+    """
 
 
 # --------------------------------------------------------------------------- keys
@@ -578,14 +604,16 @@ def deidentify(
     key: bytes | str | None = None,
     overwrite: bool = False,
     keep_center: bool = False,
+    skipped: list[SkippedInput] | None = None,
 ) -> Path:
     """De-identify a DICOM study folder, a cohort folder, or an exchange bundle.
 
     Parameters
     ----------
     in_path : path-like
-        A DICOM study folder, a cohort folder (DICOM studies in any layout and/or ``*.nc``
-        bundles), or one ``.nc`` bundle.
+        A study folder (DICOM, or an image folder), a cohort folder (any mix of DICOM
+        studies in any layout, image folders and ``*.nc`` bundles, found by
+        :func:`harmonize.open_cohort`), or one ``.nc`` bundle.
     out_path : path-like
         Output folder (or ``.nc`` file for a bundle input); readable by
         :func:`harmonize.open_study` / :func:`harmonize.open_cohort`.
@@ -597,6 +625,10 @@ def deidentify(
         Replace an existing output.
     keep_center : bool, default False
         Keep the ``center`` attribute / sidecar key as it is instead of a pseudonym.
+    skipped : list, optional
+        Receives the :class:`harmonize.cohort.SkippedInput` entries of the input folder
+        that are not in the export (see "Output layout" above). Without it they are
+        reported by a :class:`DeidSkippedWarning`.
 
     Returns
     -------
@@ -607,11 +639,13 @@ def deidentify(
     ------
     harmonize.StudyError
         On unreadable input (naming the file); nothing is written then.
+    harmonize.cohort.CohortError
+        If the folder holds no study, or two studies of the same patient and cycle.
     FileExistsError
         If ``out_path`` exists and ``overwrite`` is false.
     """
     from harmonize.bundle import BUNDLE_SUFFIX, atomic_path, open_study, save_study
-    from harmonize.io import find_dicom_studies
+    from harmonize.cohort import open_cohort
     from harmonize.io.dicom_write import atomic_dir
     from harmonize.io.sidecar import SIDECAR_NAME, read_sidecar
 
@@ -627,49 +661,133 @@ def deidentify(
         with atomic_path(target, overwrite=overwrite) as tmp:
             save_study(clean, tmp, overwrite=True)
         return target
-    bundles = sorted(p for p in source.rglob(f"*{BUNDLE_SUFFIX}") if not p.name.startswith("."))
-    from harmonize.io.dicom_read import scan_dicom_files
-
-    has_dicom = bool(
-        scan_dicom_files(
-            [
-                p
-                for p in source.rglob("*")
-                if p.is_file() and p.suffix.lower() in ("", ".dcm", ".ima", ".dicom")
-            ]
-        )
-    )
-    groups = find_dicom_studies(source) if has_dicom else {}
-    if not bundles and not groups:
+    if target.exists() and not overwrite:  # refused before the (slow) discovery
+        raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")
+    # the one discovery of studies in a folder, shared with ``harmonize run``
+    cohort = open_cohort(source)
+    if cohort.unreadable:
         raise StudyError(
-            f"{source}: no DICOM study and no exchange bundle (*{BUNDLE_SUFFIX}) found"
+            "; ".join(str(reason) for _, reason in sorted(cohort.unreadable.items()))
+            + f" ({len(cohort.unreadable)} unreadable bundle(s) in {source}: nothing written)"
         )
-    single = len(groups) == 1 and not bundles
+    corrupt = [s for s in cohort.skipped if s.kind == "unreadable"]
+    if corrupt:  # the study it belongs to would be exported without it (and its CT, VOIs)
+        raise StudyError(
+            f"{source / corrupt[0].path}: {corrupt[0].reason}"
+            + (f" (and {len(corrupt) - 1} more unreadable file(s))" if len(corrupt) > 1 else "")
+            + "; nothing written"
+        )
+    left_out = list(cohort.skipped)
+    image_folders = [s for s in cohort.paths.values() if isinstance(s, Path) and s.is_dir()]
+    for folder in image_folders:
+        left_out += _unreferenced_image_files(folder, source, read_sidecar)
+    left_out.sort(key=lambda s: s.path)
+    # one DICOM or image study: written flat (a study folder); otherwise one entry per study
+    single = len(cohort.paths) == 1 and not any(
+        isinstance(s, Path) and s.is_file() for s in cohort.paths.values()
+    )
     mapping: dict[str, str] = {}
     with atomic_dir(target, overwrite=overwrite) as tmp:
-        for (patient, cycle), files in groups.items():
-            common = Path(os.path.commonpath([p.parent for p in files]))
-            sidecar = _nearest_sidecar_dict(common, source, read_sidecar, SIDECAR_NAME)
-            original = _original_patient(list(files), sidecar) or patient
-            alias = pseudonym(original, key_bytes)
-            mapping[patient] = alias
-            mapping[original] = alias
-            out = tmp if single else tmp / f"{alias}_C{cycle}"
-            _deid_dicom_study(list(files), original, cycle, sidecar, key_bytes, out, keep_center)
-            if common != source and (common / _TRUTH).is_file():
-                _deid_truth(common / _TRUTH, out / _TRUTH, mapping, key_bytes)
-        for path in bundles:
-            study = open_study(path)
+        for (patient, cycle), study_source in cohort.paths.items():
+            if isinstance(study_source, list):  # the files of one DICOM study
+                files = list(study_source)
+                common = Path(os.path.commonpath([p.parent for p in files]))
+                sidecar = _nearest_sidecar_dict(common, source, read_sidecar, SIDECAR_NAME)
+                original = _original_patient(files, sidecar) or patient
+                alias = pseudonym(original, key_bytes)
+                mapping[patient] = alias
+                mapping[original] = alias
+                out = tmp if single else tmp / f"{alias}_C{cycle}"
+                _deid_dicom_study(files, original, cycle, sidecar, key_bytes, out, keep_center)
+                if common != source and (common / _TRUTH).is_file():
+                    _deid_truth(common / _TRUTH, out / _TRUTH, mapping, key_bytes)
+                continue
+            study = open_study(study_source)
             original = str(study.attrs["patient_id"])
             clean = deidentify_study(study, key_bytes, keep_center=keep_center)
-            mapping[original] = str(clean.attrs["patient_id"])
-            save_study(
-                clean,
-                tmp / f"{clean.attrs['patient_id']}_C{int(clean.attrs['cycle'])}{BUNDLE_SUFFIX}",
-            )
+            alias = str(clean.attrs["patient_id"])
+            mapping[patient] = mapping[original] = alias
+            name = f"{alias}_C{int(clean.attrs['cycle'])}"
+            if study_source.is_dir():  # an image folder (NIfTI/MHA/NRRD + sidecar)
+                _write_image_study(clean, tmp if single else tmp / name, study_source, read_sidecar)
+            else:
+                save_study(clean, tmp / f"{name}{BUNDLE_SUFFIX}")
         if (source / _TRUTH).is_file():
             _deid_truth(source / _TRUTH, tmp / _TRUTH, mapping, key_bytes)
+    if skipped is not None:
+        skipped.extend(left_out)
+    elif left_out:
+        warnings.warn(
+            f"{source}: {len(left_out)} input(s) not de-identified (no study uses them), e.g. "
+            + "; ".join(str(s) for s in left_out[:3])
+            + " (pass skipped=[] to get the list)",
+            DeidSkippedWarning,
+            stacklevel=2,
+        )
     return target
+
+
+#: Image formats written for an image folder, by the suffix of its first time point.
+_IMAGE_OUT_SUFFIX = {
+    ".nii.gz": ".nii.gz",
+    ".nii": ".nii",
+    ".mha": ".mha",
+    ".mhd": ".mha",
+    ".nrrd": ".nrrd",
+    ".nhdr": ".nrrd",
+}
+
+
+def _image_files(folder: Path, reader: Callable[[Path], dict[str, Any]]) -> list[str]:
+    """The image file names an image folder's sidecar refers to (time points, labels, CT)."""
+    sidecar = reader(folder)
+    names = [str(t["file"]) for t in sidecar.get("time_points", []) if "file" in t]
+    names += [str(sidecar[k]) for k in ("labels", "ct") if sidecar.get(k)]
+    return names
+
+
+def _write_image_study(
+    clean: xr.Dataset, out: Path, folder: Path, reader: Callable[[Path], dict[str, Any]]
+) -> None:
+    """Write a de-identified Study as an image folder in the input folder's image format."""
+    from harmonize.io.nifti import write_study_nifti
+
+    first = next(iter(_image_files(folder, reader)), "").lower()
+    suffix = next((v for k, v in _IMAGE_OUT_SUFFIX.items() if first.endswith(k)), ".nii.gz")
+    write_study_nifti(clean, out, suffix=suffix, overwrite=out.exists())
+
+
+def _unreferenced_image_files(
+    folder: Path, root: Path, reader: Callable[[Path], dict[str, Any]]
+) -> list[SkippedInput]:
+    """Files of an image folder its sidecar does not refer to (the export re-writes the rest).
+
+    A referenced header's data file (``x.mhd`` + ``x.raw``) shares its stem and belongs to it.
+    """
+    from harmonize.cohort import NOISE_FILES, SkippedInput
+
+    def stem(relative: Path) -> tuple[str, str]:
+        return relative.parent.as_posix(), relative.name.split(".", 1)[0]
+
+    stems = {stem(Path(name)) for name in _image_files(folder, reader)}
+    out = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if (
+            not path.is_file()
+            or any(part.startswith(".") for part in relative.parts)
+            or path.name.lower() in NOISE_FILES
+            or stem(relative) in stems
+        ):
+            continue
+        out.append(
+            SkippedInput(
+                path.relative_to(root).as_posix(),
+                "image folder file",
+                "not referred to by its folder's harmonize.json (time_points, labels, ct)",
+            )
+        )
+    return out
 
 
 def _deid_truth(source: Path, target: Path, mapping: dict[str, str], key: bytes) -> None:

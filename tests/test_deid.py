@@ -16,7 +16,7 @@ import harmonize as hz
 import harmonize.phantom as phantom
 from harmonize.cli import main
 from harmonize.deid import date_offset, deidentify, pseudonym
-from harmonize.io import write_study_dicom
+from harmonize.io import write_study_dicom, write_study_nifti
 from harmonize.io.phi import IdentifiedStudyError
 
 KEY = b"centre-secret-key"
@@ -176,9 +176,12 @@ def test_no_identifier_survives_in_any_output(seeded, tmp_path):
         hz.open_study(folder), tmp_path / "raw" / "raw.nc", allow_identified=True
     )
     outputs.append(deidentify(raw_bundle, tmp_path / "deid_bundle.nc", key=KEY))
-    # 4. a cohort folder holding the DICOM study and the raw bundle
+    # 4. a cohort folder holding the DICOM study and a raw bundle of the same patient (as
+    # another cycle: two studies of one patient and cycle are refused, as by open_cohort)
     cohort_in = folder.parent
-    shutil.copy(raw_bundle, cohort_in / "raw.nc")
+    hz.save_study(
+        hz.open_study(raw_bundle).assign_attrs(cycle=2), cohort_in / "raw.nc", allow_identified=True
+    )
     try:
         cohort_out = deidentify(cohort_in, tmp_path / "deid_cohort", key=KEY)
     finally:
@@ -348,3 +351,128 @@ def test_save_study_refuses_an_identified_study(seeded, tmp_path):
         hz.save_study(study, tmp_path / "s.nc")
     assert not (tmp_path / "s.nc").exists()
     assert hz.save_study(study, tmp_path / "s.nc", allow_identified=True).is_file()
+
+
+# --------------------------------------------------------------------------- mixed folders
+
+
+def _mixed_folder(seeded, root: Path) -> Path:
+    """The reported case: one DICOM study and one NIfTI study (same patient, cycles 1 and 2)
+    in one cohort folder, both full of identifiers, plus two files no study uses."""
+    study, folder, _ = seeded
+    mixed = root / "mixed"
+    shutil.copytree(folder, mixed / "dicom_study")
+    nifti = write_study_nifti(study.assign_attrs(cycle=2), mixed / "nifti_study")
+    (nifti / "scan_notes.txt").write_text("not an image")
+    (mixed / "README.txt").write_text("cohort notes")
+    return mixed
+
+
+def test_mixed_dicom_and_nifti_folder_exports_both_studies(seeded, tmp_path, capsys):
+    """Regression: the NIfTI study beside a DICOM study was dropped without a word (the
+    folder discovery knew only DICOM and bundles; one DICOM study was then written flat)."""
+    study, _, seeds = seeded
+    mixed = _mixed_folder(seeded, tmp_path)
+    sidecar = (mixed / "nifti_study" / "harmonize.json").read_text()
+    assert PATIENT_ID in sidecar and PHI_NAME in sidecar  # the NIfTI input is identifying
+    key_file = tmp_path / "key"
+    key_file.write_bytes(KEY)
+    out = tmp_path / "out"
+    assert main(["deidentify", str(mixed), str(out), "--key", str(key_file), "--quiet"]) == 0
+    alias = pseudonym(PATIENT_ID, KEY)
+    cohort = hz.open_cohort(out)
+    assert list(cohort) == [(alias, 1), (alias, 2)]
+    assert cohort.skipped == []
+    # each study keeps its kind: a DICOM folder and an image (NIfTI) folder
+    assert {p.suffix for p in (out / f"{alias}_C1").iterdir()} == {".dcm", ".json", ".parquet"}
+    assert sorted(p.name for p in (out / f"{alias}_C2").iterdir()) == [
+        "ct.nii.gz",
+        "harmonize.json",
+        "labels.nii.gz",
+        "spect_t01.nii.gz",
+        "spect_t02.nii.gz",
+        "spect_t03.nii.gz",
+    ]
+    clean = cohort[(alias, 2)]
+    # images written as float32 (write_study_nifti): exact to float32 rounding
+    np.testing.assert_allclose(clean["activity"].values, study["activity"].values, rtol=1e-6)
+    np.testing.assert_array_equal(clean["labels"].values, study["labels"].values)
+    np.testing.assert_allclose(clean["time"].values, study["time"].values, atol=1e-9)
+    shift = datetime.fromisoformat(clean.attrs["injection_time"]) - datetime.fromisoformat(
+        INJECTION
+    )
+    assert shift == date_offset(PATIENT_ID, KEY)
+    assert _hits(_all_files(out), seeds) == []
+    # what the folder held that is not exported is listed: relative path, kind, reason
+    err = capsys.readouterr().err
+    assert f"2 input(s) of {mixed} are NOT in the de-identified copy" in err
+    assert "  README.txt (other file): not a study file" in err
+    assert "  nifti_study/scan_notes.txt (image folder file): not referred to" in err
+    assert [s for s in seeds if s in err] == []
+
+
+def test_skipped_inputs_reach_the_api_caller(seeded, tmp_path):
+    from harmonize.deid import DeidSkippedWarning
+
+    mixed = _mixed_folder(seeded, tmp_path)
+    skipped: list = []
+    deidentify(mixed, tmp_path / "a", key=KEY, skipped=skipped)
+    assert [(s.path, s.kind) for s in skipped] == [
+        ("README.txt", "other file"),
+        ("nifti_study/scan_notes.txt", "image folder file"),
+    ]
+    with pytest.warns(DeidSkippedWarning, match="2 input"):
+        deidentify(mixed, tmp_path / "b", key=KEY)
+
+
+def test_mixed_folder_refused_whole_when_one_input_is_bad(seeded, tmp_path, capsys):
+    """A corrupt bundle, or a second study of the same patient and cycle: exit 2, naming the
+    input, and nothing written (no output, no temporary folder left beside it)."""
+    mixed = _mixed_folder(seeded, tmp_path)
+    out = tmp_path / "out"
+    (mixed / "broken.nc").write_bytes(b"not a bundle")
+    assert main(["deidentify", str(mixed), str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "broken.nc" in err and "nothing written" in err
+    (mixed / "broken.nc").unlink()
+    corrupt = mixed / "dicom_study" / "NM" / "T01.dcm"
+    saved = corrupt.read_bytes()
+    corrupt.write_bytes(b"not DICOM")  # a time point of the DICOM study
+    assert main(["deidentify", str(mixed), str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(corrupt) in err and "nothing written" in err
+    corrupt.write_bytes(saved)
+    study, _, seeds = seeded
+    write_study_nifti(study, mixed / "nifti_cycle1")  # same patient and cycle as the DICOM
+    assert main(["deidentify", str(mixed), str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "two studies for the same patient and cycle 1" in err and "nifti_cycle1" in err
+    assert [s for s in seeds if s in err] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mixed"]
+
+
+def test_nifti_only_folders(make_tiny_study, tmp_path):
+    """Several NIfTI studies → one image folder each; one NIfTI study folder → written flat
+    (as a single DICOM study folder is); formats other than .nii.gz are kept."""
+    niis = tmp_path / "niis"
+    write_study_nifti(make_tiny_study(patient_id="NII-A"), niis / "a")
+    write_study_nifti(make_tiny_study(patient_id="NII-B"), niis / "b", suffix=".nrrd")
+    out = deidentify(niis, tmp_path / "out", key=KEY)
+    assert list(hz.open_cohort(out)) == sorted(
+        [(pseudonym("NII-A", KEY), 1), (pseudonym("NII-B", KEY), 1)]
+    )
+    assert (out / f"{pseudonym('NII-B', KEY)}_C1" / "labels.nrrd").is_file()
+    single = deidentify(niis / "a", tmp_path / "single", key=KEY)
+    assert (single / "harmonize.json").is_file()
+    assert hz.open_study(single).attrs["patient_id"] == pseudonym("NII-A", KEY)
+    assert "NII-A" not in (single / "harmonize.json").read_text()
+
+
+def test_dicom_and_bundle_folder_still_exports_both(make_tiny_study, tmp_path):
+    folder = tmp_path / "in"
+    write_study_dicom(make_tiny_study(patient_id="DCM-A"), folder / "dicom_study")
+    hz.save_study(make_tiny_study(patient_id="NC-B"), folder / "b.nc", allow_identified=True)
+    out = deidentify(folder, tmp_path / "out", key=KEY)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{pseudonym('DCM-A', KEY)}_C1", f"{pseudonym('NC-B', KEY)}_C1.nc"]
+    )
