@@ -662,7 +662,9 @@ def deidentify(
             save_study(clean, tmp, overwrite=True)
         return target
     if target.exists() and not overwrite:  # refused before the (slow) discovery
-        raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")
+        raise FileExistsError(
+            f"{target} already exists; pass --overwrite (overwrite=True in Python) to replace it"
+        )
     # the one discovery of studies in a folder, shared with ``harmonize run``
     cohort = open_cohort(source)
     if cohort.unreadable:

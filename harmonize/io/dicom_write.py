@@ -357,7 +357,10 @@ class _AtomicDir:
 
     def __enter__(self) -> Path:
         if self.path.exists() and not self.overwrite:
-            raise FileExistsError(f"{self.path} already exists; pass overwrite=True to replace it")
+            raise FileExistsError(
+                f"{self.path} already exists; pass --overwrite (overwrite=True in Python) to "
+                "replace it"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
         return self.tmp
