@@ -1,10 +1,14 @@
-"""Shared fixtures: a tiny valid Study built from plain arrays."""
+"""Shared fixtures: a tiny valid Study built from plain arrays; DICOM file variants."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pydicom
 import pytest
 import xarray as xr
+from pydicom.uid import generate_uid
 
 import harmonize as hz
 
@@ -46,3 +50,23 @@ def study() -> xr.Dataset:
 def make_tiny_study():
     """Factory: ``make_tiny_study(**overrides)`` builds the tiny Study with changes."""
     return tiny_study
+
+
+def dicom_variant(source: Path, target: Path, **changes: object) -> Path:
+    """A copy of the DICOM file ``source`` at ``target``, with new SOP Instance and Series
+    UIDs and the given attributes changed (keyword=value)."""
+    ds = pydicom.dcmread(source)
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.SeriesInstanceUID = generate_uid()
+    for keyword, value in changes.items():
+        setattr(ds, keyword, value)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(target, enforce_file_format=True)
+    return target
+
+
+@pytest.fixture
+def make_dicom_variant():
+    """Factory: ``make_dicom_variant(source, target, **changes)`` (:func:`dicom_variant`)."""
+    return dicom_variant

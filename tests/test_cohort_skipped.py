@@ -19,18 +19,6 @@ PATIENT_A, PATIENT_B = "PAT-ALPHA-0001", "PAT-BRAVO-0002"
 BAD_DATE = "XX20230517"
 
 
-def _variant(source: Path, target: Path, **changes: object) -> Path:
-    ds = pydicom.dcmread(source)
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.SeriesInstanceUID = generate_uid()
-    for keyword, value in changes.items():
-        setattr(ds, keyword, value)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(target, enforce_file_format=True)
-    return target
-
-
 def _noise(root: Path, *, noise_only_folder: bool = False) -> None:
     """What an operating system, a zip tool or harmonize itself leave in a folder."""
     for rel in (".DS_Store", "A/.DS_Store", "A/NM/._T01.dcm", "Thumbs.db", "B/desktop.ini"):
@@ -56,18 +44,20 @@ def clean(tmp_path, make_tiny_study):
 
 
 @pytest.fixture
-def messy(clean):
+def messy(clean, make_dicom_variant):
     """The clean folder plus what a user drops beside the studies by mistake."""
     a = clean / "A"
     nm, ct = a / "NM" / "T01.dcm", sorted((a / "CT").glob("*.dcm"))[0]
-    _variant(nm, a / "NM" / "planar.dcm", ImageType=["ORIGINAL", "PRIMARY", "STATIC", "EMISSION"])
-    _variant(
+    make_dicom_variant(
+        nm, a / "NM" / "planar.dcm", ImageType=["ORIGINAL", "PRIMARY", "STATIC", "EMISSION"]
+    )
+    make_dicom_variant(
         ct, clean / "orphan" / "ct.dcm", StudyInstanceUID=generate_uid(),
         FrameOfReferenceUID=generate_uid(),
     )  # fmt: skip
     (a / "NM" / "broken.dcm").write_bytes(b"\x00" * 200)
     # no cycle anywhere and an invalid injection date: skipped, the value never repeated
-    bad = _variant(nm, clean / "E" / "nm.dcm", StudyInstanceUID=generate_uid())
+    bad = make_dicom_variant(nm, clean / "E" / "nm.dcm", StudyInstanceUID=generate_uid())
     ds = pydicom.dcmread(bad)
     del ds.ClinicalTrialTimePointID
     with pytest.warns(UserWarning, match="Invalid value for VR DT"):  # pydicom, as meant

@@ -15,20 +15,8 @@ from harmonize.cli import main
 from harmonize.io.inspect import inspect_folder
 
 
-def _variant(source: Path, target: Path, **changes: object) -> Path:
-    ds = pydicom.dcmread(source)
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.SeriesInstanceUID = generate_uid()
-    for keyword, value in changes.items():
-        setattr(ds, keyword, value)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(target, enforce_file_format=True)
-    return target
-
-
 @pytest.fixture
-def mixed(tmp_path, make_tiny_study):
+def mixed(tmp_path, make_tiny_study, make_dicom_variant):
     """Two patients' SPECT/CT studies, a planar image, projections, an orphan CT, another
     patient's CT without UIDs in the first study's folder, and an unreadable file."""
     root = tmp_path / "mixed"
@@ -36,17 +24,19 @@ def mixed(tmp_path, make_tiny_study):
     hz.io.write_study_dicom(make_tiny_study(patient_id="PB"), root / "B")
     nm = a / "NM" / "T01.dcm"
     ct = sorted((a / "CT").glob("*.dcm"))[0]
-    _variant(nm, a / "NM" / "planar.dcm", ImageType=["ORIGINAL", "PRIMARY", "STATIC", "EMISSION"])
-    _variant(
+    make_dicom_variant(
+        nm, a / "NM" / "planar.dcm", ImageType=["ORIGINAL", "PRIMARY", "STATIC", "EMISSION"]
+    )
+    make_dicom_variant(
         nm, a / "NM" / "projections.dcm", ImageType=["ORIGINAL", "PRIMARY", "TOMO", "EMISSION"]
     )
-    _variant(
+    make_dicom_variant(
         ct,
         root / "orphan" / "ct.dcm",
         StudyInstanceUID=generate_uid(),
         FrameOfReferenceUID=generate_uid(),
     )
-    _variant(
+    make_dicom_variant(
         ct, a / "NM" / "stray_ct.dcm", PatientID="PC", StudyInstanceUID="", FrameOfReferenceUID=""
     )
     (a / "NM" / "broken.dcm").write_bytes(b"\x00" * 200)
@@ -89,7 +79,7 @@ def test_run_writes_every_usable_study_of_the_mixed_folder(mixed, tmp_path):
     assert sorted(set(voi["patient_id"])) == ["PA", "PB"]
 
 
-def test_empty_uids_never_join(tmp_path, make_tiny_study):
+def test_empty_uids_never_join(tmp_path, make_tiny_study, make_dicom_variant):
     """An emission study without frame of reference and a CT elsewhere without one either
     (and of another DICOM study) must not be grouped together through the empty UID."""
     from harmonize.io import find_dicom_studies, skipped_files
@@ -100,7 +90,7 @@ def test_empty_uids_never_join(tmp_path, make_tiny_study):
         ds.FrameOfReferenceUID = ""
         ds.save_as(path)
     ct = sorted((a / "CT").glob("*.dcm"))[0]
-    _variant(
+    make_dicom_variant(
         ct,
         tmp_path / "elsewhere" / "ct.dcm",
         StudyInstanceUID=generate_uid(),
